@@ -1,0 +1,49 @@
+# The README's two commands: `make run` (the main job) and `make test` (the test suite).
+# Both set up everything on a fresh Debian machine of this kind, as root: bubblewrap, a
+# virtualenv with torch==2.13.0 pinned exactly (the CPU wheel; an unpinned torch pulls a
+# multi-GB CUDA build), and the project with its test extra.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= default
+OUT ?= runs/$(PROFILE)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run smoke test test-fast bench clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v bwrap >/dev/null 2>&1 || { echo "installing bubblewrap"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
+	  || { echo "could not install bubblewrap: run 'apt-get install bubblewrap' as root"; exit 1; }; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/alphacode run --profile $(PROFILE) --out $(OUT)
+
+smoke: setup
+	$(BIN)/alphacode run --profile smoke --out runs/smoke
+
+test: setup
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+bench: setup
+	for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-runs:
+	rm -rf runs .prefect

@@ -1,0 +1,123 @@
+"""One Prefect flow per pipeline stage. Flows only wire: plan the stage, submit its cached
+tasks, return its manifest. What a stage computes lives in ``tasks.core.stages``."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.caching import cached
+from tasks.core.config import (
+    ClusterConfig,
+    EvalConfig,
+    FinetuneConfig,
+    JudgeConfig,
+    PretrainConfig,
+    ProblemsConfig,
+    RLConfig,
+    SampleConfig,
+)
+from tasks.core.manifest import Manifest, plan_stage
+from tasks.core.stages import cluster, evaluate, filter as filter_stage, problems as problems_stage
+from tasks.core.stages import rl as rl_stage, sample as sample_stage, train as train_stage
+from tasks.stages import (
+    cluster_finish_task,
+    cluster_inputs_task,
+    evaluate_finish_task,
+    exec_shard_task,
+    filter_finish_task,
+    finetune_task,
+    pretrain_task,
+    problems_task,
+    rl_task,
+    sample_finish_task,
+    sample_shard_task,
+)
+
+
+@flow(name="problems")
+def problems_flow(cfg: ProblemsConfig, root: str) -> Manifest:
+    plan = plan_stage(root, "problems", cfg, [], problems_stage.MODULES)
+    return cached(problems_task, root)(plan=plan, cfg=cfg)
+
+
+@flow(name="pretrain")
+def pretrain_flow(cfg: PretrainConfig, root: str) -> Manifest:
+    plan = plan_stage(root, "pretrain", cfg, [], train_stage.PRETRAIN_MODULES)
+    return cached(pretrain_task, root)(plan=plan, cfg=cfg)
+
+
+@flow(name="finetune")
+def finetune_flow(cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest, sft_split: str, valid_split: str,
+                  root: str) -> Manifest:
+    key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
+    plan = plan_stage(root, "finetune", key_cfg, [pretrained, problems], train_stage.FINETUNE_MODULES)
+    return cached(finetune_task, root)(plan=plan, cfg=cfg, pretrained=pretrained, problems=problems,
+                                       sft_split=sft_split, valid_split=valid_split)
+
+
+@flow(name="sample")
+def sample_flow(cfg: SampleConfig, model: Manifest, problems: Manifest, splits: tuple[str, ...], root: str) -> Manifest:
+    key_cfg = {"sample": cfg.model_dump(mode="json"), "splits": list(splits)}
+    plan = plan_stage(root, "sample", key_cfg, [model, problems], sample_stage.MODULES)
+    eval_problems = sample_stage.eval_problems(problems, splits)
+    ids = [p.name for p in eval_problems]
+    if not plan.complete():
+        requests = sample_stage.build_requests(eval_problems, cfg)
+        shard = cached(sample_shard_task, root)
+        for unit in sample_stage.shard_units(plan, ids, cfg):  # sequential: torch already uses both cores
+            shard(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
+    return cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg)
+
+
+def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig, root: str, generated=None) -> None:
+    """Judge ``programs`` shard by shard. Shards run one after another on purpose: each one's
+    judge already keeps ``judge.workers`` sandboxes busy, and worker uids must not be shared."""
+    task = cached(exec_shard_task, root)
+    for unit in filter_stage.exec_units(plan, programs, test_set, judge.programs_per_shard):
+        needed = {p.problem_id for p in unit.shard.programs}
+        gen = {k: v for k, v in generated.items() if k in needed} if generated is not None else None
+        task(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen)
+
+
+@flow(name="filter")
+def filter_flow(judge: JudgeConfig, samples: Manifest, problems: Manifest, splits: tuple[str, ...], root: str) -> Manifest:
+    plan = plan_stage(root, "filter", {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage.MODULES)
+    by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
+    if not plan.complete():
+        _run_exec(plan, filter_stage.programs_of(samples), "public", by_id, judge, root)
+    return cached(filter_finish_task, root)(plan=plan, samples=samples, problem_ids=sorted(by_id))
+
+
+@flow(name="cluster")
+def cluster_flow(cfg: ClusterConfig, judge: JudgeConfig, samples: Manifest, filtered: Manifest, problems: Manifest,
+                 splits: tuple[str, ...], root: str) -> Manifest:
+    key_cfg = {"cluster": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json")}
+    plan = plan_stage(root, "cluster", key_cfg, [samples, filtered, problems], cluster.MODULES)
+    if not plan.complete():
+        by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
+        survivors = cluster.survivors(filtered, samples)
+        with_survivors = {p.problem_id for p in survivors}
+        inputs = cluster_inputs_task(plan=plan, cfg=cfg, problems={k: v for k, v in by_id.items() if k in with_survivors})
+        _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs)
+    return cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered)
+
+
+@flow(name="evaluate")
+def evaluate_flow(cfg: EvalConfig, judge: JudgeConfig, label: str, samples: Manifest, filtered: Manifest,
+                  clusters: Manifest, problems: Manifest, splits: tuple[str, ...], root: str) -> Manifest:
+    key_cfg = {"evaluate": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "label": label}
+    plan = plan_stage(root, "evaluate", key_cfg, [samples, filtered, clusters, problems], evaluate.MODULES + filter_stage.MODULES)
+    split_of = {p.name: split for split in splits for p in problems_stage.load_split(problems, split)}
+    if not plan.complete():
+        by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
+        _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root)
+    return cached(evaluate_finish_task, root)(plan=plan, cfg=cfg, label=label, split_of=split_of, samples=samples,
+                                              filtered=filtered, clusters=clusters)
+
+
+@flow(name="rl")
+def rl_flow(cfg: RLConfig, judge: JudgeConfig, finetuned: Manifest, problems: Manifest, split: str, root: str) -> Manifest:
+    key_cfg = {"rl": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "split": split}
+    plan = plan_stage(root, "rl", key_cfg, [finetuned, problems], rl_stage.MODULES)
+    rl_problems = problems_stage.load_split(problems, split)
+    return cached(rl_task, root)(plan=plan, cfg=cfg, finetuned=finetuned, problems=rl_problems, judge=judge)

@@ -1,0 +1,198 @@
+"""Validated configuration: one frozen pydantic model per stage, named profiles, overrides.
+
+Contract: :func:`load_profile` reads ``data/profiles/<name>.toml``, deep-merges overrides
+(``{"sample": {"sampling": {"n": 4}}}`` or dotted ``"sample.sampling.n=4"`` strings) and
+validates once; every model forbids unknown fields, so a typo fails with the field named.
+:class:`ConfigError` carries a one-line message naming the field and the fix. Everything past
+this boundary receives these frozen models (or their explicit fields), never raw dicts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.core.corpus import CorpusSpec
+from tasks.core.modeling import ModelSpec
+from tasks.core.rl.grpo import GRPOParams
+from tasks.core.rl.ppo import PPOParams
+from tasks.core.sampling import SamplingParams
+from tasks.core.training import TrainHParams
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles"
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing configuration error (the CLI exits with status 2)."""
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProblemsConfig(_Cfg):
+    """Which problems every stage reads. ``source``: ``bundled``, ``humaneval``,
+    ``code_contests:<dir>`` or a JSONL/Parquet path (see ``tasks.core.problems.loaders``)."""
+
+    source: str = "bundled"
+    seed: int = 0
+    per_family: int = Field(default=40, gt=0)
+    sft_split: str = "train"
+    rl_split: str = "valid"
+    eval_splits: tuple[str, ...] = ("test_instances", "test_families")
+    max_eval_problems: int | None = Field(default=None, gt=0, description="per eval split")
+    max_rl_problems: int | None = Field(default=None, gt=0)
+
+
+class PretrainConfig(_Cfg):
+    corpus: CorpusSpec = CorpusSpec()
+    model: ModelSpec = ModelSpec()
+    train: TrainHParams
+
+
+class FinetuneConfig(_Cfg):
+    train: TrainHParams
+    max_problems: int | None = Field(default=None, gt=0)
+
+
+class SampleConfig(_Cfg):
+    sampling: SamplingParams
+    randomize_metadata: bool = False
+
+
+class JudgeConfig(_Cfg):
+    backend: Literal["bwrap", "docker"] = "bwrap"
+    workers: int = Field(default=2, gt=0)
+    time_limit_s: float = Field(default=2.0, gt=0)
+    memory_mb: int = Field(default=256, gt=16)
+    programs_per_shard: int = Field(default=256, gt=0)
+
+
+class ClusterConfig(_Cfg):
+    num_inputs: int = Field(default=50, ge=1, description="generated test inputs per problem")
+    seed: int = 0
+    n_submissions: int = Field(default=10, ge=1)
+    method: Literal["exact", "dbscan", "agglomerative"] = "exact"
+
+
+class RLConfig(_Cfg):
+    algorithm: Literal["grpo", "ppo"] = "grpo"
+    grpo: GRPOParams = GRPOParams()
+    ppo: PPOParams = PPOParams()
+
+
+class EvalConfig(_Cfg):
+    ks: tuple[int, ...] = (1, 5, 10)
+    n_at_k: tuple[int, ...] = (1, 5, 10)
+    n_submissions: int = 10
+    bootstrap: int = Field(default=1000, ge=100)
+    seed: int = 0
+
+
+class PipelineConfig(_Cfg):
+    profile: str = "custom"
+    problems: ProblemsConfig = ProblemsConfig()
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    sample: SampleConfig
+    judge: JudgeConfig = JudgeConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    rl: RLConfig = RLConfig()
+    evaluate: EvalConfig = EvalConfig()
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_profile(name: str, overrides: dict[str, Any] | Iterable[str] | None = None) -> PipelineConfig:
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown profile {name!r}: choose one of {', '.join(available_profiles())} "
+            f"(profiles live in {PROFILES_DIR})"
+        )
+    raw = tomllib.loads(path.read_text())
+    raw["profile"] = name
+    return validate_config(deep_merge(raw, normalise_overrides(overrides)))
+
+
+def validate_config(raw: dict[str, Any]) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from None
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "<config>"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    if first["type"] == "extra_forbidden":
+        return f"config field {field!r} is not a known setting{more}: remove it or fix its spelling"
+    return f"config field {field!r}: {first['msg']} (got {first.get('input')!r}){more}: fix that value"
+
+
+def normalise_overrides(overrides: dict[str, Any] | Iterable[str] | None) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return overrides
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE: write e.g. sample.sampling.n=8")
+        dotted, value = item.split("=", 1)
+        nested = deep_merge(nested, _nest(dotted.strip().split("."), _parse_value(value)))
+    return nested
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for key in reversed(keys):
+        out = {key: out}
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def preflight(cfg: PipelineConfig) -> None:
+    """Check every path the config names before anything runs (nothing is computed or lost)."""
+    corpus = cfg.pretrain.corpus
+    if corpus.kind != "stdlib":
+        if not corpus.path:
+            raise ConfigError(f"config field 'pretrain.corpus.path' is required for corpus kind {corpus.kind!r}: set it")
+        if not Path(corpus.path).exists():
+            raise ConfigError(
+                f"config field 'pretrain.corpus.path': {corpus.path!r} does not exist: point it at your corpus"
+            )
+    model = cfg.pretrain.model
+    if model.source == "pretrained" and not (model.path and Path(model.path).is_dir()):
+        raise ConfigError(
+            f"config field 'pretrain.model.path': {model.path!r} is not a directory: give a local Hugging Face model dir"
+        )
+    source = cfg.problems.source
+    if source.startswith("code_contests:") and not Path(source.split(":", 1)[1]).is_dir():
+        raise ConfigError(f"config field 'problems.source': directory {source.split(':', 1)[1]!r} does not exist")
+    if source not in ("bundled", "humaneval") and ":" not in source and not Path(source).exists():
+        raise ConfigError(f"config field 'problems.source': {source!r} is neither bundled, humaneval nor a file")

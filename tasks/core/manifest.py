@@ -1,0 +1,226 @@
+"""Content-addressed stage outputs and their manifests.
+
+Contract: every stage writes into ``<root>/<stage>/<key>/`` where ``key`` hashes the stage's
+config, its upstream manifests' keys and the source of the code that computes it. The payload
+is written first; ``manifest.json`` is written last, atomically (temp file + ``os.replace``).
+A directory without a readable manifest, or whose manifest lists a file that is missing or has
+another size, is *incomplete*: caches must treat it as a miss and the stage recomputes (a
+stage may resume from checkpoints it left inside its own directory).
+
+Limits: file integrity is checked by size, not by content hash (hashing multi-GB stores on
+every cache lookup would cost more than it protects); a same-size corruption is not detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_NAME = "manifest.json"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    size: int
+
+
+class Manifest(BaseModel):
+    """What a finished stage published. Small: it is what Prefect caches and passes on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    stage: str
+    key: str
+    path: str
+    config: dict[str, Any]
+    upstream: dict[str, str] = Field(default_factory=dict)
+    code_version: str
+    created_at: str
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.path)
+
+    def file(self, name: str) -> Path:
+        if name not in self.files:
+            raise KeyError(f"stage {self.stage!r} ({self.key}) published no file {name!r}")
+        return self.dir / name
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def code_version(modules: Iterable[str]) -> str:
+    """Hash of the source of the given repo-relative files (the code that computes a stage)."""
+    digest = hashlib.sha256()
+    for rel in sorted(modules):
+        path = _REPO_ROOT / rel
+        digest.update(rel.encode())
+        digest.update(path.read_bytes() if path.is_file() else _dir_bytes(path))
+    return digest.hexdigest()[:16]
+
+
+def _dir_bytes(path: Path) -> bytes:
+    if not path.is_dir():
+        raise FileNotFoundError(f"code_version: {path} is neither a file nor a directory")
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*.py")))
+
+
+def stage_key(stage: str, config: dict[str, Any], upstream: Sequence[Manifest], code: str) -> str:
+    payload = {
+        "stage": stage,
+        "config": config,
+        "upstream": {m.stage: m.key for m in upstream},
+        "code": code,
+    }
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:20]
+
+
+def stage_dir(root: Path, stage: str, key: str) -> Path:
+    return Path(root) / stage / key
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def publish(
+    directory: Path,
+    *,
+    stage: str,
+    key: str,
+    config: dict[str, Any],
+    upstream: Sequence[Manifest],
+    code: str,
+    files: Iterable[str],
+    metrics: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``manifest.json`` last, listing payload files (relative paths) with their sizes."""
+    directory = Path(directory)
+    entries = {}
+    for rel in sorted(set(files)):
+        target = directory / rel
+        if not target.is_file():
+            raise FileNotFoundError(f"stage {stage!r} cannot publish missing file {target}")
+        entries[rel] = FileEntry(size=target.stat().st_size)
+    manifest = Manifest(
+        stage=stage,
+        key=key,
+        path=str(directory.resolve()),
+        config=json.loads(_canonical(config)),
+        upstream={m.stage: m.key for m in upstream},
+        code_version=code,
+        created_at=datetime.now(timezone.utc).isoformat(),
+        files=entries,
+        metrics=json.loads(_canonical(metrics or {})),
+    )
+    atomic_write_text(directory / MANIFEST_NAME, manifest.model_dump_json(indent=2))
+    return manifest
+
+
+def read_manifest(directory: Path) -> Manifest | None:
+    """The directory's manifest if it is complete (all listed files present, sizes equal)."""
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    for rel, entry in manifest.files.items():
+        target = Path(directory) / rel
+        if not target.is_file() or target.stat().st_size != entry.size:
+            return None
+    return manifest
+
+
+def list_files(directory: Path, exclude: Iterable[str] = (MANIFEST_NAME,)) -> list[str]:
+    """Relative paths of every regular file under ``directory`` (for ``publish``)."""
+    directory = Path(directory)
+    skip = set(exclude)
+    out = []
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_file() and rel not in skip and not path.name.startswith("."):
+            out.append(rel)
+    return out
+
+
+class StagePlan(BaseModel):
+    """Where a stage will publish, and why there: the inputs of its content address."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    stage: str
+    key: str
+    root: str
+    code_version: str
+    config: dict[str, Any]
+    upstream: tuple[Manifest, ...] = ()
+
+    @property
+    def dir(self) -> Path:
+        return stage_dir(Path(self.root), self.stage, self.key)
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.stage}-{self.key}"
+
+    def complete(self) -> bool:
+        return read_manifest(self.dir) is not None
+
+    def manifest(self) -> Manifest | None:
+        return read_manifest(self.dir)
+
+    def publish(self, files: Iterable[str], metrics: dict[str, Any] | None = None) -> Manifest:
+        return publish(
+            self.dir,
+            stage=self.stage,
+            key=self.key,
+            config=self.config,
+            upstream=self.upstream,
+            code=self.code_version,
+            files=files,
+            metrics=metrics,
+        )
+
+
+def plan_stage(
+    root: Path | str,
+    stage: str,
+    config: BaseModel | dict[str, Any],
+    upstream: Sequence[Manifest],
+    modules: Iterable[str],
+) -> StagePlan:
+    """The content address of a stage: config + upstream keys + the source of ``modules``."""
+    cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+    code = code_version(modules)
+    return StagePlan(
+        stage=stage,
+        key=stage_key(stage, cfg, upstream, code),
+        root=str(Path(root).resolve()),
+        code_version=code,
+        config=json.loads(_canonical(cfg)),
+        upstream=tuple(upstream),
+    )

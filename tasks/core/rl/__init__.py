@@ -1,0 +1,34 @@
+"""Stage 6: RL fine-tuning with execution rewards.
+
+``train_grpo`` (default; TRL ``GRPOTrainer``) and ``train_ppo`` (ours, CodeRL-style
+actor-critic) share one signature and one output layout (:class:`RLResult`). Rewards come
+from running extracted programs on each problem's hidden tests in the sandbox judge.
+No Prefect here; importing this package does not import TRL or transformers until training.
+"""
+
+from tasks.core.rl.artifacts import RLResult
+from tasks.core.rl.grpo import GRPOParams, train_grpo
+from tasks.core.rl.ppo import PPOParams, compute_gae, kl_penalised_rewards, ppo_losses, train_ppo
+from tasks.core.rl.rewards import (
+    ExecutionReward,
+    SandboxFailure,
+    all_pass,
+    coderl_shaped,
+    pass_fraction,
+)
+
+__all__ = [
+    "ExecutionReward",
+    "GRPOParams",
+    "PPOParams",
+    "RLResult",
+    "SandboxFailure",
+    "all_pass",
+    "coderl_shaped",
+    "compute_gae",
+    "kl_penalised_rewards",
+    "pass_fraction",
+    "ppo_losses",
+    "train_grpo",
+    "train_ppo",
+]

@@ -1,0 +1,213 @@
+"""GRPO fine-tuning with execution rewards, via TRL's ``GRPOTrainer`` (CPU, no vLLM).
+
+Contract
+- ``train_grpo`` loads the policy from ``model_dir`` (the stage-2 model). With ``beta > 0`` TRL
+  builds the KL reference by loading the same ``model_dir`` again (``create_model_from_path`` on
+  the policy config's ``_name_or_path``), so the reference is the frozen stage-2 model; it is
+  never stepped by the optimiser. ``beta == 0`` (TRL's own default, which loads no reference)
+  is refused unless ``allow_zero_beta=True``.
+- Each step samples ``prompts_per_step`` prompts x ``num_generations`` completions, scores them
+  with :class:`ExecutionReward` (hidden tests, one batched judge call) and takes one optimiser
+  step. Outputs in ``out_dir``: ``model/`` (final ``save_pretrained``), ``metrics.parquet`` (one
+  row per step: everything TRL logs - reward, reward_std, kl, entropy, clip ratios, step_time,
+  frac_reward_zero_std, completion lengths - plus our ``pass_rate``), ``rl_curve.png``, and
+  ``checkpoints/checkpoint-<step>`` every ``save_every`` steps. A rerun with the same ``out_dir``
+  resumes from the newest complete checkpoint found there (and nowhere else).
+- RL prompts must not be the SFT prompts: the caller passes a split the model was not
+  fine-tuned on (e.g. the valid split).
+
+Limits
+- Groups whose G rewards are all equal get zero advantage (TRL subtracts the group mean), so
+  they add no policy gradient, only the KL term; they are not re-sampled (TRL has no cheap
+  dynamic-sampling switch). Their share is logged as ``frac_reward_zero_std``.
+- CPU only here (``use_cpu=True``, fp32); generation uses ``model.generate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.core.problems.schema import Problem
+from tasks.core.rl.artifacts import (
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    PLOT_FILE,
+    ProgressFn,
+    RLResult,
+    last_checkpoint,
+    numeric_row,
+    plot_curve,
+    save_model_atomic,
+    write_metrics,
+)
+from tasks.core.rl.rewards import ExecutionReward
+
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_MARKER = "trainer_state.json"
+CURVE_KEYS = ("reward", "pass_rate", "kl")
+
+
+class GRPOParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(default=50, ge=1)
+    lr: float = Field(default=5e-5, gt=0)
+    beta: float = Field(default=0.04, ge=0)
+    allow_zero_beta: bool = False
+    num_generations: int = Field(default=8, ge=2)
+    prompts_per_step: int = Field(default=1, ge=1)
+    max_completion_length: int = Field(default=64, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    reward: Literal["pass_fraction", "all_pass", "coderl"] = "pass_fraction"
+    on_sandbox_error: Literal["raise", "exclude"] = "raise"
+    max_tests: int | None = Field(default=None, ge=1)
+    epsilon: float = Field(default=0.2, gt=0)
+    seed: int = 0
+    save_every: int = Field(default=10, ge=1)
+    save_total_limit: int | None = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _beta_positive(self) -> "GRPOParams":
+        if self.beta == 0 and not self.allow_zero_beta:
+            raise ValueError(
+                "beta=0 drops the KL penalty and TRL then loads no reference model; "
+                "use beta>0 (default 0.04) or set allow_zero_beta=True deliberately"
+            )
+        return self
+
+
+def _dataset(problems: Sequence[Problem], format_prompt: Callable[[Problem], str]) -> Any:
+    from datasets import Dataset
+
+    if not problems:
+        raise ValueError("train_grpo needs at least one problem")
+    names = [p.name for p in problems]
+    if len(set(names)) != len(names):
+        raise ValueError("problem names must be unique: they are the reward's problem_id")
+    return Dataset.from_list([{"prompt": format_prompt(p), "problem_id": p.name} for p in problems])
+
+
+def _config(params: GRPOParams, checkpoints: Path) -> Any:
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(checkpoints),
+        max_steps=params.steps,
+        learning_rate=params.lr,
+        beta=params.beta,
+        epsilon=params.epsilon,
+        num_generations=params.num_generations,
+        per_device_train_batch_size=params.prompts_per_step * params.num_generations,
+        gradient_accumulation_steps=1,
+        max_completion_length=params.max_completion_length,
+        temperature=params.temperature,
+        seed=params.seed,
+        data_seed=params.seed,
+        save_strategy="steps",
+        save_steps=params.save_every,
+        save_total_limit=params.save_total_limit,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        use_vllm=False,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_dropout=True,
+        log_completions=False,
+    )
+
+
+def _progress_callback(progress: ProgressFn, total: int) -> Any:
+    """A transformers ``TrainerCallback`` forwarding each per-step TRL log to ``progress``."""
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "reward" in logs:
+                progress(state.global_step, total, numeric_row(logs))
+
+    return _Progress()
+
+
+def build_grpo_trainer(
+    model_dir: Path,
+    problems: Sequence[Problem],
+    reward: ExecutionReward,
+    params: GRPOParams,
+    out_dir: Path,
+    format_prompt: Callable[[Problem], str],
+    progress: ProgressFn | None = None,
+) -> Any:
+    """The configured ``GRPOTrainer`` (policy and reference both loaded from ``model_dir``)."""
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    callbacks = [_progress_callback(progress, params.steps)] if progress else None
+    return GRPOTrainer(
+        model=str(model_dir),
+        reward_funcs=[reward],
+        args=_config(params, Path(out_dir) / CHECKPOINTS_DIR),
+        train_dataset=_dataset(problems, format_prompt),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def step_rows(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Per-step metric rows from a Trainer ``log_history`` (drops the end-of-train summary)."""
+    rows = []
+    for entry in log_history:
+        if "reward" in entry and "step" in entry:
+            rows.append(numeric_row(entry))
+    return rows
+
+
+def train_grpo(
+    model_dir: Path,
+    problems: Sequence[Problem],
+    judge: Any,
+    params: GRPOParams,
+    out_dir: Path,
+    format_prompt: Callable[[Problem], str],
+    extract_program: Callable[[str], str],
+    progress: ProgressFn | None = None,
+) -> RLResult:
+    """GRPO-train ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} has no config.json; pass a save_pretrained model dir")
+    reward = ExecutionReward(
+        judge=judge,
+        problems={p.name: p for p in problems},
+        extract_program=extract_program,
+        reward=params.reward,
+        on_sandbox_error=params.on_sandbox_error,
+        max_tests=params.max_tests,
+    )
+    trainer = build_grpo_trainer(model_dir, problems, reward, params, out_dir, format_prompt, progress)
+    found = last_checkpoint(out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(found[0]) if found else None)
+    rows = step_rows(trainer.state.log_history)
+    save_model_atomic(trainer.model, trainer.processing_class, out_dir / MODEL_DIR)
+    metrics = write_metrics(rows, out_dir / METRICS_FILE)
+    plot = plot_curve(rows, out_dir / PLOT_FILE, CURVE_KEYS, f"GRPO ({time.perf_counter() - started:.0f} s)")
+    return RLResult(
+        model_dir=out_dir / MODEL_DIR,
+        steps=int(trainer.state.global_step),
+        metrics_path=metrics,
+        plot_path=plot,
+        final_reward_mean=rows[-1]["reward"] if rows else float("nan"),
+        resumed_from_step=found[1] if found else None,
+    )

@@ -1,0 +1,429 @@
+"""The test runner that executes INSIDE the sandbox (stdlib only, ``/usr/bin/python3 -I -S``).
+
+Contract: reads one request frame on fd 0 (``>Q`` length + UTF-8 JSON: language, style,
+entry_point, program, inputs, limits), then writes frames on fd 1, each ``>II`` (meta length,
+blob length) + JSON meta + raw blob:
+
+* ``{"kind": "compile", "ok": bool, ...}`` once for C++ (blob: nothing);
+* ``{"kind": "test", "index": i, ...}`` per test, in order (blob: the captured stdout, or for
+  ``call`` style the JSON-encoded return value), at most ``limits.output_bytes`` bytes;
+* ``{"kind": "done"}`` last, or ``{"kind": "fatal", "error": ...}`` if the runner itself broke.
+
+Per test it forks one child in its own process group with RLIMIT_CPU/AS/FSIZE/NOFILE/NPROC/
+STACK/CORE set, a per-child seccomp guard (``seccomp.guard_filter``) so the program cannot
+signal the runner or pid 1, stdin from a memfd, stdout/stderr (and the ``call`` result) on
+pipes. It enforces the wall limit, stops reading after ``output_bytes`` (OLE), measures CPU time
+and peak RSS with ``wait4``, then SIGKILLs every other process in the sandbox (``kill(-1)``,
+which spares the caller and pid 1), reaps them as child subreaper and empties ``/tmp`` except
+the program directory, so no test sees another's processes or files.
+
+Python programs run by ``exec`` of the compiled source in the forked child (the runner is that
+interpreter, already warm): ~1 ms per test instead of a fresh interpreter. The child rebuilds
+``sys.stdin/stdout/stderr``, ``sys.argv`` and a fresh ``__main__`` module; modules the runner
+imported stay imported. Its RLIMIT_AS is the runner's address-space size + the memory limit.
+C++ is compiled once with g++ under its own limits, then each test ``execve``s the binary.
+
+Limits: a program can still alter its own files under ``/tmp/.prog`` between its tests (this
+only affects its own verdicts); expected outputs never come here, comparison is the host's job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+
+REQUEST = struct.Struct(">Q")
+FRAME = struct.Struct(">II")
+PROG_DIR = "/tmp/.prog"
+WORK_DIR = "/tmp"
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
+STDERR_PREFIX = 1024
+STDERR_TAIL = 512
+STACK_BYTES = 64 << 20
+CHUNK = 1 << 16
+
+
+# ---------------------------------------------------------------- framing (host uses these too)
+
+def encode_request(request: dict) -> bytes:
+    body = json.dumps(request, ensure_ascii=True).encode("ascii")
+    return REQUEST.pack(len(body)) + body
+
+
+def encode_frame(meta: dict, blob: bytes = b"") -> bytes:
+    head = json.dumps(meta, ensure_ascii=True).encode("ascii")
+    return FRAME.pack(len(head), len(blob)) + head + blob
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError(f"request truncated: got {got} of {n} bytes")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# ---------------------------------------------------------------- process helpers
+
+def _prctl():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _set_limits(lim: dict, as_bytes: int, nproc: int) -> None:
+    cpu = max(1, int(lim["time_s"] + 0.999))
+    pairs = (
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
+        (resource.RLIMIT_AS, as_bytes, as_bytes),
+        (resource.RLIMIT_FSIZE, lim["file_size_bytes"], lim["file_size_bytes"]),
+        (resource.RLIMIT_NOFILE, lim["open_files"], lim["open_files"]),
+        (resource.RLIMIT_NPROC, nproc, nproc),
+        (resource.RLIMIT_STACK, min(STACK_BYTES, as_bytes), min(STACK_BYTES, as_bytes)),
+        (resource.RLIMIT_CORE, 0, 0),
+    )
+    for which, soft, hard in pairs:
+        resource.setrlimit(which, (soft, hard))
+
+
+class Capture:
+    """Bounded reader of one pipe: keeps ``keep`` bytes, a short tail, counts everything."""
+
+    def __init__(self, fd: int, keep: int, limit: int) -> None:
+        self.fd, self.keep, self.limit = fd, keep, limit
+        self.data = bytearray()
+        self.tail = b""
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.keep - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        self.tail = (self.tail + chunk)[-STDERR_TAIL:]
+
+    @property
+    def exceeded(self) -> bool:
+        return self.total > self.limit
+
+
+def _sweep() -> None:
+    """SIGKILL every process of the sandbox but us and pid 1, and reap them all."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                break
+        time.sleep(0.0005)
+
+
+def _clean_tmp() -> None:
+    names = [n for n in os.listdir(WORK_DIR) if n != ".prog"]
+    if not names:
+        return
+    import shutil
+
+    def _force(func, path, _exc):
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+        except OSError:
+            pass
+        func(path)
+
+    for name in names:
+        path = os.path.join(WORK_DIR, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=_force)
+        else:
+            os.unlink(path)
+
+
+# ---------------------------------------------------------------- the supervised run
+
+class Runner:
+    def __init__(self, request: dict, guard) -> None:
+        self.req = request
+        self.lim = request["limits"]
+        self.guard = guard
+        self.prctl = _prctl()
+        self.base_tasks = 2  # pid 1 (bwrap) and this runner share our uid
+
+    def run_child(self, child_main, stdin: bytes, lim: dict, as_bytes: int, want_result: bool):
+        """Fork, run ``child_main`` in the child, supervise; returns (meta, stdout_or_result)."""
+        in_fd = os.memfd_create("stdin", 0)
+        _write_all(in_fd, stdin)
+        os.lseek(in_fd, 0, os.SEEK_SET)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe() if want_result else (-1, -1)
+        st_r, st_w = os.pipe()
+        nproc = self.base_tasks + lim["processes"]
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            try:
+                self._child_setup(in_fd, out_w, err_w, res_w, st_w, lim, as_bytes, nproc)
+                child_main()
+            finally:
+                os._exit(126)
+        for fd in (in_fd, out_w, err_w, res_w, st_w):
+            if fd >= 0:
+                os.close(fd)
+        caps = {"out": Capture(out_r, lim["output_bytes"], lim["output_bytes"]),
+                "err": Capture(err_r, STDERR_PREFIX, lim["output_bytes"])}
+        if want_result:
+            caps["res"] = Capture(res_r, lim["output_bytes"], lim["output_bytes"])
+        meta = self._supervise(pid, start, caps, lim["wall_s"])
+        meta["setup_ok"] = os.read(st_r, 1) == b"1"  # written by the child before the program
+        os.close(st_r)
+        main = caps["res"] if want_result else caps["out"]
+        err = caps["err"]
+        meta.update(
+            stdout_total=main.total,
+            stderr_prefix=bytes(err.data).decode("utf-8", "replace"),
+            stderr_total=err.total,
+            memory_error=(b"MemoryError" in err.tail or b"std::bad_alloc" in err.tail
+                          or b"std::bad_alloc" in err.data),
+        )
+        if want_result:
+            meta["printed_total"] = caps["out"].total
+        return meta, bytes(main.data)
+
+    def _child_setup(self, in_fd, out_w, err_w, res_w, st_w, lim, as_bytes, nproc) -> None:
+        os.setpgid(0, 0)
+        os.dup2(in_fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        if res_w >= 0:
+            os.dup2(res_w, 3)
+        st_fd = os.dup2(st_w, 9)
+        os.closerange(4 if res_w >= 0 else 3, st_fd)
+        os.closerange(st_fd + 1, 1 << 20)
+        os.chdir(WORK_DIR)
+        _set_limits(lim, as_bytes, nproc)
+        self.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE 1: /proc/self readable again
+        self.guard()
+        os.write(st_fd, b"1")
+        os.close(st_fd)
+
+    def _supervise(self, pid: int, start: float, caps: dict, wall_s: float) -> dict:
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        by_fd = {c.fd: c for c in caps.values()}
+        for fd in (*by_fd, pidfd):
+            poller.register(fd, select.POLLIN)
+        open_fds = set(by_fd)
+        exited = timed_out = exceeded = False
+        deadline = start + wall_s
+        end = None
+        while not exited or open_fds:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = not exited
+                break
+            if exited and end is not None and time.monotonic() - end > 0.05:
+                break  # a straggler holds the pipes open; the sweep below kills it
+            for fd, _ev in poller.poll(max(1, int(remaining * 1000) + 1) if not exited else 50):
+                if fd == pidfd:
+                    exited, end = True, time.monotonic()
+                    poller.unregister(pidfd)
+                    continue
+                chunk = os.read(fd, CHUNK)
+                if not chunk:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    continue
+                by_fd[fd].feed(chunk)
+                if by_fd[fd].exceeded:
+                    exceeded = True
+            if exceeded:
+                break
+        wall = (end or time.monotonic()) - start
+        if not exited:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.kill(pid, signal.SIGKILL)
+        _, status, usage = os.wait4(pid, 0)
+        _sweep()
+        if not exceeded:
+            for fd in list(open_fds):  # every writer is dead now: drain to EOF
+                while chunk := os.read(fd, CHUNK):
+                    by_fd[fd].feed(chunk)
+        for fd in (*by_fd, pidfd):
+            os.close(fd)
+        _clean_tmp()
+        return {
+            "wall_s": wall,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "maxrss_kb": usage.ru_maxrss,
+            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "timed_out": timed_out,
+            "output_exceeded": exceeded or any(c.exceeded for c in caps.values()),
+        }
+
+
+# ---------------------------------------------------------------- children
+
+def _exit_code(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    raise TypeError(f"return value of type {type(obj).__name__} is not JSON-serializable")
+
+
+def python_child(program: str, style: str, entry_point: str, test_input: str) -> None:
+    """Body of a forked Python test child: run ``program`` as ``__main__`` and exit."""
+    import builtins
+    import traceback
+    import types
+
+    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", errors="surrogateescape",
+                                     closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="surrogateescape",
+                                       closefd=False)
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
+                                       closefd=False)
+    sys.argv = ["main.py"]
+    module = types.ModuleType("__main__")
+    module.__builtins__ = builtins
+    module.__file__ = "main.py"
+    sys.modules["__main__"] = module
+    code = 0
+    try:
+        exec(compile(program, "main.py", "exec"), module.__dict__)
+        if style == "call":
+            result = getattr(module, entry_point)(*json.loads(test_input))
+            _write_all(3, json.dumps(result, default=_json_default).encode())
+        import atexit
+
+        atexit._run_exitfuncs()
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except BaseException:  # the program's own failure: report it like python would
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            code = code or 1
+    os._exit(code)
+
+
+def exec_child(argv: list) -> None:
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    os.execve(argv[0], argv, ENV)
+
+
+# ---------------------------------------------------------------- job
+
+def _compile_cpp(runner: Runner, lim: dict) -> tuple[dict, bool]:
+    with open(os.path.join(PROG_DIR, "main.cpp"), "w", encoding="utf-8",
+              errors="surrogateescape") as f:
+        f.write(runner.req["program"])
+    cl = dict(lim, time_s=lim["compile_time_s"], wall_s=lim["compile_time_s"] * 2,
+              processes=max(lim["processes"], 8), open_files=256, output_bytes=1 << 20,
+              file_size_bytes=256 << 20)
+    argv = ["/usr/bin/g++", "-std=c++17", "-O2", "-pipe", "-o", os.path.join(PROG_DIR, "a.out"),
+            os.path.join(PROG_DIR, "main.cpp")]
+    meta, _ = runner.run_child(lambda: exec_child(argv), b"", cl, 2 << 30, False)
+    ok = meta["exit_code"] == 0 and not meta["timed_out"]
+    return dict(meta, kind="compile", ok=ok), ok
+
+
+def run_job(request: dict, guard, out_fd: int) -> None:
+    runner = Runner(request, guard)
+    lim = request["limits"]
+    os.makedirs(PROG_DIR, exist_ok=True)
+    language, style = request["language"], request["style"]
+    if language == "cpp":
+        meta, ok = _compile_cpp(runner, lim)
+        _write_all(out_fd, encode_frame(meta))
+        if not ok:
+            _write_all(out_fd, encode_frame({"kind": "done"}))
+            return
+    program = request["program"]
+    for index, test_input in enumerate(request["inputs"]):
+        if language == "python":
+            stdin = b"" if style == "call" else test_input.encode("utf-8", "surrogateescape")
+            body = (lambda t=test_input: python_child(program, style, request["entry_point"], t))
+            as_bytes = _vm_bytes() + lim["memory_bytes"]
+        else:
+            stdin = test_input.encode("utf-8", "surrogateescape")
+            body = (lambda: exec_child([os.path.join(PROG_DIR, "a.out")]))
+            as_bytes = lim["memory_bytes"]
+        meta, blob = runner.run_child(body, stdin, lim, as_bytes, style == "call")
+        meta.update(kind="test", index=index)
+        _write_all(out_fd, encode_frame(meta, blob))
+    _write_all(out_fd, encode_frame({"kind": "done"}))
+
+
+def main() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import seccomp
+
+    try:
+        (length,) = REQUEST.unpack(_read_exact(0, REQUEST.size))
+        request = json.loads(_read_exact(0, length))
+        prctl = _prctl()
+        prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us
+        prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children can't read our /proc/<pid>/mem
+        guard = seccomp.prepare(seccomp.guard_filter((1, os.getpid(), -os.getpid())))
+        run_job(request, guard, 1)
+    except BaseException as exc:  # report harness failure to the host, never a verdict
+        import traceback
+
+        detail = "".join(traceback.format_exception(exc))[-4000:]
+        try:
+            _write_all(1, encode_frame({"kind": "fatal", "error": detail}))
+        except OSError:
+            pass
+        os._exit(3)
+
+
+if __name__ == "__main__":
+    main()

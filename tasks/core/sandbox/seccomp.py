@@ -1,0 +1,166 @@
+"""Classic-BPF seccomp filters for x86_64, built with the standard library only.
+
+Contract: ``base_filter()`` returns the raw ``struct sock_filter`` array that ``bwrap --seccomp
+FD`` loads before it execs the in-sandbox runner; every process in the sandbox inherits it.
+``guard_filter(protected)`` returns a second filter the runner installs in each test child
+(via ``prepare(...)``) so a program cannot signal, re-limit or pidfd-grab the runner or pid 1.
+
+What the base filter does: kills the process for any non-x86_64 syscall ABI (i386 ``int 0x80``
+and x32); fails with EPERM the namespace, mount, ptrace, module, kexec, bpf, perf, keyring,
+userfaultfd, io_uring, swap, reboot, clock-setting and process_vm_* syscalls, and ``clone``
+with any namespace flag; fails ``clone3`` with ENOSYS (glibc then falls back to ``clone``,
+whose flags are visible to BPF); fails ``socket`` for every domain except AF_UNIX with
+EAFNOSUPPORT. Everything else is allowed.
+
+Limits: x86_64 only (``base_filter`` raises ``RuntimeError`` elsewhere); syscall numbers are
+hard-coded from ``asm/unistd_64.h``. This module must stay stdlib-only: the runner imports it
+inside the sandbox under ``/usr/bin/python3 -I -S``.
+"""
+
+from __future__ import annotations
+
+import platform
+import struct
+
+# BPF opcodes and seccomp return values (linux/filter.h, linux/seccomp.h).
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JGE_K = 0x35
+_JSET_K = 0x45
+_RET_K = 0x06
+RET_ALLOW = 0x7FFF0000
+RET_KILL_PROCESS = 0x80000000
+_RET_ERRNO = 0x00050000
+EPERM, ENOSYS, EAFNOSUPPORT = 1, 38, 97
+AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_OFF_NR, _OFF_ARCH, _OFF_ARG0_LO = 0, 4, 16
+
+NR = {
+    "socket": 41, "clone": 56, "kill": 62, "ptrace": 101, "syslog": 103,
+    "rt_sigqueueinfo": 129, "uselib": 134, "vhangup": 153, "pivot_root": 155,
+    "adjtimex": 159, "chroot": 161, "acct": 163, "settimeofday": 164, "mount": 165,
+    "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173,
+    "init_module": 175, "delete_module": 176, "quotactl": 179, "nfsservctl": 180,
+    "tkill": 200, "lookup_dcookie": 212, "clock_settime": 227, "tgkill": 234,
+    "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250, "unshare": 272,
+    "rt_tgsigqueueinfo": 297, "perf_event_open": 298, "fanotify_init": 300, "prlimit64": 302,
+    "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308,
+    "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
+    "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "pidfd_send_signal": 424,
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
+    "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "pidfd_open": 434, "clone3": 435, "pidfd_getfd": 438, "mount_setattr": 442,
+    "quotactl_fd": 443,
+}
+
+DENIED_EPERM = (
+    "ptrace", "syslog", "uselib", "vhangup", "pivot_root", "adjtimex", "chroot", "acct",
+    "settimeofday", "mount", "umount2", "swapon", "swapoff", "reboot", "iopl", "ioperm",
+    "init_module", "delete_module", "quotactl", "nfsservctl", "lookup_dcookie",
+    "clock_settime", "kexec_load", "add_key", "request_key", "keyctl", "unshare",
+    "perf_event_open", "fanotify_init", "name_to_handle_at", "open_by_handle_at",
+    "clock_adjtime", "setns", "process_vm_readv", "process_vm_writev", "kcmp", "finit_module",
+    "kexec_file_load", "bpf", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+    "mount_setattr", "quotactl_fd",
+)
+
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
+CLONE_NAMESPACE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 \
+    | 0x20000000 | 0x40000000 | 0x00000080
+AF_UNIX = 1
+
+# Syscalls whose first argument names a target process (pid/tgid) the guard protects.
+PID_TARGETING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+                 "pidfd_open", "prlimit64")
+
+
+def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def _ret_errno(errno: int) -> bytes:
+    return _ins(_RET_K, _RET_ERRNO | errno)
+
+
+def _arch_prologue() -> list[bytes]:
+    return [
+        _ins(_LD_W_ABS, _OFF_ARCH),
+        _ins(_JEQ_K, AUDIT_ARCH_X86_64, jt=1),
+        _ins(_RET_K, RET_KILL_PROCESS),
+        _ins(_LD_W_ABS, _OFF_NR),
+        _ins(_JGE_K, _X32_SYSCALL_BIT, jf=1),
+        _ins(_RET_K, RET_KILL_PROCESS),
+    ]
+
+
+def _deny_nr(nr: int, errno: int) -> list[bytes]:
+    """Assumes A holds the syscall number; leaves it there."""
+    return [_ins(_JEQ_K, nr, jf=1), _ret_errno(errno)]
+
+
+def _arg0_block(nr: int, body: list[bytes]) -> list[bytes]:
+    """``if nr matches: A = low word of arg0; body``; reloads A = nr afterwards."""
+    return [_ins(_JEQ_K, nr, jf=len(body) + 1), _ins(_LD_W_ABS, _OFF_ARG0_LO), *body,
+            _ins(_LD_W_ABS, _OFF_NR)]
+
+
+def _check_arch() -> None:
+    if platform.machine() != "x86_64":
+        raise RuntimeError(f"seccomp filters are written for x86_64, not {platform.machine()}")
+
+
+def base_filter() -> bytes:
+    """The sandbox-wide filter as raw ``sock_filter`` bytes (for ``bwrap --seccomp``)."""
+    _check_arch()
+    prog = _arch_prologue()
+    for name in DENIED_EPERM:
+        prog += _deny_nr(NR[name], EPERM)
+    prog += _deny_nr(NR["clone3"], ENOSYS)
+    prog += _arg0_block(NR["clone"], [_ins(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1),
+                                      _ret_errno(EPERM)])
+    prog += _arg0_block(NR["socket"], [_ins(_JEQ_K, AF_UNIX, jt=1),
+                                       _ret_errno(EAFNOSUPPORT)])
+    prog.append(_ins(_RET_K, RET_ALLOW))
+    return b"".join(prog)
+
+
+def guard_filter(protected: tuple[int, ...]) -> bytes:
+    """Deny (EPERM) signalling / prlimit / pidfd_open of the ``protected`` pids, and kill(-1)."""
+    _check_arch()
+    targets = sorted({p & 0xFFFFFFFF for p in protected} | {0xFFFFFFFF})
+    prog = _arch_prologue()
+    for name in PID_TARGETING:
+        body: list[bytes] = []
+        for t in targets:
+            body += [_ins(_JEQ_K, t, jf=1), _ret_errno(EPERM)]
+        prog += _arg0_block(NR[name], body)
+    prog += _deny_nr(NR["pidfd_send_signal"], EPERM)
+    prog += _deny_nr(NR["pidfd_getfd"], EPERM)
+    prog.append(_ins(_RET_K, RET_ALLOW))
+    return b"".join(prog)
+
+
+def prepare(filter_bytes: bytes):
+    """Return a no-argument function that loads ``filter_bytes`` into the calling thread.
+
+    All ctypes work happens here, so the returned loader is one ``prctl`` call (cheap enough to
+    run in every forked test child). Loading needs no_new_privs, which bwrap sets.
+    """
+    import ctypes
+
+    class _Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
+    fprog = _Fprog(len(filter_bytes) // 8, ctypes.addressof(buf))
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_seccomp, seccomp_mode_filter = 22, 2
+
+    def load() -> None:
+        if prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(fprog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+
+    load.keepalive = (buf, fprog)  # type: ignore[attr-defined]
+    return load

@@ -1,0 +1,152 @@
+"""Evaluation: pass@k and n@k on the hidden tests, from the Parquet stores alone.
+
+Contract:
+* Every distinct program of a sample store is judged on its problem's hidden tests (private +
+  generated) in sharded units (test set ``hidden``); duplicates inherit the verdict.
+* :func:`problem_outcomes` joins, per sample: passed public tests (stage 4), cluster id
+  (stage 5; -1 when filtered out) and passed hidden tests. :func:`metric_rows` computes, per
+  split and overall, pass@k with the unbiased estimator (Chen et al. 2021) and n@k
+  (AlphaCode: n submissions chosen from k samples by filtering + clustering), each with a
+  percentile-bootstrap 95% interval over problems. Everything is recomputable from the Parquet
+  files this stage and its upstream stages published (a test does exactly that).
+* Outputs: ``per_sample.parquet``, ``metrics.parquet`` (label, split, metric, k, value, lo,
+  hi, problems), ``report.md`` and PNG plots (pass@k vs k, n@k vs k, filter funnel, cluster
+  sizes).
+Limits: the n@k subsampling uses ``draws`` random k-subsets per problem when k < n (exact
+when k == n); k larger than the samples per problem is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.core.config import EvalConfig
+from tasks.core.execution import program_summary, read_executions
+from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.metrics import ProblemSamples, bootstrap_ci, n_at_k_per_problem, pass_at_k
+from tasks.core.report import markdown_table, plot_cluster_sizes, plot_filter_funnel, plot_n_at_k, plot_pass_at_k
+from tasks.core.stages.filter import EXEC_DIR, per_sample, programs_of, write_parquet
+
+MODULES = ("tasks/core/metrics.py", "tasks/core/report.py", "tasks/core/stages/evaluate.py")
+METRIC_SCHEMA = pa.schema(
+    [
+        ("label", pa.string()),
+        ("split", pa.string()),
+        ("metric", pa.string()),
+        ("k", pa.int32()),
+        ("value", pa.float64()),
+        ("lo", pa.float64()),
+        ("hi", pa.float64()),
+        ("problems", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    problem_id: str
+    split: str
+    samples: ProblemSamples
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def c(self) -> int:
+        return int(self.samples.hidden_pass.sum())
+
+
+def per_sample_table(samples: Manifest, filtered: Manifest, clusters: Manifest, hidden_dir: Path) -> pa.Table:
+    """One row per sample: problem_id, sample_id, code_hash, passed_public, cluster_id, passed_hidden."""
+    programs = programs_of(samples)
+    hidden = program_summary(read_executions(hidden_dir), programs)
+    table = per_sample(samples, hidden, "passed_hidden")
+    public = pq.read_table(filtered.file("sample_verdicts.parquet"), columns=["problem_id", "sample_id", "passed_public"])
+    table = table.join(public, keys=["problem_id", "sample_id"], join_type="left outer")
+    cl = pq.read_table(clusters.file("clusters.parquet"), columns=["problem_id", "code_hash", "cluster_id"])
+    table = table.join(cl, keys=["problem_id", "code_hash"], join_type="left outer")
+    return table.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
+
+
+def problem_outcomes(table: pa.Table, split_of: dict[str, str]) -> list[Outcomes]:
+    cols = {c: table.column(c).to_pylist() for c in ("problem_id", "passed_public", "passed_hidden", "cluster_id")}
+    grouped: dict[str, list[tuple[bool, bool, int]]] = {}
+    for pid, pub, hid, cid in zip(cols["problem_id"], cols["passed_public"], cols["passed_hidden"], cols["cluster_id"]):
+        grouped.setdefault(pid, []).append((bool(pub), bool(hid), -1 if cid is None or not pub else int(cid)))
+    out = []
+    for pid in sorted(grouped):
+        pub, hid, cid = (np.array(x) for x in zip(*grouped[pid]))
+        out.append(Outcomes(pid, split_of.get(pid, "unknown"), ProblemSamples(pub, hid, cid.astype(np.int64))))
+    return out
+
+
+def _ci(values: np.ndarray, cfg: EvalConfig) -> tuple[float, float]:
+    if values.size < 2:
+        return float(values.mean()), float(values.mean())
+    lo, hi = bootstrap_ci(values, n_boot=cfg.bootstrap, seed=cfg.seed)
+    return lo, hi
+
+
+def metric_rows(label: str, outcomes: list[Outcomes], cfg: EvalConfig) -> list[dict]:
+    rows = []
+    splits = sorted({o.split for o in outcomes})
+    for split in [*splits, "all"]:
+        group = [o for o in outcomes if split in ("all", o.split)]
+        if not group:
+            continue
+        n_min = min(o.n for o in group)
+        for k in (k for k in cfg.ks if k <= n_min):
+            values = np.array([pass_at_k(o.n, o.c, k) for o in group])
+            rows.append(_row(label, split, "pass@k", k, values, cfg))
+        for k in (k for k in cfg.n_at_k if k <= n_min):
+            values = n_at_k_per_problem([o.samples for o in group], cfg.n_submissions, k, seed=cfg.seed)
+            rows.append(_row(label, split, f"{cfg.n_submissions}@k", k, values, cfg))
+    return rows
+
+
+def _row(label: str, split: str, metric: str, k: int, values: np.ndarray, cfg: EvalConfig) -> dict:
+    lo, hi = _ci(values, cfg)
+    return {"label": label, "split": split, "metric": metric, "k": k, "value": float(values.mean()),
+            "lo": lo, "hi": hi, "problems": int(values.size)}
+
+
+def curves(rows: list[dict], metric: str, split: str, label_suffix: str = "") -> dict:
+    out: dict = {}
+    for label in sorted({r["label"] for r in rows}):
+        sel = sorted((r for r in rows if r["label"] == label and r["metric"] == metric and r["split"] == split), key=lambda r: r["k"])
+        if sel:
+            out[label + label_suffix] = ([r["k"] for r in sel], [r["value"] for r in sel], [r["lo"] for r in sel], [r["hi"] for r in sel])
+    return out
+
+
+def write_report(directory: Path, label: str, rows: list[dict], filtered: Manifest, clusters: Manifest, n_sub: int) -> None:
+    fm = filtered.metrics
+    funnel = [("samples", fm["samples"]), ("distinct programs", fm["distinct_programs"]),
+              ("passed public tests", fm["surviving_samples"]), ("submitted (clusters)", clusters.metrics["selected"])]
+    plot_filter_funnel(funnel, directory / "filter_funnel.png")
+    plot_cluster_sizes(clusters.metrics.get("cluster_sizes") or [0], directory / "cluster_sizes.png", highlight=n_sub)
+    plot_pass_at_k(curves(rows, "pass@k", "all"), directory / "pass_at_k.png")
+    plot_n_at_k(curves(rows, f"{n_sub}@k", "all"), directory / "n_at_k.png")
+    text = [f"# Evaluation: {label}", "", "## Metrics (hidden tests, 95% bootstrap CI over problems)", "",
+            markdown_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]),
+            "", "## Filter funnel", "", markdown_table([{"stage": s, "count": c} for s, c in funnel]), "",
+            f"Problems without any sample passing the public tests: {fm['problems_without_survivors']} of {fm['problems']}.",
+            "", "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png) ![clusters](cluster_sizes.png)", ""]
+    (directory / "report.md").write_text("\n".join(text))
+
+
+def finish_evaluate(plan: StagePlan, cfg: EvalConfig, label: str, split_of: dict[str, str], samples: Manifest,
+                    filtered: Manifest, clusters: Manifest) -> Manifest:
+    table = per_sample_table(samples, filtered, clusters, plan.dir / EXEC_DIR)
+    write_parquet(plan.dir / "per_sample.parquet", table)
+    rows = metric_rows(label, problem_outcomes(table, split_of), cfg)
+    write_parquet(plan.dir / "metrics.parquet", pa.Table.from_pylist(rows, schema=METRIC_SCHEMA))
+    write_report(plan.dir, label, rows, filtered, clusters, cfg.n_submissions)
+    headline = {f"{r['split']}/{r['metric']}/{r['k']}": round(r["value"], 4) for r in rows}
+    return plan.publish(list_files(plan.dir), metrics={"label": label, **headline})

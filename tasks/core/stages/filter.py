@@ -1,0 +1,107 @@
+"""Stage 4 (execution filtering) and the shared sharded-execution units of stages 4, 5 and 7.
+
+Contract: every distinct program (``problem_id, code_hash``) of a sample store is judged once
+on one test set, in shards (:class:`ExecShardUnit`, each one cached unit writing one Parquet
+file under ``<stage dir>/executions``). :func:`finish_filter` reduces the executions to
+``programs.parquet`` (one row per distinct program) and ``sample_verdicts.parquet`` (one row per
+sample: ``passed_public`` and the first failing verdict inherited by duplicates), and publishes
+the funnel: samples, distinct programs, survivors, problems with zero survivors, and the
+verdict histogram.
+Limits: public tests only; a problem without public tests lets no sample survive (reported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from tasks.core.execution import (
+    ExecShard,
+    Program,
+    distinct_programs,
+    plan_exec_shards,
+    program_summary,
+    read_executions,
+    shard_done,
+    verdict_histogram,
+)
+from tasks.core.manifest import Manifest, StagePlan, atomic_write_bytes, list_files
+from tasks.core.stages.sample import store_of
+
+MODULES = ("tasks/core/execution.py", "tasks/core/sandbox", "tasks/core/stages/filter.py")
+EXEC_DIR = "executions"
+
+
+class ExecShardUnit(BaseModel):
+    """One shard of programs to judge on one test set: the cached unit of stages 4, 5 and 7."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    root: str
+    stage: str
+    stage_key: str
+    exec_dir: str
+    test_set: str
+    shard: ExecShard
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.stage}-{self.stage_key}-{self.test_set}-{self.shard.index}"
+
+    def complete(self) -> bool:
+        return shard_done(Path(self.exec_dir), self.shard)
+
+
+def exec_units(plan: StagePlan, programs: list[Program], test_set: str, per_shard: int) -> list[ExecShardUnit]:
+    exec_dir = str(plan.dir / EXEC_DIR)
+    return [
+        ExecShardUnit(root=plan.root, stage=plan.stage, stage_key=plan.key, exec_dir=exec_dir, test_set=test_set, shard=s)
+        for s in plan_exec_shards(programs, per_shard)
+    ]
+
+
+def programs_of(samples: Manifest) -> list[Program]:
+    return distinct_programs(store_of(samples).read(columns=["problem_id", "sample_id", "code_hash", "code"]))
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def per_sample(samples: Manifest, programs: pa.Table, column: str) -> pa.Table:
+    """Join a per-program table back onto every sample (duplicates inherit the verdict)."""
+    rows = store_of(samples).read(columns=["problem_id", "sample_id", "code_hash"])
+    joined = rows.join(programs.select(["problem_id", "code_hash", "passed", "first_failure"]),
+                       keys=["problem_id", "code_hash"], join_type="left outer")
+    joined = joined.rename_columns(
+        [column if c == "passed" else ("first_failure_" + column if c == "first_failure" else c) for c in joined.column_names]
+    )
+    return joined.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
+
+
+def finish_filter(plan: StagePlan, samples: Manifest, programs: list[Program], problem_ids: list[str]) -> Manifest:
+    executions = read_executions(plan.dir / EXEC_DIR)
+    summary = program_summary(executions, programs)
+    write_parquet(plan.dir / "programs.parquet", summary)
+    verdicts = per_sample(samples, summary, "passed_public")
+    write_parquet(plan.dir / "sample_verdicts.parquet", verdicts)
+    passed = verdicts.column("passed_public").to_pylist()
+    survivors_by_problem = {pid: 0 for pid in problem_ids}
+    for pid, ok in zip(verdicts.column("problem_id").to_pylist(), passed):
+        survivors_by_problem[pid] += bool(ok)
+    zero = sorted(p for p, c in survivors_by_problem.items() if c == 0)
+    metrics = {
+        "samples": len(passed),
+        "distinct_programs": len(programs),
+        "surviving_samples": int(sum(bool(x) for x in passed)),
+        "surviving_programs": int(sum(summary.column("passed").to_pylist())),
+        "fraction_removed": round(1 - sum(bool(x) for x in passed) / max(1, len(passed)), 4),
+        "problems": len(problem_ids),
+        "problems_without_survivors": len(zero),
+        "verdicts": verdict_histogram(executions),
+    }
+    return plan.publish(list_files(plan.dir), metrics=metrics)

@@ -1,0 +1,75 @@
+"""The pipeline report: the stage-2 (SFT) model against the RL model, from their evaluations.
+
+Contract: reads the two evaluation stages' ``metrics.parquet`` and ``per_sample.parquet``;
+writes ``metrics.parquet`` (both models' rows), ``comparison.parquet`` (per split: pass@1 of
+each model and the paired-bootstrap difference over the same problems, 95% CI),
+``pass_at_k.png``/``n_at_k.png`` with both models' curves, and ``report.md`` linking every
+stage's own report and plots. Nothing is recomputed from models: only from Parquet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.metrics import paired_bootstrap, pass_at_k
+from tasks.core.report import markdown_table, plot_n_at_k, plot_pass_at_k
+from tasks.core.stages.evaluate import curves
+from tasks.core.stages.filter import write_parquet
+
+MODULES = ("tasks/core/stages/report.py", "tasks/core/stages/evaluate.py", "tasks/core/metrics.py")
+
+
+def per_problem_pass1(evaluation: Manifest) -> dict[str, float]:
+    table = pq.read_table(evaluation.file("per_sample.parquet"), columns=["problem_id", "passed_hidden"])
+    counts: dict[str, list[int]] = {}
+    for pid, ok in zip(table["problem_id"].to_pylist(), table["passed_hidden"].to_pylist()):
+        nc = counts.setdefault(pid, [0, 0])
+        nc[0] += 1
+        nc[1] += bool(ok)
+    return {pid: pass_at_k(n, c, 1) for pid, (n, c) in counts.items()}
+
+
+def compare(before: Manifest, after: Manifest, split_of: dict[str, str], seed: int = 0) -> list[dict]:
+    a, b = per_problem_pass1(after), per_problem_pass1(before)
+    rows = []
+    for split in [*sorted(set(split_of.values())), "all"]:
+        ids = sorted(p for p in a if p in b and split in ("all", split_of.get(p)))
+        if len(ids) < 2:
+            continue
+        x, y = np.array([a[p] for p in ids]), np.array([b[p] for p in ids])
+        diff = paired_bootstrap(x, y, seed=seed)
+        rows.append({"split": split, "problems": len(ids), "pass@1 before": float(y.mean()), "pass@1 after": float(x.mean()),
+                     "difference": diff.difference, "lo": diff.lo, "hi": diff.hi})
+    return rows
+
+
+def build_report(plan: StagePlan, before: Manifest, after: Manifest, split_of: dict[str, str],
+                 stage_manifests: dict[str, Manifest]) -> Manifest:
+    rows = pq.read_table(before.file("metrics.parquet")).to_pylist() + pq.read_table(after.file("metrics.parquet")).to_pylist()
+    write_parquet(plan.dir / "metrics.parquet", pa.Table.from_pylist(rows))
+    comparison = compare(before, after, split_of)
+    write_parquet(plan.dir / "comparison.parquet", pa.Table.from_pylist(comparison))
+    n_metric = next((r["metric"] for r in rows if r["metric"] != "pass@k"), "10@k")
+    for split in sorted({r["split"] for r in rows}):
+        plot_pass_at_k(curves(rows, "pass@k", split), plan.dir / f"pass_at_k_{split}.png")
+        plot_n_at_k(curves(rows, n_metric, split), plan.dir / f"n_at_k_{split}.png")
+    plan.dir.joinpath("report.md").write_text(_markdown(rows, comparison, stage_manifests))
+    headline = {f"{r['split']}/difference": round(r["difference"], 4) for r in comparison}
+    return plan.publish(list_files(plan.dir), metrics={"comparison": comparison, **headline})
+
+
+def _fmt(rows: list[dict]) -> str:
+    return markdown_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+
+
+def _markdown(rows: list[dict], comparison: list[dict], stages: dict[str, Manifest]) -> str:
+    lines = ["# AlphaCode pipeline report", "",
+             "## RL vs stage-2 model: pass@1 on hidden tests (paired bootstrap 95% CI over problems)", "",
+             _fmt(comparison), "", "## All metrics", "", _fmt(rows), "", "## Stages", ""]
+    for name, m in stages.items():
+        lines.append(f"- **{name}** `{m.key}`: {m.path}")
+    lines += ["", "![pass@k](pass_at_k_all.png) ![n@k](n_at_k_all.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""The manifest/cache mechanism: hit, miss after a config change, miss after the artifact is
+deleted, downstream invalidation, and no upstream recomputation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prefect import flow, task
+
+from tasks.caching import cached
+from tasks.core.manifest import Manifest, plan_stage, read_manifest
+
+MODULES = ("tasks/core/manifest.py",)
+CALLS: list[str] = []
+
+
+@task
+def produce(plan, value: int) -> Manifest:
+    if (done := plan.manifest()) is not None:
+        return done
+    CALLS.append(plan.stage)
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    (plan.dir / "payload.json").write_text(json.dumps({"value": value}))
+    return plan.publish(["payload.json"], metrics={"value": value})
+
+
+@flow
+def two_stages(root: str, up_value: int, down_value: int):
+    up_plan = plan_stage(root, "up", {"value": up_value}, [], MODULES)
+    up_state = cached(produce, root)(plan=up_plan, value=up_value, return_state=True)
+    up = up_state.result()
+    down_plan = plan_stage(root, "down", {"value": down_value}, [up], MODULES)
+    down_state = cached(produce, root)(plan=down_plan, value=down_value, return_state=True)
+    return up_state.name, down_state.name, up, down_state.result()
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    CALLS.clear()
+
+
+def test_second_run_is_cached(prefect_harness, tmp_path):
+    two_stages(str(tmp_path), 1, 2)
+    CALLS.clear()
+    up_state, down_state, _, _ = two_stages(str(tmp_path), 1, 2)
+    assert (up_state, down_state) == ("Cached", "Cached")
+    assert CALLS == []
+
+
+def test_config_change_reruns_only_that_stage_and_downstream(prefect_harness, tmp_path):
+    two_stages(str(tmp_path), 1, 2)
+    CALLS.clear()
+    up_state, down_state, _, _ = two_stages(str(tmp_path), 1, 3)
+    assert up_state == "Cached" and down_state != "Cached"
+    assert CALLS == ["down"]
+
+
+def test_upstream_change_invalidates_downstream(prefect_harness, tmp_path):
+    _, _, _, first_down = two_stages(str(tmp_path), 1, 2)
+    CALLS.clear()
+    _, down_state, up, down = two_stages(str(tmp_path), 5, 2)
+    assert CALLS == ["up", "down"]
+    assert down.key != first_down.key and down.upstream == {"up": up.key}
+
+
+def test_deleted_artifact_is_a_miss_not_a_stale_hit(prefect_harness, tmp_path):
+    _, _, up, _ = two_stages(str(tmp_path), 1, 2)
+    (Path(up.path) / "payload.json").unlink()
+    assert read_manifest(Path(up.path)) is None
+    CALLS.clear()
+    up_state, _, up2, _ = two_stages(str(tmp_path), 1, 2)
+    assert up_state != "Cached" and CALLS == ["up"]
+    assert json.loads((Path(up2.path) / "payload.json").read_text()) == {"value": 1}
+
+
+def test_truncated_payload_is_incomplete(tmp_path):
+    plan = plan_stage(str(tmp_path), "s", {"a": 1}, [], MODULES)
+    plan.dir.mkdir(parents=True)
+    (plan.dir / "f.bin").write_bytes(b"12345")
+    plan.publish(["f.bin"])
+    assert plan.complete()
+    (plan.dir / "f.bin").write_bytes(b"12")
+    assert not plan.complete()
+
+
+def test_code_change_changes_the_key(tmp_path):
+    a = plan_stage(str(tmp_path), "s", {"a": 1}, [], ("tasks/core/manifest.py",))
+    b = plan_stage(str(tmp_path), "s", {"a": 1}, [], ("tasks/core/config.py",))
+    assert a.key != b.key

@@ -1,0 +1,100 @@
+"""Bundled families: catalogue size, split disjointness, determinism, instance contents."""
+
+import time
+
+import pytest
+
+from tasks.core.problems import BUNDLED_SPLITS, Language, Source, bundled_problems, list_families
+from tasks.core.problems.bundled import N_PRIVATE, get_family
+
+
+def test_at_least_forty_families():
+    assert len(list_families()) >= 40
+
+
+def test_every_family_has_three_phrasings_and_two_variants():
+    for name in list_families():
+        family = get_family(name)
+        assert len(family.phrasings) >= 3, name
+        assert len(family.variants) >= 2, name
+
+
+def test_held_out_families_are_15_to_20_percent_and_never_in_train_or_valid():
+    held = set(list_families("test_families"))
+    assert 0.15 <= len(held) / len(list_families()) <= 0.20
+    for split in ("train", "valid", "test_instances"):
+        assert held.isdisjoint({p.tags["family"] for p in bundled_problems(split, per_family=3)})
+    assert {p.tags["family"] for p in bundled_problems("test_families", per_family=3)} == held
+
+
+def test_split_names_are_disjoint():
+    names = {s: {p.name for p in bundled_problems(s, per_family=10)} for s in BUNDLED_SPLITS}
+    for i, a in enumerate(BUNDLED_SPLITS):
+        for b in BUNDLED_SPLITS[i + 1:]:
+            assert names[a].isdisjoint(names[b]), (a, b)
+
+
+def test_names_are_unique_within_a_split():
+    names = [p.name for p in bundled_problems("train", per_family=30)]
+    assert len(names) == len(set(names))
+
+
+def test_generation_is_deterministic_given_seed():
+    a = list(bundled_problems("valid", seed=3, per_family=4))
+    b = list(bundled_problems("valid", seed=3, per_family=4))
+    c = list(bundled_problems("valid", seed=4, per_family=4))
+    assert a == b
+    assert [p.private_tests for p in a] != [p.private_tests for p in c]
+
+
+def test_unknown_split_error_names_valid_splits():
+    with pytest.raises(ValueError, match="train, valid, test_instances, test_families"):
+        next(bundled_problems("dev"))
+
+
+def test_per_family_must_be_positive():
+    with pytest.raises(ValueError, match="per_family"):
+        next(bundled_problems("train", per_family=0))
+
+
+def test_instances_carry_schema_fields_and_tests():
+    for p in bundled_problems("train", per_family=3):
+        assert p.source is Source.UNKNOWN_SOURCE
+        assert set(p.tags) >= {"family", "variant", "phrasing", "split"}
+        assert p.tags["split"] == "train" and p.difficulty > 0 and p.cf_rating >= 800
+        assert p.cf_tags and p.time_limit is not None and p.memory_limit_bytes > 0
+        assert 1 <= len(p.public_tests) <= 2
+        assert len(p.private_tests) == N_PRIVATE and len(p.generated_tests) >= 8
+        assert p.solutions.language == (Language.PYTHON3,)
+        assert p.incorrect_solutions.solution[0] != p.solutions.solution[0]
+        assert "Input\n" in p.description and "Output\n" in p.description
+
+
+def test_reference_solutions_are_short_and_formulaic():
+    for p in bundled_problems("train", per_family=6):
+        lines = p.solutions.solution[0].strip().splitlines()
+        body = [x for x in lines if not x.startswith(("import ", "t = int(input())", "for _ in"))]
+        assert 1 <= len(body) <= 6, p.name
+        assert "input()" in lines[0] or lines[0].startswith("import "), p.name
+
+
+def test_public_examples_are_shown_in_the_statement():
+    for p in bundled_problems("test_instances", per_family=2):
+        for inp, out in p.public_tests.pairs():
+            assert f"Input\n{inp.rstrip()}\nOutput\n{out.rstrip()}" in p.description
+
+
+def test_all_variants_and_phrasings_are_covered():
+    seen = {(p.tags["family"], p.tags["variant"], p.tags["phrasing"])
+            for p in bundled_problems("train", per_family=9)}
+    for name in list_families("train"):
+        family = get_family(name)
+        expected = len(family.variants) * min(3, 9 // len(family.variants))
+        assert len({s for s in seen if s[0] == name}) >= expected, name
+
+
+def test_thousands_of_problems_generate_quickly():
+    start = time.perf_counter()
+    n = sum(1 for _ in bundled_problems("train", per_family=40))
+    assert n >= 2000
+    assert time.perf_counter() - start < 4.0  # ~1 s measured; slack for a loaded machine

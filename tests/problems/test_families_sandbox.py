@@ -1,0 +1,57 @@
+"""Every bundled (family, variant): the reference passes all its tests and the wrong program
+fails at least one private test -- both run in the sandbox Judge, never in this process."""
+
+import pytest
+
+from tasks.core.problems import BUNDLED_SPLITS, Problem, bundled_problems
+from tasks.core.problems.bundled import list_families
+
+sandbox = pytest.importorskip("tasks.core.sandbox", reason="tasks.core.sandbox not built yet")
+if not hasattr(sandbox, "Judge"):
+    pytest.skip("tasks.core.sandbox has no Judge yet", allow_module_level=True)
+from tasks.core.sandbox.types import Job, TestCase, Verdict  # noqa: E402
+
+
+def _one_instance_per_family_variant() -> list[Problem]:
+    chosen: dict[tuple[str, str], Problem] = {}
+    for split in ("train", "test_families"):
+        for p in bundled_problems(split, seed=11, per_family=3):  # 3 >= variants per shape
+            chosen.setdefault((p.tags["family"], p.tags["variant"]), p)
+    return list(chosen.values())
+
+
+def _job(program: str, pairs: list[tuple[str, str]], stop: bool = False) -> Job:
+    tests = tuple(TestCase(input=i, expected=o) for i, o in pairs)
+    return Job(program=program, tests=tests, stop_on_first_failure=stop)
+
+
+def test_references_pass_and_wrong_programs_fail_in_sandbox():
+    problems = _one_instance_per_family_variant()
+    assert {p.tags["family"] for p in problems} == set(list_families())
+    jobs = []
+    for p in problems:
+        every_test = p.public_tests.pairs() + p.private_tests.pairs() + p.generated_tests.pairs()
+        jobs.append(_job(p.solutions.solution[0], every_test))
+        jobs.append(_job(p.incorrect_solutions.solution[0], p.private_tests.pairs(), stop=True))
+    with sandbox.Judge(workers=2) as judge:
+        results = judge.run_many(jobs)
+    failures = []
+    for p, ref, wrong in zip(problems, results[0::2], results[1::2]):
+        if not ref.passed:
+            failures.append(f"{p.name}: reference {ref.first_failure}")
+        if wrong.passed:
+            failures.append(f"{p.name}: wrong program passed every private test")
+        elif wrong.first_failure.verdict is Verdict.SANDBOX_ERROR:
+            failures.append(f"{p.name}: sandbox error {wrong.first_failure.detail}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.slow
+def test_references_pass_on_many_instances_of_every_split_in_sandbox():
+    problems = [p for s in BUNDLED_SPLITS for p in bundled_problems(s, seed=5, per_family=6)]
+    jobs = [_job(p.solutions.solution[0], p.public_tests.pairs() + p.private_tests.pairs()
+                 + p.generated_tests.pairs()) for p in problems]
+    with sandbox.Judge(workers=2) as judge:
+        results = judge.run_many(jobs)
+    bad = [p.name for p, r in zip(problems, results) if not r.passed]
+    assert not bad, bad[:10]
