@@ -99,7 +99,10 @@ def _register_optional() -> None:
     cli_judge.register(app)
 
 
-_register_optional()
+try:
+    _register_optional()
+except ImportError:
+    pass
 
 
 def main() -> None:

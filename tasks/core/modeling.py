@@ -10,7 +10,7 @@ Contract
 - :class:`ModelSpec` + :func:`build_model`: ``scratch`` builds a ``LlamaForCausalLM`` from a
   preset (parameter counts with the default 4096-token vocabulary, untied embeddings):
   ``tiny`` ~1.9 M (hidden 128, 4 layers, 4 heads), ``small`` ~6.9 M (hidden 256, 6 layers,
-  8 heads), ``base`` ~29 M (hidden 512, 8 layers, 8 heads); context 512 (base 1024) unless
+  8 heads), ``base`` ~29.5 M (hidden 512, 8 layers, 8 heads); context 512 (base 1024) unless
   ``context_length`` is set. Weights are initialised under ``init_seed`` without touching the
   global RNG. ``pretrained`` loads any local Hugging Face causal-LM directory.
 - :func:`load_model_and_tokenizer` loads a local directory only (``local_files_only=True``;

@@ -6,8 +6,8 @@ Contract
   :class:`PromptCompletionDataset` (prompt + target + eos; labels are -100 on prompt tokens and
   padding, so the loss is on target tokens only; padding to the longest example of each batch,
   on the right). Too long examples: the prompt is cut from the LEFT (its end, next to the
-  target, is kept); the target is cut on the right only when it alone leaves fewer than
-  ``max_len // 2`` positions for the prompt.
+  target, is kept); the target (with its eos) is cut on the right only when keeping it whole
+  would leave the prompt fewer than ``min(len(prompt), max_len // 2)`` positions.
 - Order: each epoch visits the items in ``torch.randperm`` order seeded by ``(seed, epoch)``;
   a :class:`DataPosition` ``(epoch, index)`` says where the next batch starts, so the stream
   resumes exactly. Batches wrap across epoch ends.
@@ -36,8 +36,8 @@ Contract
   count; only the main process writes files.
 
 Tested here (CPU only, one process): fp32 and bf16 steps, loss going down, accumulation,
-resume after an in-process crash and after SIGKILL of a subprocess giving the same final loss
-as an uninterrupted run. NOT tested: CUDA, multi-process ``accelerate launch``/``torchrun``
+resume after an in-process crash and after SIGKILL of a subprocess (that test is marked
+``slow``) giving the same final loss as an uninterrupted run. NOT tested: CUDA, multi-process ``accelerate launch``/``torchrun``
 (DDP), FSDP (would need ``accelerator.prepare`` with an FSDP plugin and sharded-state
 checkpointing, which this module does not implement).
 """
@@ -127,7 +127,7 @@ class Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
 
 
-class _IndexedDataset:
+class IndexedDataset:
     """Items addressable by index, served in a seeded per-epoch order."""
 
     seed: int
@@ -163,7 +163,7 @@ class _IndexedDataset:
             yield self.collate(range(start, min(start + batch_size, len(self))))
 
 
-class PackedLMDataset(_IndexedDataset):
+class PackedLMDataset(IndexedDataset):
     """Stage 1: ``seq_len`` blocks of concatenated ``text + eos`` token streams."""
 
     def __init__(self, texts: Iterable[str], tokenizer, seq_len: int, seed: int = 0, chunk: int = 256):
@@ -212,7 +212,7 @@ def _encode_with_eos(tokenizer, texts: list[str], eos: np.ndarray) -> list[np.nd
     return out
 
 
-class PromptCompletionDataset(_IndexedDataset):
+class PromptCompletionDataset(IndexedDataset):
     """Stage 2: ``prompt + target + eos`` with the loss on ``target + eos`` only."""
 
     def __init__(self, pairs: Iterable[tuple[str, str]], tokenizer, max_len: int, seed: int = 0):
@@ -257,8 +257,8 @@ class PromptCompletionDataset(_IndexedDataset):
 
 def _fit(prompt: list[int], target: list[int], max_len: int) -> tuple[np.ndarray, int, int]:
     """Concatenate, cutting the prompt from the left (and the target on the right only if it
-    would leave the prompt fewer than ``max_len // 2`` positions). Returns ids, prompt length,
-    and 1 if anything was cut."""
+    would leave the prompt fewer than ``min(len(prompt), max_len // 2)`` positions). Returns
+    ids, prompt length, and 1 if anything was cut."""
     if len(prompt) + len(target) <= max_len:
         return np.asarray(prompt + target, dtype=np.int32), len(prompt), 0
     keep_prompt = max(max_len - len(target), min(len(prompt), max_len // 2))
@@ -318,8 +318,8 @@ def lr_factor(step: int, hp: TrainHParams) -> float:
 def train(
     model,
     tokenizer,
-    train_data: _IndexedDataset,
-    valid_data: _IndexedDataset | None,
+    train_data: IndexedDataset,
+    valid_data: IndexedDataset | None,
     hp: TrainHParams,
     out_dir: Path,
     progress: Callable[[StepMetrics], None] | None = None,
@@ -454,7 +454,7 @@ def _all_sum(accelerator, value: float | int) -> float | int:
 
 
 @torch.no_grad()
-def evaluate(model, data: _IndexedDataset, hp: TrainHParams, accelerator=None) -> float:
+def evaluate(model, data: IndexedDataset, hp: TrainHParams, accelerator=None) -> float:
     """Mean per-token loss over the first ``hp.eval_batches`` batches of ``data``."""
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     was_training = model.training

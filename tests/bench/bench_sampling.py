@@ -1,6 +1,7 @@
 """Benchmark: batched HF sampling vs one-at-a-time, vLLM if importable, Parquet store vs JSONL.
 
-Run: ``.venv/bin/python tests/bench/bench_sampling.py [--sequences 64] [--tokens 128]``
+Run: ``.venv/bin/python tests/bench/bench_sampling.py [--sequences 64] [--tokens 128] [--threads 1]``
+(on a shared CPU, more torch threads than free cores makes OpenMP spin and everything crawl)
 
 Prints (all measured in this run, same scratch ~5 M-parameter Llama and same prompt):
   * tokens/s of ``HFBatchedBackend`` with ``batch_size=sequences`` vs ``batch_size=1`` (one sequence
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -135,7 +135,9 @@ def peak_rss_child(samples: int, per_shard: int) -> None:
         store = SampleStore(tmp)
         for plan in plan_shards(problems, samples // len(problems), per_shard):
             store.write_shard(synthetic_table(plan, rng), plan)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM (this process's own peak RSS); ru_maxrss would carry the parent's peak across exec.
+    status = Path("/proc/self/status").read_text().splitlines()
+    print(int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024)
 
 
 def bench_memory(per_shard: int) -> None:
@@ -159,11 +161,16 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=1000)
     parser.add_argument("--rss-child", type=int, default=0)
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared box)")
     args = parser.parse_args()
     if args.rss_child:
         peak_rss_child(args.rss_child, args.per_shard)
         return
     if not args.skip_model:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(f"torch threads: {torch.get_num_threads()}")
         bench_backends(args.sequences, args.tokens, args.single)
     bench_store(args.store_samples, args.per_shard)
     bench_memory(args.per_shard)

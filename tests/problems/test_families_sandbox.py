@@ -55,3 +55,27 @@ def test_references_pass_on_many_instances_of_every_split_in_sandbox():
         results = judge.run_many(jobs)
     bad = [p.name for p, r in zip(problems, results) if not r.passed]
     assert not bad, bad[:10]
+
+
+def _humaneval_in_sandbox(limit: int) -> None:
+    from tasks.core.problems import assemble_program, load_humaneval
+
+    problems = list(load_humaneval())[:limit]
+    jobs = []
+    for p in problems:  # the stored harness (check + check(entry_point)) follows the program
+        harness = p.private_tests.input[0]
+        for code in (p.solutions.solution[0], assemble_program(p, "    return None\n")):
+            jobs.append(Job(program=code + "\n" + harness, tests=(TestCase(),), style="assert"))
+    with sandbox.Judge(workers=2) as judge:
+        results = judge.run_many(jobs)
+    assert [p.name for p, r in zip(problems, results[0::2]) if not r.passed] == []
+    assert [p.name for p, r in zip(problems, results[1::2]) if r.passed] == []
+
+
+def test_humaneval_layout_runs_in_sandbox():
+    _humaneval_in_sandbox(limit=16)
+
+
+@pytest.mark.slow
+def test_all_humaneval_canonical_solutions_pass_in_sandbox():
+    _humaneval_in_sandbox(limit=164)

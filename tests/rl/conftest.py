@@ -79,6 +79,18 @@ def identity_extract(completion: str) -> str:
     return completion
 
 
+SUM_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+def parity_extract(completion: str) -> str:
+    """A correct program for even-length completions, a wrong one otherwise.
+
+    A random tiny model never writes working code; this keeps the real judge in the loop while
+    giving the sampled group reward variance, so updates are non-zero.
+    """
+    return SUM_PROGRAM if len(completion) % 2 == 0 else "print(3)\n"
+
+
 @pytest.fixture(scope="session")
 def judge():
     """The real sandbox judge (skips, with the reason shown by ``-ra``, until it exists)."""

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.rl.ppo import PPOParams, VALUE_HEAD_FILE, train_ppo
-from tests.rl.conftest import identity_extract, make_problem, plain_prompt
+from tests.rl.conftest import make_problem, parity_extract, plain_prompt
 
 PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
 SMOKE = dict(steps=2, samples_per_prompt=4, minibatch_size=2, ppo_epochs=2,
@@ -24,7 +24,7 @@ def progress_calls() -> list:
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("ppo")
     return train_ppo(tiny_model_dir, PROBLEMS, judge, PPOParams(**SMOKE), out,
-                     plain_prompt, identity_extract,
+                     plain_prompt, parity_extract,
                      progress=lambda step, total, m: progress_calls.append((step, total, m)))
 
 
@@ -55,7 +55,7 @@ def test_resume_continues_from_last_checkpoint(smoke, tiny_model_dir, judge, tmp
     out = tmp_path / "run"
     shutil.copytree(smoke.model_dir.parent, out)
     params = PPOParams(**{**SMOKE, "steps": 3})
-    result = train_ppo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, identity_extract)
+    result = train_ppo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)
     assert result.resumed_from_step == 2 and result.steps == 3
     assert pq.read_table(result.metrics_path).to_pydict()["step"] == [1.0, 2.0, 3.0]
 
@@ -65,4 +65,4 @@ def test_resume_with_other_params_is_refused(smoke, tiny_model_dir, judge, tmp_p
     shutil.copytree(smoke.model_dir.parent, out)
     params = PPOParams(**{**SMOKE, "steps": 3, "beta": 0.5})
     with pytest.raises(ValueError, match="other params"):
-        train_ppo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, identity_extract)
+        train_ppo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)

@@ -5,6 +5,17 @@ import pytest
 from tests.sampling.tiny import build_model_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads; on a shared CPU extra OpenMP threads spin and crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A random 2-layer Llama (hidden 64) with a 300-token ByteLevel BPE tokenizer."""

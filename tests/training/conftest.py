@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tasks.core.modeling import ModelSpec, build_model, train_tokenizer
 from tasks.core.training import TrainHParams
@@ -16,6 +17,16 @@ def synthetic_code(n: int = 160) -> list[str]:
         f"print(func_{i}({i % 5}, {i % 3 + 1}))\n"
         for i in range(n)
     ]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: tiny models gain nothing from more, and on a shared 2-core box
+    more threads only spin against other processes. Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -22,20 +22,25 @@ from tests.training.conftest import synthetic_code, tiny_hparams  # noqa: E402
 HPARAMS = dict(max_steps=16, checkpoint_every=4, eval_every=8)
 
 
-def main(out_dir: str, sleep_s: float) -> None:
-    torch.set_num_threads(1)
+def run(out_dir: str, progress=None):
+    """The training this worker does; the test also calls it in-process for the reference."""
     texts = synthetic_code()
     tokenizer = train_tokenizer(texts, vocab_size=320)
     model = build_model(ModelSpec(preset="tiny", vocab_size=320, context_length=64), tokenizer)
     hp = tiny_hparams(**HPARAMS)
     data = PackedLMDataset(texts[:140], tokenizer, hp.seq_len, seed=hp.seed)
     valid = PackedLMDataset(texts[140:], tokenizer, hp.seq_len)
+    return train(model, tokenizer, data, valid, hp, Path(out_dir), progress=progress)
+
+
+def main(out_dir: str, sleep_s: float) -> None:
+    torch.set_num_threads(1)
 
     def progress(m):
         print(f"step {m.step}", flush=True)
         time.sleep(sleep_s)
 
-    result = train(model, tokenizer, data, valid, hp, Path(out_dir), progress=progress)
+    result = run(out_dir, progress)
     print("RESULT " + json.dumps({
         "loss": result.final_train_loss,
         "valid": result.final_valid_loss,

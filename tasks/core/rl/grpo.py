@@ -11,8 +11,9 @@ Contract
   step. Outputs in ``out_dir``: ``model/`` (final ``save_pretrained``), ``metrics.parquet`` (one
   row per step: everything TRL logs - reward, reward_std, kl, entropy, clip ratios, step_time,
   frac_reward_zero_std, completion lengths - plus our ``pass_rate``), ``rl_curve.png``, and
-  ``checkpoints/checkpoint-<step>`` every ``save_every`` steps. A rerun with the same ``out_dir``
-  resumes from the newest complete checkpoint found there (and nowhere else).
+  ``checkpoints/checkpoint-<step>`` every ``save_every`` steps and at the last step. A rerun
+  with the same ``out_dir`` resumes from the newest complete checkpoint found there (and
+  nowhere else); the per-step rows before the resume come back from its ``log_history``.
 - RL prompts must not be the SFT prompts: the caller passes a split the model was not
   fine-tuned on (e.g. the valid split).
 
@@ -47,6 +48,7 @@ from tasks.core.rl.artifacts import (
     write_metrics,
 )
 from tasks.core.rl.rewards import ExecutionReward
+from tasks.core.sandbox.types import Limits
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_MARKER = "trainer_state.json"
@@ -67,6 +69,7 @@ class GRPOParams(BaseModel):
     reward: Literal["pass_fraction", "all_pass", "coderl"] = "pass_fraction"
     on_sandbox_error: Literal["raise", "exclude"] = "raise"
     max_tests: int | None = Field(default=None, ge=1)
+    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
     epsilon: float = Field(default=0.2, gt=0)
     seed: int = 0
     save_every: int = Field(default=10, ge=1)
@@ -194,6 +197,7 @@ def train_grpo(
         reward=params.reward,
         on_sandbox_error=params.on_sandbox_error,
         max_tests=params.max_tests,
+        limits=Limits(time_s=params.time_limit_s),
     )
     trainer = build_grpo_trainer(model_dir, problems, reward, params, out_dir, format_prompt, progress)
     found = last_checkpoint(out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)

@@ -16,7 +16,8 @@ Contract
   is saved beside it as ``value_head.pt``), ``metrics.parquet`` (one row per step: reward,
   reward_std, pass_rate, kl, entropy, policy_loss, value_loss, clip_frac, approx_kl,
   ratio_dev, step_time, ...), ``rl_curve.png``, and ``checkpoints/step-<n>`` every
-  ``save_every`` steps; a rerun with the same ``out_dir`` resumes from the newest one there.
+  ``save_every`` steps and at the last step; a rerun with the same ``out_dir`` resumes from the
+  newest one there (refused if any param other than ``steps``/``save_every`` changed).
 - Sampling is reseeded each step from ``(seed, step)``, and the prompt order is a per-pass
   permutation seeded by ``(seed, pass)``, so a resumed run draws the same prompts and seeds.
 
@@ -56,6 +57,7 @@ from tasks.core.rl.artifacts import (
     write_metrics,
 )
 from tasks.core.rl.rewards import ExecutionReward
+from tasks.core.sandbox.types import Limits
 
 CHECKPOINT_PREFIX = "step-"
 CHECKPOINT_MARKER = "state.json"
@@ -203,6 +205,7 @@ class PPOParams(BaseModel):
     reward: Literal["pass_fraction", "all_pass", "coderl"] = "coderl"
     on_sandbox_error: Literal["raise", "exclude"] = "raise"
     max_tests: int | None = Field(default=None, ge=1)
+    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
     seed: int = 0
     save_every: int = Field(default=10, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
@@ -491,6 +494,7 @@ def train_ppo(
     reward = ExecutionReward(
         judge=judge, problems={p.name: p for p in problems}, extract_program=extract_program,
         reward=params.reward, on_sandbox_error=params.on_sandbox_error, max_tests=params.max_tests,
+        limits=Limits(time_s=params.time_limit_s),
     )
     checkpoints = out_dir / CHECKPOINTS_DIR
     found = last_checkpoint(checkpoints, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)

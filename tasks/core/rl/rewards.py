@@ -17,7 +17,8 @@ Contract
   ``problem_id`` dataset column selects the problem. It extracts each program with the given
   ``extract_program``, runs them on the problem's HIDDEN tests (private + generated, optionally
   capped to the first ``max_tests``) - never the public examples - in ONE batched
-  ``judge.run_many`` call, and records the batch's pass rate in ``last_pass_rate``.
+  ``judge.run_many(jobs, limits)`` call (``limits`` = per-test CPU time etc.; None keeps the
+  judge's own), and records the batch's pass rate in ``last_pass_rate``.
 
 Limits
 - A problem without hidden tests is rejected when the reward is built (it cannot be scored).
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tasks.core.problems.schema import Problem, TestStyle
-from tasks.core.sandbox.types import Job, JobResult, TestCase, TestResult, Verdict
+from tasks.core.sandbox.types import Job, JobResult, Limits, TestCase, TestResult, Verdict
 
 RewardName = Literal["pass_fraction", "all_pass", "coderl"]
 OnSandboxError = Literal["raise", "exclude"]
@@ -159,7 +160,7 @@ def _completion_text(completion: Any) -> str:
 class ExecutionReward:
     """TRL reward function: run extracted programs on hidden tests in one batched judge call.
 
-    ``judge`` needs ``run_many(jobs) -> list[JobResult]``. ``__name__`` is the name TRL logs the
+    ``judge`` needs ``run_many(jobs, limits) -> list[JobResult]`` (the sandbox ``Judge``). ``__name__`` is the name TRL logs the
     reward under (``rewards/<name>/mean``). ``last_pass_rate`` / ``last_rewards`` describe the
     most recent call (the pass rate counts excluded sandbox failures as not passing).
     """
@@ -170,6 +171,7 @@ class ExecutionReward:
     reward: RewardName = "pass_fraction"
     on_sandbox_error: OnSandboxError = "raise"
     max_tests: int | None = None
+    limits: Limits | None = None
     language: str = "python"
     last_pass_rate: float | None = None
     last_rewards: tuple[float | None, ...] = ()
@@ -221,7 +223,7 @@ class ExecutionReward:
     ) -> list[float | None]:
         if problem_id is None:
             raise ValueError("ExecutionReward needs the 'problem_id' dataset column in kwargs")
-        results = list(self.judge.run_many(self.jobs(completions, problem_id)))
+        results = list(self.judge.run_many(self.jobs(completions, problem_id), limits=self.limits))
         if len(results) != len(completions):
             raise RuntimeError(f"judge returned {len(results)} results for {len(completions)} jobs")
         rewards = REWARD_FUNCTIONS[self.reward](results, on_sandbox_error=self.on_sandbox_error)

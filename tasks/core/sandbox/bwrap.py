@@ -1,11 +1,13 @@
 """bubblewrap backend: one sandbox per job, the runner inside forks one child per test.
 
 Contract: ``BwrapBackend().execute(request, timeout_s, on_frame)`` starts ``bwrap`` with every
-namespace unshared (no network at all, own pid/ipc/uts/cgroup/user namespaces), an empty root
-with read-only ``/usr`` (+ ``/bin``, ``/lib``, ``/lib64`` symlinks), ``/proc``, a read-only
-``/dev``, a size-capped tmpfs on ``/tmp``, no environment but PATH/LANG/HOME/TMPDIR, a new
-session, ``--die-with-parent``, ``--disable-userns`` and the ``seccomp.base_filter()``. The runner
-and its seccomp module are passed in with ``--ro-bind-data`` (nothing of the host tree is
+namespace unshared (private network namespace with only its own loopback, own pid/ipc/uts/
+cgroup/user namespaces), an empty read-only root with read-only ``/usr`` (+ ``/bin``, ``/sbin``,
+``/lib``, ``/lib64`` symlinks), ``/proc``, a read-only ``/dev``, a size-capped tmpfs on ``/tmp``,
+an environment of only PATH/LANG/HOME/TMPDIR/PWD (bwrap itself is started with only PATH, since
+the sandbox's pid 1 is bwrap and keeps its environment), a new session, ``--die-with-parent``,
+``--disable-userns`` and ``seccomp.base_filter()`` (which also denies non-AF_UNIX sockets). The
+runner and its seccomp module are passed in with ``--ro-bind-data`` (nothing of the host tree is
 visible), the request on stdin (a memfd, so large programs never deadlock a pipe) and frames
 come back on stdout. ``on_frame(meta, blob)`` sees each frame as it arrives and may return
 ``False`` to stop the job early (the sandbox is then killed). Any harness failure (bwrap error,
@@ -13,9 +15,11 @@ runner crash, protocol error, overall timeout) raises ``SandboxError``.
 
 As root, each job runs bwrap under its own unprivileged host uid from ``UidPool`` (61000+):
 the sandbox is then an unprivileged user namespace, so RLIMIT_NPROC is enforced (it is not for
-host root), and a uid is reused only once no process of it is left. Without root, bwrap runs
-as the calling user (unprivileged user namespaces must be enabled). ``probe()`` checks once per
-process that a sandbox can start and raises ``SandboxUnavailable`` with the fix otherwise.
+host root), and a uid is reused only once no live process of it is left. Without root, bwrap
+runs as the calling user (unprivileged user namespaces must be enabled). ``probe()`` checks once
+per process that a sandbox can start and raises ``SandboxUnavailable`` with the fix otherwise.
+Limits: x86_64 Linux only; one bwrap + interpreter start per job (tens of ms): batch the tests
+of one program into one Job.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from . import runner as runner_mod
 from . import seccomp
 
 HERE = Path(__file__).resolve().parent
+BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own env: pid 1's /proc/1/environ is readable
 UID_BASE = 61000
 UID_COUNT = 1000
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
@@ -49,25 +54,35 @@ class SandboxError(RuntimeError):
     """The harness (not the program) failed for one job; the judge retries it."""
 
 
-def _uid_has_processes(uid: int) -> bool:
+def _live_pids_of(uid: int) -> list[int]:
+    """Pids owned by ``uid`` that are not zombies (a zombie holds no resources; the sandbox's
+    pid 1 can linger as one until the host's init reaps it)."""
+    pids = []
     for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    return True
-            except FileNotFoundError:
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
                 continue
-    return False
+            with open(f"/proc/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            pids.append(int(name))
+    return pids
+
+
+def _uid_has_processes(uid: int) -> bool:
+    return bool(_live_pids_of(uid))
 
 
 def _kill_uid(uid: int) -> None:
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    os.kill(int(name), signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError):
-                continue
+    for pid in _live_pids_of(uid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
 
 
 class UidPool:
@@ -97,7 +112,7 @@ class UidPool:
         deadline = time.monotonic() + 2.0
         while _uid_has_processes(uid) and time.monotonic() < deadline:
             _kill_uid(uid)
-            time.sleep(0.01)
+            time.sleep(0.002)
         with self._lock:
             self._busy.discard(uid)
             if _uid_has_processes(uid):
@@ -170,7 +185,8 @@ class BwrapBackend:
                 extra = {"user": uid, "group": uid, "extra_groups": []}
             return subprocess.Popen(
                 self._argv(fds, uid, argv), stdin=stdin_fd, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=tuple(fds.values()), close_fds=True, **extra)
+                stderr=subprocess.PIPE, pass_fds=tuple(fds.values()), close_fds=True,
+                env=BWRAP_ENV, **extra)
         finally:
             for fd in fds.values():
                 os.close(fd)

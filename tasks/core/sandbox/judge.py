@@ -17,7 +17,8 @@ compares the JSON return value with ``compare_json``, ``assert`` accepts a clean
 C++ that does not compile gives COMPILE_ERROR for every test. SANDBOX_ERROR means the harness
 failed: the whole job is retried up to ``max_retries`` times (``JobResult.sandbox_retries``
 counts them) and only reported if every attempt failed. Invalid jobs raise ValueError when the
-``Job`` is built (see ``types.Job``), so a batch never fails half-way.
+``Job`` is built (see ``types.Job``), so a batch never fails half-way. ``backend="docker"`` is not
+implemented and raises SandboxUnavailable.
 """
 
 from __future__ import annotations
@@ -169,12 +170,10 @@ class Judge:
         self._slots = threading.BoundedSemaphore(workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        if backend == "bwrap":
-            self._backend = BwrapBackend()
-        else:
-            from .docker_backend import DockerBackend
-
-            self._backend = DockerBackend(workers=workers)
+        if backend == "docker":
+            raise SandboxUnavailable("docker backend not implemented; use backend='bwrap' "
+                                     "(needs bubblewrap: `apt-get install bubblewrap`)")
+        self._backend = BwrapBackend()
 
     def __enter__(self) -> "Judge":
         return self

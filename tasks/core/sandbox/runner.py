@@ -18,7 +18,7 @@ which spares the caller and pid 1), reaps them as child subreaper and empties ``
 the program directory, so no test sees another's processes or files.
 
 Python programs run by ``exec`` of the compiled source in the forked child (the runner is that
-interpreter, already warm): ~1 ms per test instead of a fresh interpreter. The child rebuilds
+interpreter, already warm): a few ms per test, not a fresh interpreter. The child rebuilds
 ``sys.stdin/stdout/stderr``, ``sys.argv`` and a fresh ``__main__`` module; modules the runner
 imported stay imported. Its RLIMIT_AS is the runner's address-space size + the memory limit.
 C++ is compiled once with g++ under its own limits, then each test ``execve``s the binary.
@@ -29,6 +29,9 @@ only affects its own verdicts); expected outputs never come here, comparison is 
 
 from __future__ import annotations
 
+import atexit
+import builtins
+import io  # noqa: F401  (warm for the test children)
 import json
 import os
 import resource
@@ -37,6 +40,8 @@ import signal
 import struct
 import sys
 import time
+import traceback
+import types
 
 REQUEST = struct.Struct(">Q")
 FRAME = struct.Struct(">II")
@@ -313,10 +318,6 @@ def _json_default(obj):
 
 def python_child(program: str, style: str, entry_point: str, test_input: str) -> None:
     """Body of a forked Python test child: run ``program`` as ``__main__`` and exit."""
-    import builtins
-    import traceback
-    import types
-
     sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", errors="surrogateescape",
                                      closefd=False)
     sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="surrogateescape",
@@ -334,15 +335,14 @@ def python_child(program: str, style: str, entry_point: str, test_input: str) ->
         if style == "call":
             result = getattr(module, entry_point)(*json.loads(test_input))
             _write_all(3, json.dumps(result, default=_json_default).encode())
-        import atexit
-
         atexit._run_exitfuncs()
         if "threading" in sys.modules:
             sys.modules["threading"]._shutdown()
     except SystemExit as exc:
         code = _exit_code(exc)
-    except BaseException:  # the program's own failure: report it like python would
-        traceback.print_exc()
+    except BaseException as exc:  # the program's own failure: report it like python would
+        tb = exc.__traceback__
+        traceback.print_exception(type(exc), exc, tb.tb_next if tb else None)
         code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -415,8 +415,6 @@ def main() -> None:
         guard = seccomp.prepare(seccomp.guard_filter((1, os.getpid(), -os.getpid())))
         run_job(request, guard, 1)
     except BaseException as exc:  # report harness failure to the host, never a verdict
-        import traceback
-
         detail = "".join(traceback.format_exception(exc))[-4000:]
         try:
             _write_all(1, encode_frame({"kind": "fatal", "error": detail}))

@@ -43,6 +43,8 @@ class Limits:
 class TestCase:
     """One test. ``expected`` None means: run only, accept any clean exit (behaviour probing)."""
 
+    __test__ = False  # not a pytest test class
+
     input: str = ""
     expected: str | None = None
 
@@ -104,6 +106,8 @@ class Job:
 
 @dataclass(frozen=True)
 class TestResult:
+    __test__ = False  # not a pytest test class
+
     verdict: Verdict
     wall_s: float = 0.0
     cpu_s: float = 0.0

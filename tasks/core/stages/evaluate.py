@@ -130,14 +130,17 @@ def write_report(directory: Path, label: str, rows: list[dict], filtered: Manife
     funnel = [("samples", fm["samples"]), ("distinct programs", fm["distinct_programs"]),
               ("passed public tests", fm["surviving_samples"]), ("submitted (clusters)", clusters.metrics["selected"])]
     plot_filter_funnel(funnel, directory / "filter_funnel.png")
-    plot_cluster_sizes(clusters.metrics.get("cluster_sizes") or [0], directory / "cluster_sizes.png", highlight=n_sub)
+    sizes = clusters.metrics.get("cluster_sizes") or []
+    if sizes:  # no survivor, no cluster: nothing to draw
+        plot_cluster_sizes(sizes, directory / "cluster_sizes.png", highlight=n_sub)
     plot_pass_at_k(curves(rows, "pass@k", "all"), directory / "pass_at_k.png")
     plot_n_at_k(curves(rows, f"{n_sub}@k", "all"), directory / "n_at_k.png")
     text = [f"# Evaluation: {label}", "", "## Metrics (hidden tests, 95% bootstrap CI over problems)", "",
             markdown_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]),
             "", "## Filter funnel", "", markdown_table([{"stage": s, "count": c} for s, c in funnel]), "",
             f"Problems without any sample passing the public tests: {fm['problems_without_survivors']} of {fm['problems']}.",
-            "", "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png) ![clusters](cluster_sizes.png)", ""]
+            "", "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png)"
+            + (" ![clusters](cluster_sizes.png)" if sizes else "\n\nNo program survived filtering: no clusters."), ""]
     (directory / "report.md").write_text("\n".join(text))
 
 

@@ -13,6 +13,7 @@ Limits: prompts that do not fit the model's context fail the stage before any sa
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -46,7 +47,8 @@ class SampleShardUnit(BaseModel):
 
     @property
     def cache_key(self) -> str:
-        return f"sample-{self.stage_key}-{self.shard.problem_id}-{self.shard.shard_index}"
+        problem = hashlib.sha256(self.shard.problem_id.encode()).hexdigest()[:16]
+        return f"sample-{self.stage_key}-{problem}-{self.shard.shard_index}"
 
     def complete(self) -> bool:
         return SampleStore(self.store_dir).has_shard(self.shard)

@@ -1,0 +1,469 @@
+"""Read-only inspection of a pipeline run's Parquet stores (``alphacode samples ...``).
+
+Contract:
+* A *run directory* holds content-addressed stage directories ``<run>/<stage>/<key>/``
+  (:mod:`tasks.core.manifest`). :func:`scan_run` lists every one of them; a directory whose
+  ``manifest.json`` is missing, unreadable or lists a missing/resized file is reported as
+  *incomplete* and is never read as a finished store.
+* A *model* is one complete ``sample`` store: ``sft`` is the newest sample store whose
+  manifest's upstream names ``finetune``, ``rl`` the newest whose upstream names ``rl``, and any
+  other value is a sample key (or a unique prefix of one). :func:`resolve_stores` pairs it with
+  the newest complete ``filter`` whose ``upstream["sample"]`` is that key, the newest complete
+  ``cluster`` naming both, and the newest complete ``evaluate`` naming all three. Missing
+  downstream stages leave their columns NULL; asking to filter on them is an error.
+* Queries run in DuckDB directly over the stage files: the sample store
+  (``samples/problem=*/part-*.parquet``), ``filter/sample_verdicts.parquet`` and
+  ``evaluate/per_sample.parquet`` joined by ``(problem_id, sample_id)``, and
+  ``cluster/clusters.parquet`` joined by ``(problem_id, code_hash)``. :func:`samples_sql`
+  returns the exact SQL (paths and literals inlined), so it can be pasted into ``duckdb``.
+* ``selected`` is per *program*: every sample whose code is a selected program has it; use
+  ``distinct=True`` to keep only the first sample of each program (the representative).
+Limits: read-only, no locking (a stage being written while it is read may be seen as
+incomplete); a run root whose path contains glob characters (``*?[``) is not supported.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import unquote
+
+import duckdb
+import pyarrow.parquet as pq
+
+from tasks.core.manifest import MANIFEST_NAME, read_manifest
+from tasks.core.samplestore import SampleStore
+
+STAGES = ("problems", "pretrain", "finetune", "sample", "rl", "filter", "cluster", "evaluate", "report")
+STORE_DIR = "samples"  # tasks.core.stages.sample.STORE
+MODEL_UPSTREAM = {"sft": "finetune", "rl": "rl"}
+# the main Parquet payload of each stage, counted in ``runs`` (footer row counts only)
+MAIN_FILES = {
+    "filter": "sample_verdicts.parquet",
+    "cluster": "clusters.parquet",
+    "evaluate": "per_sample.parquet",
+    "rl": "metrics.parquet",
+}
+SUMMARY_METRICS = {
+    "problems": (),
+    "sample": ("problems", "samples", "unique_programs", "generated_tokens"),
+    "filter": ("samples", "distinct_programs", "surviving_samples", "problems_without_survivors"),
+    "cluster": ("problems_clustered", "clusters", "largest_cluster", "selected"),
+    "evaluate": ("label",),
+    "rl": ("algorithm", "steps", "final_reward_mean"),
+}
+
+
+class InspectError(ValueError):
+    """Bad input for an inspection: the message names the thing and the fix."""
+
+
+# ------------------------------------------------------------------ run layout
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """One ``<run>/<stage>/<key>/`` directory; ``manifest`` fields are empty when incomplete."""
+
+    stage: str
+    key: str
+    dir: Path
+    complete: bool
+    created_at: str = ""
+    upstream: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """``sft``/``rl`` for a sample store (from its upstream), else ``""``."""
+        for label, stage in MODEL_UPSTREAM.items():
+            if stage in self.upstream:
+                return label
+        return ""
+
+    def rows(self) -> Optional[int]:
+        """Rows of the stage's main Parquet payload, from file footers (None if it has none)."""
+        if not self.complete:
+            return None
+        if self.stage == "sample":
+            files = sample_files(self.dir)
+        elif self.stage in MAIN_FILES and (self.dir / MAIN_FILES[self.stage]).is_file():
+            files = [self.dir / MAIN_FILES[self.stage]]
+        else:
+            return None
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+    def summary(self) -> dict[str, Any]:
+        """The key metrics of the stage's manifest (for evaluate: label and every @1 value)."""
+        keys = SUMMARY_METRICS.get(self.stage, ())
+        out = {k: self.metrics[k] for k in keys if k in self.metrics}
+        if self.stage == "evaluate":
+            out.update({k: v for k, v in self.metrics.items() if k.startswith("all/") and k.endswith("/1")})
+        return out
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    root: Path
+    entries: tuple[StageEntry, ...]
+
+    def of(self, stage: str, complete_only: bool = True) -> list[StageEntry]:
+        """Entries of ``stage``, newest first (incomplete ones last)."""
+        found = [e for e in self.entries if e.stage == stage and (e.complete or not complete_only)]
+        return sorted(found, key=lambda e: (e.complete, e.created_at), reverse=True)
+
+
+def _entry(stage: str, directory: Path) -> StageEntry:
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return StageEntry(stage=stage, key=directory.name, dir=directory, complete=False)
+    return StageEntry(
+        stage=stage, key=manifest.key, dir=directory, complete=True, created_at=manifest.created_at,
+        upstream=dict(manifest.upstream), metrics=dict(manifest.metrics),
+    )
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / s).is_dir() for s in STAGES)
+
+
+def scan_run(run_dir: Path | str) -> RunInfo:
+    """Every stage directory of a run, complete or not, in stage order then key order."""
+    root = Path(run_dir)
+    if not is_run_dir(root):
+        raise InspectError(
+            f"{root} is not a run directory (no stage directories such as {root}/sample); "
+            "pass a run directory like runs/default (list them with `alphacode samples runs`)"
+        )
+    entries = [
+        _entry(stage, d)
+        for stage in STAGES
+        if (root / stage).is_dir()
+        for d in sorted((root / stage).iterdir())
+        if d.is_dir() and not d.name.startswith(".")
+    ]
+    return RunInfo(root=root, entries=tuple(entries))
+
+
+def find_runs(root: Path | str) -> list[RunInfo]:
+    """``root`` itself if it is a run directory, else each run directory directly under it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InspectError(f"runs root {root} does not exist; pass --root DIR (the pipeline's --out parent, e.g. runs)")
+    if is_run_dir(root):
+        return [scan_run(root)]
+    return [scan_run(d) for d in sorted(root.iterdir()) if is_run_dir(d)]
+
+
+def resolve_run(run: str | Path, runs_root: str | Path = "runs") -> Path:
+    """``run`` as a directory, or ``<runs_root>/<run>`` (so ``default`` means ``runs/default``)."""
+    for candidate in (Path(run), Path(runs_root) / str(run)):
+        if is_run_dir(candidate):
+            return candidate
+    raise InspectError(
+        f"run directory {run!r} not found (tried {run} and {Path(runs_root) / str(run)}); "
+        "pass a run directory like runs/default (list them with `alphacode samples runs`)"
+    )
+
+
+# ------------------------------------------------------------------ stores of one model
+
+
+@dataclass(frozen=True)
+class ModelStores:
+    """The complete stores of one sampled model; downstream stages may be absent (None)."""
+
+    run: Path
+    model: str
+    sample: StageEntry
+    filter: Optional[StageEntry] = None
+    cluster: Optional[StageEntry] = None
+    evaluate: Optional[StageEntry] = None
+
+    @property
+    def store_dir(self) -> Path:
+        return self.sample.dir / STORE_DIR
+
+
+def _pick_sample(run: RunInfo, model: str) -> StageEntry:
+    samples = run.of("sample")
+    pending = [e.key for e in run.of("sample", complete_only=False) if not e.complete]
+    note = f" (incomplete: {', '.join('sample/' + k for k in pending)})" if pending else ""
+    fix = f"finish the run with `alphacode run --out {run.root}`"
+    if model in MODEL_UPSTREAM:
+        found = [e for e in samples if e.model == model]
+        if not found:
+            raise InspectError(f"run {run.root} has no complete sample store for model {model!r}{note}; {fix}")
+        return found[0]
+    found = [e for e in samples if e.key.startswith(model)] if model else []
+    if len(found) == 1:
+        return found[0]
+    if any(k.startswith(model) for k in pending) and model:
+        raise InspectError(f"sample store sample/{model}* in {run.root} is incomplete (no valid {MANIFEST_NAME}); {fix}")
+    known = ", ".join(f"{e.key} ({e.model or '?'})" for e in samples) or "none"
+    what = "matches several sample stores" if found else "matches no sample store"
+    raise InspectError(f"--model {model!r} {what} in {run.root}; use sft, rl or a sample key: {known}")
+
+
+def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> Optional[StageEntry]:
+    for entry in run.of(stage):
+        if all(entry.upstream.get(s) == k for s, k in needs.items()):
+            return entry
+    return None
+
+
+def resolve_stores(run: RunInfo, model: str = "sft") -> ModelStores:
+    """The sample store of ``model`` and the newest complete stages computed from it."""
+    sample = _pick_sample(run, model)
+    needs = {"sample": sample.key}
+    filt = _newest(run, "filter", needs)
+    clus = _newest(run, "cluster", {**needs, "filter": filt.key}) if filt else None
+    ev = _newest(run, "evaluate", {**needs, "filter": filt.key, "cluster": clus.key}) if clus else None
+    return ModelStores(run=run.root, model=sample.model or sample.key, sample=sample, filter=filt, cluster=clus, evaluate=ev)
+
+
+def sample_files(stage_dir: Path, problem_id: Optional[str] = None) -> list[Path]:
+    store = SampleStore(stage_dir / STORE_DIR)
+    dirs = [store.problem_dir(problem_id)] if problem_id is not None else sorted(store.root.glob("problem=*"))
+    return [f for d in dirs if d.is_dir() for f in sorted(d.glob("part-*.parquet"))]
+
+
+# ------------------------------------------------------------------ SQL
+
+
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which samples: None means "either" for every verdict."""
+
+    problem_id: Optional[str] = None
+    passed_public: Optional[bool] = None
+    passed_hidden: Optional[bool] = None
+    selected: Optional[bool] = None
+    distinct: bool = False
+
+
+SAMPLE_COLUMNS = ("problem_id", "sample_id", "code_hash", "finish_reason", "num_tokens", "is_first_of_code_hash")
+VERDICT_COLUMNS = (
+    "passed_public", "first_failure_public", "passed_hidden", "first_failure_hidden",
+    "cluster_id", "cluster_samples", "selected", "selection_rank",
+)
+
+
+def _lit(text: str | Path) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _src(path: Path) -> str:
+    return f"read_parquet({_lit(path)}, hive_partitioning = false)"
+
+
+def _store_source(stores: ModelStores, problem_id: Optional[str]) -> str:
+    if problem_id is None:
+        return _src(stores.store_dir / "problem=*" / "part-*.parquet")
+    files = sample_files(stores.sample.dir, problem_id)
+    return f"read_parquet([{', '.join(_lit(f) for f in files)}], hive_partitioning = false)"
+
+
+def _check_filter(stores: ModelStores, flt: SampleFilter) -> None:
+    for flag, stage, entry in (
+        (flt.passed_public, "filter", stores.filter),
+        (flt.passed_hidden, "evaluate", stores.evaluate),
+        (flt.selected, "cluster", stores.cluster),
+    ):
+        if flag is not None and entry is None:
+            raise InspectError(
+                f"no complete {stage} stage for sample/{stores.sample.key} in {stores.run}, so its verdicts "
+                f"are unknown; finish the run with `alphacode run --out {stores.run}`"
+            )
+
+
+def check_problem(stores: ModelStores, problem_id: str) -> None:
+    if sample_files(stores.sample.dir, problem_id):
+        return
+    known = sorted(unquote(d.name.split("=", 1)[1]) for d in stores.store_dir.glob("problem=*"))
+    close = get_close_matches(problem_id, known, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise InspectError(
+        f"problem {problem_id!r} is not in sample store sample/{stores.sample.key} ({len(known)} problems){hint}; "
+        f"list problems with `alphacode samples stats {stores.run} --json` or check the id"
+    )
+
+
+def samples_sql(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, code: bool = False,
+                all_columns: bool = False, limit: int = 0) -> str:
+    """The DuckDB query answering ``flt``: one row per sample, verdict columns NULL if unknown."""
+    cols = ["s.*"] if all_columns else [f"s.{c}" for c in SAMPLE_COLUMNS] + (["s.code"] if code else [])
+    joins, verdicts = [], {c: "NULL" for c in VERDICT_COLUMNS}
+    if stores.filter:
+        joins.append(f"LEFT JOIN {_src(stores.filter.dir / 'sample_verdicts.parquet')} v"
+                     " ON v.problem_id = s.problem_id AND v.sample_id = s.sample_id")
+        verdicts.update(passed_public="v.passed_public", first_failure_public="v.first_failure_passed_public")
+    if stores.evaluate:
+        joins.append(f"LEFT JOIN {_src(stores.evaluate.dir / 'per_sample.parquet')} e"
+                     " ON e.problem_id = s.problem_id AND e.sample_id = s.sample_id")
+        verdicts.update(passed_hidden="e.passed_hidden", first_failure_hidden="e.first_failure_passed_hidden")
+    if stores.cluster:
+        joins.append(f"LEFT JOIN {_src(stores.cluster.dir / 'clusters.parquet')} c"
+                     " ON c.problem_id = s.problem_id AND c.code_hash = s.code_hash")
+        verdicts.update(cluster_id="c.cluster_id", cluster_samples="c.cluster_samples",
+                        selected="coalesce(c.selected, false)", selection_rank="c.selection_rank")
+    cols += [f"{expr} AS {name}" for name, expr in verdicts.items()]
+    where = []
+    if flt.problem_id is not None:
+        where.append(f"s.problem_id = {_lit(flt.problem_id)}")
+    for flag, column in ((flt.passed_public, "v.passed_public"), (flt.passed_hidden, "e.passed_hidden"),
+                         (flt.selected, "coalesce(c.selected, false)")):
+        if flag is not None:
+            where.append(column if flag else f"NOT {column}")
+    if flt.distinct:
+        where.append("s.is_first_of_code_hash")
+    sql = "SELECT " + ", ".join(cols) + f"\nFROM {_store_source(stores, flt.problem_id)} s"
+    sql += "".join("\n" + j for j in joins)
+    sql += ("\nWHERE " + " AND ".join(where)) if where else ""
+    sql += "\nORDER BY s.problem_id, s.sample_id"
+    return sql + (f"\nLIMIT {int(limit)}" if limit > 0 else "")
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET threads = {max(1, min(4, os.cpu_count() or 1))}")
+    return con
+
+
+def _prepare(stores: ModelStores, flt: SampleFilter) -> None:
+    _check_filter(stores, flt)
+    if flt.problem_id is not None:
+        check_problem(stores, flt.problem_id)
+    elif not sample_files(stores.sample.dir):
+        raise InspectError(f"sample store {stores.store_dir} holds no Parquet files; re-run the sample stage")
+
+
+# ------------------------------------------------------------------ queries
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    problem_id: str
+    sample_id: int
+    code_hash: str
+    finish_reason: str
+    num_tokens: int
+    is_first_of_code_hash: bool
+    passed_public: Optional[bool]
+    first_failure_public: Optional[str]
+    passed_hidden: Optional[bool]
+    first_failure_hidden: Optional[str]
+    cluster_id: Optional[int]
+    cluster_samples: Optional[int]
+    selected: Optional[bool]
+    selection_rank: Optional[int]
+    code: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "code" or v is not None}
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    stores: ModelStores
+    total: int
+    rows: tuple[SampleRow, ...]
+    sql: str
+
+
+def query_samples(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, limit: int = 0,
+                  code: bool = False) -> QueryResult:
+    """Samples matching ``flt`` (first ``limit`` if > 0, all if 0) and how many match in all."""
+    _prepare(stores, flt)
+    sql = samples_sql(stores, flt, code=code)
+    con = _connect()
+    try:
+        total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        cur = con.execute(sql + (f"\nLIMIT {int(limit)}" if limit > 0 else ""))
+        names = [d[0] for d in cur.description]
+        rows = tuple(SampleRow(**dict(zip(names, r))) for r in cur.fetchall())
+    finally:
+        con.close()
+    return QueryResult(stores=stores, total=int(total), rows=rows, sql=sql)
+
+
+def export_jsonl(stores: ModelStores, out: Path | str, flt: SampleFilter = SampleFilter()) -> int:
+    """Write every matching sample (all store columns + verdicts) as JSONL, atomically; rows written."""
+    _prepare(stores, flt)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InspectError(f"output directory {out.parent} does not exist; create it or pass another --out")
+    sql = samples_sql(stores, flt, all_columns=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    con = _connect()
+    try:
+        con.execute(f"COPY ({sql}) TO {_lit(tmp)} (FORMAT JSON)")
+        count = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        os.replace(tmp, out)
+    finally:
+        con.close()
+        Path(tmp).unlink(missing_ok=True)
+    return int(count)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Summary of one model's samples; rates are over samples, None when the stage is absent."""
+
+    model: str
+    sample_key: str
+    problems: int
+    samples: int
+    distinct_programs: int
+    dedup_ratio: float  # fraction of samples whose code repeats an earlier sample's
+    finish_reasons: dict[str, int]
+    mean_tokens: float
+    public_pass_rate: Optional[float]
+    hidden_pass_rate: Optional[float]
+    problems_solved_hidden: Optional[int]
+    clusters_per_problem: Optional[float]  # mean over all problems (0 for a problem with no survivor)
+    selected_programs: Optional[int]
+    problem_ids: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["problem_ids"] = list(self.problem_ids)
+        return out
+
+
+def store_stats(stores: ModelStores) -> StoreStats:
+    _prepare(stores, SampleFilter())
+    joined = samples_sql(stores)
+    con = _connect()
+    try:
+        base = con.execute(
+            f"""SELECT count(*), count(DISTINCT problem_id),
+                       count(DISTINCT problem_id || chr(0) || code_hash), avg(num_tokens),
+                       avg(passed_public::DOUBLE), avg(passed_hidden::DOUBLE),
+                       count(DISTINCT CASE WHEN passed_hidden THEN problem_id END),
+                       count(DISTINCT CASE WHEN cluster_id IS NOT NULL THEN problem_id || chr(0) || cluster_id::VARCHAR END),
+                       count(DISTINCT CASE WHEN selected THEN problem_id || chr(0) || code_hash END)
+                FROM ({joined})"""
+        ).fetchone()
+        reasons = dict(con.execute(f"SELECT finish_reason, count(*) FROM ({joined}) GROUP BY 1 ORDER BY 1").fetchall())
+        problems = tuple(r[0] for r in con.execute(f"SELECT DISTINCT problem_id FROM ({joined}) ORDER BY 1").fetchall())
+    finally:
+        con.close()
+    n, n_problems, distinct, mean_tokens, public, hidden, solved, clusters, selected = base
+    return StoreStats(
+        model=stores.model, sample_key=stores.sample.key, problems=int(n_problems), samples=int(n),
+        distinct_programs=int(distinct), dedup_ratio=1 - distinct / n if n else 0.0,
+        finish_reasons={str(k): int(v) for k, v in reasons.items()}, mean_tokens=float(mean_tokens or 0.0),
+        public_pass_rate=None if stores.filter is None else float(public or 0.0),
+        hidden_pass_rate=None if stores.evaluate is None else float(hidden or 0.0),
+        problems_solved_hidden=None if stores.evaluate is None else int(solved),
+        clusters_per_problem=None if stores.cluster is None else clusters / max(1, n_problems),
+        selected_programs=None if stores.cluster is None else int(selected),
+        problem_ids=problems,
+    )
+
