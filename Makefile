@@ -16,7 +16,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run smoke test test-fast bench clean-runs
+.PHONY: setup run smoke test test-fast bench clean-runs serve serve-stop
 
 setup: $(STAMP)
 
@@ -47,3 +47,9 @@ bench: setup
 
 clean-runs:
 	rm -rf runs .prefect
+
+serve: setup
+	$(BIN)/alphacode serve
+
+serve-stop:
+	$(BIN)/alphacode serve --stop

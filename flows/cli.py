@@ -93,6 +93,25 @@ def profiles() -> None:
         typer.echo(name)
 
 
+@app.command()
+def serve(
+    stop: bool = typer.Option(False, "--stop", help="stop the server and worker this command started"),
+    port: int = typer.Option(4200, help="port of the local Prefect server"),
+) -> None:
+    """Start a local Prefect server, the `local-process` pool, all deployments and a worker."""
+    from flows.serve import start_stack, stop_stack
+
+    state = Path(os.environ["PREFECT_HOME"]) / "serve"
+    if stop:
+        typer.echo(f"stopped: {stop_stack(state) or 'nothing was running'}")
+        return
+    stack = start_stack(state, port)
+    typer.echo(f"Prefect UI/API: {stack.api_url}  (server pid {stack.server_pid}, worker pid {stack.worker_pid})")
+    typer.echo(f"export PREFECT_API_URL={stack.api_url}")
+    typer.echo("prefect deployment run 'alphacode-pipeline/smoke' --watch")
+    typer.echo("alphacode serve --stop   # ends both by PID")
+
+
 def _register_optional() -> None:
     from flows import cli_judge
 

@@ -47,46 +47,74 @@ class PipelineResult(BaseModel):
     model_config = ConfigDict(frozen=True)
     root: str
     stages: dict[str, Manifest]
-    report: Manifest
+    report: Manifest | None = None
 
 
 def default_out_dir(profile: str) -> str:
     return str(Path(DEFAULT_OUT) / profile)
 
 
-def evaluate_model(cfg: PipelineConfig, label: str, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
-    """Stages 3-5 and the hidden-test evaluation for one model."""
-    splits = cfg.problems.eval_splits
-    samples = sample_flow(cfg.sample, model, problems, splits, root)
-    filtered = filter_flow(cfg.judge, samples, problems, splits, root)
-    clusters = cluster_flow(cfg.cluster, cfg.judge, samples, filtered, problems, splits, root)
-    evaluation = evaluate_flow(cfg.evaluate, cfg.judge, label, samples, filtered, clusters, problems, splits, root)
-    return EvaluationRun(samples=samples, filtered=filtered, clusters=clusters, evaluation=evaluation)
+STAGES = ("problems", "pretrain", "finetune", "sample", "filter", "cluster", "evaluate", "rl", "report")
 
 
-def run_pipeline(cfg: PipelineConfig, root: str) -> PipelineResult:
-    problems = problems_flow(cfg.problems, root)
-    pretrained = pretrain_flow(cfg.pretrain, root)
-    finetuned = finetune_flow(cfg.finetune, pretrained, problems, cfg.problems.sft_split, cfg.problems.rl_split, root)
-    before = evaluate_model(cfg, "sft", finetuned, problems, root)
-    tuned = rl_flow(cfg.rl, cfg.judge, finetuned, problems, cfg.problems.rl_split, root)
-    after = evaluate_model(cfg, "rl", tuned, problems, root)
-    stages = {
-        "problems": problems, "pretrain": pretrained, "finetune": finetuned,
-        "sample (sft)": before.samples, "filter (sft)": before.filtered, "cluster (sft)": before.clusters,
-        "evaluate (sft)": before.evaluation, "rl": tuned, "sample (rl)": after.samples,
-        "filter (rl)": after.filtered, "cluster (rl)": after.clusters, "evaluate (rl)": after.evaluation,
-    }
-    split_of = {p.name: s for s in cfg.problems.eval_splits for p in problems_stage.load_split(problems, s)}
-    plan = plan_stage(root, "report", {}, [before.evaluation, after.evaluation], report_stage.MODULES)
-    report = cached(report_task, root)(plan=plan, before=before.evaluation, after=after.evaluation,
-                                       split_of=split_of, stage_manifests=stages)
+def run_pipeline(cfg: PipelineConfig, root: str, until: str = "report") -> PipelineResult:
+    """Run the stages in order up to and including ``until`` (the whole pipeline by default);
+    finished stages come back Cached."""
+    if until not in STAGES:
+        raise ValueError(f"until={until!r} is not a stage; choose one of {', '.join(STAGES)}")
+    stop = STAGES.index(until)
+    stages: dict[str, Manifest] = {"problems": problems_flow(cfg.problems, root)}
+    if stop >= STAGES.index("pretrain"):
+        stages["pretrain"] = pretrain_flow(cfg.pretrain, root)
+    if stop >= STAGES.index("finetune"):
+        stages["finetune"] = finetune_flow(cfg.finetune, stages["pretrain"], stages["problems"],
+                                           cfg.problems.sft_split, cfg.problems.rl_split, root)
+    if stop >= STAGES.index("sample"):
+        _evaluate_into(stages, "sft", cfg, stages["finetune"], root, STAGES[min(stop, STAGES.index("evaluate"))])
+    if stop >= STAGES.index("rl"):
+        stages["rl"] = rl_flow(cfg.rl, cfg.judge, stages["finetune"], stages["problems"], cfg.problems.rl_split, root)
+    report = None
+    if stop >= STAGES.index("report"):
+        _evaluate_into(stages, "rl", cfg, stages["rl"], root, "evaluate")
+        report = _report(cfg, stages, root)
     return PipelineResult(root=root, stages=stages, report=report)
+
+
+def _evaluate_into(stages: dict, label: str, cfg: PipelineConfig, model: Manifest, root: str, until: str) -> None:
+    """Stages 3-5 and the hidden-test evaluation for one model, up to ``until``."""
+    splits, problems = cfg.problems.eval_splits, stages["problems"]
+    samples = stages[f"sample ({label})"] = sample_flow(cfg.sample, model, problems, splits, root)
+    if until == "sample":
+        return
+    filtered = stages[f"filter ({label})"] = filter_flow(cfg.judge, samples, problems, splits, root)
+    if until == "filter":
+        return
+    clusters = stages[f"cluster ({label})"] = cluster_flow(cfg.cluster, cfg.judge, samples, filtered, problems, splits, root)
+    if until == "cluster":
+        return
+    stages[f"evaluate ({label})"] = evaluate_flow(cfg.evaluate, cfg.judge, label, samples, filtered, clusters,
+                                                  problems, splits, root)
+
+
+def _report(cfg: PipelineConfig, stages: dict[str, Manifest], root: str) -> Manifest:
+    before, after = stages["evaluate (sft)"], stages["evaluate (rl)"]
+    split_of = {p.name: s for s in cfg.problems.eval_splits for p in problems_stage.load_split(stages["problems"], s)}
+    plan = plan_stage(root, "report", {}, [before, after], report_stage.MODULES)
+    return cached(report_task, root)(plan=plan, before=before, after=after, split_of=split_of, stage_manifests=stages)
+
+
+def evaluate_model(cfg: PipelineConfig, label: str, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
+    """Stages 3-5 and the hidden-test evaluation of one model (used by ``reevaluate``)."""
+    stages: dict[str, Manifest] = {"problems": problems}
+    _evaluate_into(stages, label, cfg, model, root, "evaluate")
+    return EvaluationRun(samples=stages[f"sample ({label})"], filtered=stages[f"filter ({label})"],
+                         clusters=stages[f"cluster ({label})"], evaluation=stages[f"evaluate ({label})"])
 
 
 @flow(name="alphacode-pipeline")
 def alphacode_pipeline(profile: str = "default", out_dir: str | None = None,
                        overrides: dict[str, Any] | None = None) -> PipelineResult:
+    """The whole pipeline on a named profile (``overrides`` deep-merge into it)."""
     cfg = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
     result = run_pipeline(cfg, root)
@@ -94,3 +122,11 @@ def alphacode_pipeline(profile: str = "default", out_dir: str | None = None,
     create_markdown_artifact(report_md, key="alphacode-report", description=f"pipeline report ({profile})")
     get_run_logger().info("report: %s", result.report.dir / "report.md")
     return result
+
+
+@flow(name="alphacode-stage")
+def alphacode_stage(stage: str = "pretrain", profile: str = "default", out_dir: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> PipelineResult:
+    """One stage on a named profile: its upstream stages come back Cached (or are computed)."""
+    cfg = load_profile(profile, overrides)
+    return run_pipeline(cfg, str(Path(out_dir or default_out_dir(profile)).resolve()), until=stage)

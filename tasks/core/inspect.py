@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import unquote
 
 import duckdb
@@ -38,7 +39,7 @@ import pyarrow.parquet as pq
 from tasks.core.manifest import MANIFEST_NAME, read_manifest
 from tasks.core.samplestore import SampleStore
 
-STAGES = ("problems", "pretrain", "finetune", "sample", "rl", "filter", "cluster", "evaluate", "report")
+STAGES = ("problems", "pretrain", "finetune", "sample", "filter", "cluster", "evaluate", "rl", "report")
 STORE_DIR = "samples"  # tasks.core.stages.sample.STORE
 MODEL_UPSTREAM = {"sft": "finetune", "rl": "rl"}
 # the main Parquet payload of each stage, counted in ``runs`` (footer row counts only)
@@ -80,6 +81,8 @@ class StageEntry:
     @property
     def model(self) -> str:
         """``sft``/``rl`` for a sample store (from its upstream), else ``""``."""
+        if self.stage != "sample":
+            return ""
         for label, stage in MODEL_UPSTREAM.items():
             if stage in self.upstream:
                 return label
@@ -295,7 +298,10 @@ def check_problem(stores: ModelStores, problem_id: str) -> None:
 
 def samples_sql(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, code: bool = False,
                 all_columns: bool = False, limit: int = 0) -> str:
-    """The DuckDB query answering ``flt``: one row per sample, verdict columns NULL if unknown."""
+    """The DuckDB query answering ``flt``: one row per sample, verdict columns NULL if unknown.
+
+    ``flt.problem_id`` must be in the store (:func:`check_problem`): the query names its files.
+    """
     cols = ["s.*"] if all_columns else [f"s.{c}" for c in SAMPLE_COLUMNS] + (["s.code"] if code else [])
     joins, verdicts = [], {c: "NULL" for c in VERDICT_COLUMNS}
     if stores.filter:
@@ -328,10 +334,21 @@ def samples_sql(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, code
     return sql + (f"\nLIMIT {int(limit)}" if limit > 0 else "")
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+@contextmanager
+def _connect(stores: ModelStores) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection; its read errors become :class:`InspectError`."""
     con = duckdb.connect(":memory:")
-    con.execute(f"SET threads = {max(1, min(4, os.cpu_count() or 1))}")
-    return con
+    try:
+        con.execute(f"SET threads = {max(1, min(4, os.cpu_count() or 1))}")
+        yield con
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InspectError(
+            f"DuckDB could not read the stores of sample/{stores.sample.key} in {stores.run} ({first}); "
+            "a stage may be being rewritten: wait for it, or re-run the pipeline to repair it"
+        ) from None
+    finally:
+        con.close()
 
 
 def _prepare(stores: ModelStores, flt: SampleFilter) -> None:
@@ -380,14 +397,11 @@ def query_samples(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, li
     """Samples matching ``flt`` (first ``limit`` if > 0, all if 0) and how many match in all."""
     _prepare(stores, flt)
     sql = samples_sql(stores, flt, code=code)
-    con = _connect()
-    try:
+    with _connect(stores) as con:
         total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
         cur = con.execute(sql + (f"\nLIMIT {int(limit)}" if limit > 0 else ""))
         names = [d[0] for d in cur.description]
         rows = tuple(SampleRow(**dict(zip(names, r))) for r in cur.fetchall())
-    finally:
-        con.close()
     return QueryResult(stores=stores, total=int(total), rows=rows, sql=sql)
 
 
@@ -400,13 +414,12 @@ def export_jsonl(stores: ModelStores, out: Path | str, flt: SampleFilter = Sampl
     sql = samples_sql(stores, flt, all_columns=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
-    con = _connect()
     try:
-        con.execute(f"COPY ({sql}) TO {_lit(tmp)} (FORMAT JSON)")
-        count = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        with _connect(stores) as con:
+            con.execute(f"COPY ({sql}) TO {_lit(tmp)} (FORMAT JSON)")
+            count = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
         os.replace(tmp, out)
     finally:
-        con.close()
         Path(tmp).unlink(missing_ok=True)
     return int(count)
 
@@ -439,8 +452,7 @@ class StoreStats:
 def store_stats(stores: ModelStores) -> StoreStats:
     _prepare(stores, SampleFilter())
     joined = samples_sql(stores)
-    con = _connect()
-    try:
+    with _connect(stores) as con:
         base = con.execute(
             f"""SELECT count(*), count(DISTINCT problem_id),
                        count(DISTINCT problem_id || chr(0) || code_hash), avg(num_tokens),
@@ -452,8 +464,6 @@ def store_stats(stores: ModelStores) -> StoreStats:
         ).fetchone()
         reasons = dict(con.execute(f"SELECT finish_reason, count(*) FROM ({joined}) GROUP BY 1 ORDER BY 1").fetchall())
         problems = tuple(r[0] for r in con.execute(f"SELECT DISTINCT problem_id FROM ({joined}) ORDER BY 1").fetchall())
-    finally:
-        con.close()
     n, n_problems, distinct, mean_tokens, public, hidden, solved, clusters, selected = base
     return StoreStats(
         model=stores.model, sample_key=stores.sample.key, problems=int(n_problems), samples=int(n),

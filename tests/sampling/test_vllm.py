@@ -23,10 +23,13 @@ def needs_vllm(fn):
 
 
 @pytest.fixture(scope="module")
-def vllm_backend(tiny_model_dir):
+def vllm_backend(tmp_path_factory):
     from tasks.core.sampling_vllm import VLLMBackend
+    from tests.sampling.tiny import build_model_dir
 
-    return VLLMBackend(tiny_model_dir)
+    # vLLM's CPU attention kernels need head_dim >= 32 (head_dim=16 is rejected): 128 / 2 heads = 64.
+    model_dir = build_model_dir(tmp_path_factory.mktemp("vllm_model"), hidden=128, heads=2, intermediate=256)
+    return VLLMBackend(model_dir)
 
 
 @needs_vllm

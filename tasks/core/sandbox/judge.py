@@ -17,8 +17,8 @@ compares the JSON return value with ``compare_json``, ``assert`` accepts a clean
 C++ that does not compile gives COMPILE_ERROR for every test. SANDBOX_ERROR means the harness
 failed: the whole job is retried up to ``max_retries`` times (``JobResult.sandbox_retries``
 counts them) and only reported if every attempt failed. Invalid jobs raise ValueError when the
-``Job`` is built (see ``types.Job``), so a batch never fails half-way. ``backend="docker"`` is not
-implemented and raises SandboxUnavailable.
+``Job`` is built (see ``types.Job``), so a batch never fails half-way. ``backend="docker"`` runs
+the same runner in warm Docker containers (``docker_backend.py``; same verdict rules).
 """
 
 from __future__ import annotations
@@ -171,9 +171,11 @@ class Judge:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         if backend == "docker":
-            raise SandboxUnavailable("docker backend not implemented; use backend='bwrap' "
-                                     "(needs bubblewrap: `apt-get install bubblewrap`)")
-        self._backend = BwrapBackend()
+            from .docker_backend import DockerBackend
+
+            self._backend = DockerBackend(workers=workers, limits=self.limits)
+        else:
+            self._backend = BwrapBackend()
 
     def __enter__(self) -> "Judge":
         return self
