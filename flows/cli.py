@@ -63,6 +63,10 @@ def run(
     except ConfigError as err:
         fail(str(err))
     from flows.pipeline import alphacode_pipeline, default_out_dir
+    from tasks.recovery import kill_orphaned_ephemeral_servers
+
+    for pid in kill_orphaned_ephemeral_servers():
+        typer.echo(f"ended an orphaned ephemeral Prefect server of an earlier killed run (pid {pid})", err=True)
 
     root = (out or Path(default_out_dir(profile))).resolve()
     result = alphacode_pipeline(profile=profile, out_dir=str(root), overrides=overrides)
@@ -112,16 +116,14 @@ def serve(
     typer.echo("alphacode serve --stop   # ends both by PID")
 
 
-def _register_optional() -> None:
-    from flows import cli_judge
+def _register_commands() -> None:
+    from flows import cli_judge, cli_samples
 
     cli_judge.register(app)
+    cli_samples.register(app)
 
 
-try:
-    _register_optional()
-except ImportError:
-    pass
+_register_commands()
 
 
 def main() -> None:

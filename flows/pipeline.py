@@ -9,10 +9,12 @@ field named. Each stage is its own subflow; every stage output is content-addres
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.context import get_run_context
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +32,7 @@ from tasks.caching import cached
 from tasks.core.config import PipelineConfig, load_profile
 from tasks.core.manifest import Manifest, plan_stage
 from tasks.core.stages import problems as problems_stage, report as report_stage
+from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.stages import report_task
 
 DEFAULT_OUT = "runs"
@@ -52,6 +55,18 @@ class PipelineResult(BaseModel):
 
 def default_out_dir(profile: str) -> str:
     return str(Path(DEFAULT_OUT) / profile)
+
+
+@contextmanager
+def active_run(root: str):
+    """Mark earlier killed runs of this directory Crashed, and record this one while it runs."""
+    for run_id in crash_stale_runs(root):
+        get_run_logger().warning("flow run %s was killed earlier; marked Crashed", run_id)
+    marker = register_active_run(root, str(get_run_context().flow_run.id))
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 STAGES = ("problems", "pretrain", "finetune", "sample", "filter", "cluster", "evaluate", "rl", "report")
@@ -117,7 +132,8 @@ def alphacode_pipeline(profile: str = "default", out_dir: str | None = None,
     """The whole pipeline on a named profile (``overrides`` deep-merge into it)."""
     cfg = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
-    result = run_pipeline(cfg, root)
+    with active_run(root):
+        result = run_pipeline(cfg, root)
     report_md = (result.report.dir / "report.md").read_text()
     create_markdown_artifact(report_md, key="alphacode-report", description=f"pipeline report ({profile})")
     get_run_logger().info("report: %s", result.report.dir / "report.md")
@@ -129,4 +145,6 @@ def alphacode_stage(stage: str = "pretrain", profile: str = "default", out_dir: 
                     overrides: dict[str, Any] | None = None) -> PipelineResult:
     """One stage on a named profile: its upstream stages come back Cached (or are computed)."""
     cfg = load_profile(profile, overrides)
-    return run_pipeline(cfg, str(Path(out_dir or default_out_dir(profile)).resolve()), until=stage)
+    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    with active_run(root):
+        return run_pipeline(cfg, root, until=stage)

@@ -8,19 +8,22 @@ at a time. A container is started with ``network_mode=none`` (its own network na
 loopback), a read-only root, a ``tmpfs_mb`` tmpfs on ``/tmp`` (the only writable place; no
 ``/dev/shm``: ``ipc_mode=none``), ``cap_drop=ALL``, ``no-new-privileges``, Docker's default
 seccomp profile, a memory cap (no swap), a pids cap, one CPU, and a non-root uid that no other
-sandbox uses (``UidPool`` 62000+, so RLIMIT_NPROC counts only its own processes). Its pid 1 only
-reaps orphans.
+sandbox uses (``UidPool`` 62000+, so RLIMIT_NPROC counts only its own processes).
 
-Per job, one ``docker exec`` starts ``python3 -I -S -c BOOTSTRAP`` as that uid; the bootstrap
-reads the runner's and seccomp module's sources from stdin (nothing of the host tree is in the
-image), SIGKILLs every leftover process of earlier jobs and waits until they are gone, empties
-``/tmp``, resets the environment to ``runner.ENV`` + ``PWD``, loads ``seccomp.base_filter()``
-(same socket/namespace denials as bwrap) and runs ``runner.main()``, which reads the request
-next on stdin. Frames come back on the exec's stdout. Any harness failure (Docker API error,
-bootstrap/runner crash, protocol error, ``timeout_s`` passed) raises ``SandboxError`` and the
-container is thrown away, so the judge's retry runs on a fresh one. ``on_frame`` returning
-``False`` stops reading; the rest of that job is killed by the next job's bootstrap (or when the
-container is removed).
+The container's pid 1 is a small job server (``SERVER``, run with the image's
+``python3 -I -S``) attached to the host by one long-lived stdin/stdout stream (no ``docker exec``
+per job: that costs ~70 ms here). At start it receives the runner's and seccomp module's sources
+(nothing of the host tree is in the image, so changing the runner needs no image rebuild), sets
+the environment to ``runner.ENV`` + ``PWD``, makes itself non-dumpable and loads
+``seccomp.base_filter()`` (same socket/namespace denials as bwrap), inherited by everything
+below it. Per job it forks ``runner.main()`` with the request on a memfd as stdin, forwards its
+frames tagged with the job's sequence number, then SIGKILLs every other process of the
+container, reaps them, empties ``/tmp`` and sends an end marker. The runner's RLIMIT_NPROC
+accounting (pid 1 + runner) is the same as under bwrap. Any harness failure (Docker API error,
+runner crash, protocol error, ``timeout_s`` passed) raises ``SandboxError`` and the container
+is thrown away, so the judge's retry runs on a fresh one. ``on_frame`` returning ``False``
+sends an abort: the server kills the rest of that job at once. If the host goes away, the
+server sees end-of-file and exits, and the container removes itself (``auto_remove``).
 
 ``probe()`` (once per backend) connects to the engine (``DOCKER_HOST`` or the default socket),
 builds the image if needed and runs a trivial job; it raises ``SandboxUnavailable`` with the fix
@@ -28,8 +31,8 @@ otherwise. ``close()`` removes the containers. Limits: the per-test limits are t
 rlimits, as with bwrap; the container caps are backstops sized from the Judge's ``limits`` when
 the backend is built (a later per-call ``limits`` above them can be cut short by the cgroup). The
 engine must run on this machine for uid isolation to hold (uids are checked in this host's
-/proc). Containers left by a killed process carry the label ``alphacode.judge.owner`` and are
-removed by the next backend on the same host whose owner pid is gone.
+/proc). Containers left by a killed process (label ``alphacode.judge.owner``) are removed by the
+next backend probe on the same host once their owner pid is gone.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import json
 import os
 import select
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -56,65 +60,107 @@ STDERR_KEEP = 4096
 START_HINT = ("start a Docker engine (Debian: `apt-get install -y docker.io` then, as root, "
               "`tests/sandbox/docker_env.sh start`) or use backend='bwrap'")
 
-PID1 = """
-import os, signal
-signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
-while True:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
-    signal.sigtimedwait([signal.SIGCHLD], 5.0)
-"""
-
-BOOTSTRAP = """
-import json, os, shutil, signal, struct, sys, time, types
+SERVER = """
+import json, os, select, shutil, signal, struct, sys, types
+ENVELOPE, LENGTH = struct.Struct(">IBI"), struct.Struct(">Q")
 def read(n):
     data = b""
     while len(data) < n:
         chunk = os.read(0, n - len(data))
         if not chunk:
-            raise SystemExit("bootstrap: stdin closed early")
+            os._exit(0)  # the host detached: stop (the container removes itself)
         data += chunk
     return data
-src = json.loads(read(struct.unpack(">Q", read(8))[0]))
-me, deadline = os.getpid(), time.monotonic() + 5.0
-while True:
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    left = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
-    if not left:
-        break
-    if time.monotonic() > deadline:
-        raise SystemExit(f"bootstrap: leftover processes survive: {left}")
-    time.sleep(0.002)
-def force(func, path, _exc):
-    os.chmod(os.path.dirname(path), 0o700)
-    if not os.path.islink(path):
-        os.chmod(path, 0o700)
-    func(path)
-for name in os.listdir("/tmp"):
-    path = os.path.join("/tmp", name)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, onerror=force)
-    else:
-        os.unlink(path)
-os.environ.clear()
-os.environ.update(src["env"])
-os.chdir("/tmp")
+def message():
+    return json.loads(read(LENGTH.unpack(read(8))[0]))
+def send(seq, kind, data=b""):
+    view = memoryview(ENVELOPE.pack(seq, kind, len(data)) + data)
+    while view:
+        view = view[os.write(1, view):]
 def load(name, code):
     mod = types.ModuleType(name)
     mod.__file__ = "/sandbox/" + name + ".py"
     exec(compile(code, mod.__file__, "exec"), mod.__dict__)
     sys.modules[name] = mod
     return mod
-seccomp = load("seccomp", src["seccomp"])
+def sweep():
+    status = {}
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            pid, st = os.waitpid(-1, 0)
+            status[pid] = st
+        except ChildProcessError:
+            return status
+def force(func, path, _exc):
+    os.chmod(os.path.dirname(path), 0o700)
+    if not os.path.islink(path):
+        os.chmod(path, 0o700)
+    func(path)
+def clean_tmp():
+    for name in os.listdir("/tmp"):
+        path = os.path.join("/tmp", name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=force)
+        else:
+            os.unlink(path)
+def run(seq, request):
+    r, w = os.pipe()
+    memfd = os.memfd_create("request", 0)
+    body = json.dumps(request).encode()
+    os.write(memfd, LENGTH.pack(len(body)) + body)
+    os.lseek(memfd, 0, os.SEEK_SET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(memfd, 0)
+            os.dup2(w, 1)
+            os.close(r)
+            runner.main()
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(memfd)
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    for fd in (r, pidfd, 0):
+        poller.register(fd, select.POLLIN)
+    live = True
+    while live:
+        for fd, _ev in poller.poll():
+            if fd == r:
+                data = os.read(r, 1 << 16)
+                if data:
+                    send(seq, 0, data)
+                else:
+                    poller.unregister(r)
+            else:
+                live = False  # the runner exited, or the host sent the next message (abort)
+    status = sweep().get(pid)
+    while data := os.read(r, 1 << 16):
+        send(seq, 0, data)
+    os.close(r)
+    os.close(pidfd)
+    clean_tmp()
+    send(seq, 1, json.dumps({"status": status}).encode())
+setup = message()
+os.environ.clear()
+os.environ.update(setup["env"])
+os.chdir("/tmp")
+seccomp = load("seccomp", setup["seccomp"])
+runner = load("runner", setup["runner"])
+runner._prctl()(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: programs can't read our memory or fds
 seccomp.prepare(seccomp.base_filter())()
-load("runner", src["runner"]).main()
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+while True:
+    msg = message()
+    if "request" in msg:
+        run(msg["seq"], msg["request"])
 """
+ENVELOPE = struct.Struct(">IBI")  # server -> host: job seq, kind (0 data, 1 end), length
 
 
 def connect(timeout_s: float = 30.0):
@@ -132,96 +178,136 @@ def connect(timeout_s: float = 30.0):
     return client
 
 
-class _Demux:
-    """Splits Docker's multiplexed exec stream (8-byte headers) into stdout frames + stderr."""
+class _Stream:
+    """Host end of one worker's attached stream: Docker's 8-byte multiplexing headers, then
+    the server's envelopes, then (for the current job only) the runner's frames."""
 
-    def __init__(self) -> None:
-        self.raw = bytearray()
-        self.out = bytearray()
-        self.err = bytearray()
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.raw = bytearray()  # docker-multiplexed bytes
+        self.out = bytearray()  # server envelopes (stdout)
+        self.err = bytearray()  # server/runner stderr, last STDERR_KEEP bytes
+        self.frames = bytearray()  # runner frames of the current job
+        self.ended: dict | None = None
 
-    def feed(self, chunk: bytes) -> None:
-        self.raw += chunk
+    def start(self) -> None:
+        self.frames.clear()
+        self.ended = None
+
+    def _demux(self) -> None:
         while len(self.raw) >= 8:
             size = int.from_bytes(self.raw[4:8], "big")
             if len(self.raw) < 8 + size:
                 return
-            stream, payload = self.raw[0], bytes(self.raw[8:8 + size])
+            target = self.out if self.raw[0] == 1 else self.err
+            target += self.raw[8:8 + size]
             del self.raw[:8 + size]
-            if stream == 1:
-                self.out += payload
-            elif len(self.err) < STDERR_KEEP:
-                self.err += payload[:STDERR_KEEP - len(self.err)]
+        del self.err[:-STDERR_KEEP]
 
-    def frames(self):
-        """Yield complete runner frames ``(meta, blob)`` from stdout."""
-        head = runner_mod.FRAME.size
-        while len(self.out) >= head:
-            meta_len, blob_len = runner_mod.FRAME.unpack_from(self.out)
-            total = head + meta_len + blob_len
+    def _envelopes(self, seq: int) -> None:
+        while len(self.out) >= ENVELOPE.size:
+            env_seq, kind, size = ENVELOPE.unpack_from(self.out)
+            total = ENVELOPE.size + size
             if len(self.out) < total:
                 return
-            meta = json.loads(bytes(self.out[head:head + meta_len]))
-            blob = bytes(self.out[head + meta_len:total])
+            data = bytes(self.out[ENVELOPE.size:total])
             del self.out[:total]
+            if env_seq != seq:
+                continue  # the tail of an earlier, stopped job
+            if kind == 1:
+                self.ended = json.loads(data)
+            else:
+                self.frames += data
+
+    def next_frames(self):
+        """Yield the complete runner frames ``(meta, blob)`` received so far."""
+        head = runner_mod.FRAME.size
+        while len(self.frames) >= head:
+            meta_len, blob_len = runner_mod.FRAME.unpack_from(self.frames)
+            total = head + meta_len + blob_len
+            if len(self.frames) < total:
+                return
+            meta = json.loads(bytes(self.frames[head:head + meta_len]))
+            blob = bytes(self.frames[head + meta_len:total])
+            del self.frames[:total]
             yield meta, blob
 
-
-def _pump(sock: socket.socket, timeout_s: float, on_frame: Callable[[dict, bytes], bool]) -> None:
-    deadline = time.monotonic() + timeout_s
-    demux = _Demux()
-    while True:
-        for meta, blob in demux.frames():
-            kind = meta.get("kind")
-            if kind == "done":
-                return
-            if kind == "fatal":
-                raise SandboxError(f"runner failed: {meta.get('error', '')}")
-            if on_frame(meta, blob) is False:
-                return
+    def receive(self, seq: int, deadline: float, timeout_s: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SandboxError(f"container gave no result within {timeout_s:.1f} s")
-        if not select.select([sock], [], [], remaining)[0]:
-            continue
-        chunk = sock.recv(1 << 20)
+        if not select.select([self.sock], [], [], remaining)[0]:
+            return
+        chunk = self.sock.recv(1 << 20)
         if not chunk:
-            err = demux.err.decode("utf-8", "replace").strip()
-            raise SandboxError(f"container job ended before finishing: {err or 'no stderr'}")
-        demux.feed(chunk)
+            raise SandboxError(f"container stream closed: {self.stderr() or 'no stderr'}")
+        self.raw += chunk
+        self._demux()
+        self._envelopes(seq)
+
+    def stderr(self) -> str:
+        return self.err.decode("utf-8", "replace").strip()[-1000:]
+
+
+def _message(obj: dict) -> bytes:
+    body = json.dumps(obj, ensure_ascii=True).encode("ascii")
+    return runner_mod.REQUEST.pack(len(body)) + body
 
 
 class Worker:
-    """One warm container and its uid; runs one job at a time."""
+    """One warm container (its pid 1 is the job server) and its uid; one job at a time."""
 
-    def __init__(self, client, image: str, uid: int, config: dict) -> None:
-        self.client, self.uid = client, uid
-        self.container = client.containers.run(
-            image, ["/usr/bin/python3", "-I", "-S", "-c", PID1], user=f"{uid}:{uid}",
+    def __init__(self, client, image: str, uid: int, config: dict, setup: bytes) -> None:
+        self.client, self.uid, self.seq = client, uid, 0
+        self.container = client.containers.create(
+            image, ["/usr/bin/python3", "-I", "-S", "-c", SERVER], user=f"{uid}:{uid}",
             name=f"alphacode-judge-{os.getpid()}-{uuid.uuid4().hex[:8]}", **config)
-
-    def execute(self, payload: bytes, timeout_s: float,
-                on_frame: Callable[[dict, bytes], bool]) -> None:
-        api = self.client.api
-        exec_id = api.exec_create(
-            self.container.id, ["/usr/bin/python3", "-I", "-S", "-c", BOOTSTRAP], stdin=True,
-            user=f"{self.uid}:{self.uid}", workdir="/tmp",
-            environment=[f"{k}={v}" for k, v in runner_mod.ENV.items()])["Id"]
-        wrapper = api.exec_start(exec_id, socket=True)
-        sock = getattr(wrapper, "_sock", wrapper)
         try:
-            sock.settimeout(timeout_s)
-            sock.sendall(payload)
-            sock.setblocking(True)
-            _pump(sock, timeout_s, on_frame)
-        finally:
-            wrapper.close()
-            sock.close()
+            self._wrapper = client.api.attach_socket(
+                self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            sock = getattr(self._wrapper, "_sock", self._wrapper)
+            self.stream = _Stream(sock)
+            self.container.start()
+            sock.sendall(setup)
+        except BaseException:
+            self.remove()
+            raise
+
+    def execute(self, request: dict, timeout_s: float,
+                on_frame: Callable[[dict, bytes], bool]) -> None:
+        self.seq += 1
+        stream, seq = self.stream, self.seq
+        deadline = time.monotonic() + timeout_s
+        stream.start()
+        stream.sock.settimeout(timeout_s)
+        stream.sock.sendall(_message({"seq": seq, "request": request}))
+        stream.sock.setblocking(True)
+        while True:
+            for meta, blob in stream.next_frames():
+                kind = meta.get("kind")
+                if kind == "done":
+                    return
+                if kind == "fatal":
+                    raise SandboxError(f"runner failed: {meta.get('error', '')}")
+                if on_frame(meta, blob) is False:
+                    stream.sock.sendall(_message({"seq": seq, "abort": True}))
+                    return
+            if stream.ended is not None:
+                raise SandboxError(f"runner exited (wait status {stream.ended.get('status')}) "
+                                   f"before finishing: {stream.stderr() or 'no stderr'}")
+            stream.receive(seq, deadline, timeout_s)
 
     def remove(self) -> None:
+        wrapper = getattr(self, "_wrapper", None)
+        if wrapper is not None:
+            try:
+                getattr(wrapper, "_sock", wrapper).close()
+                wrapper.close()
+            except OSError:
+                pass
         try:
             self.container.remove(force=True)
-        except Exception:  # already gone or engine down: nothing left to free here
+        except Exception:  # already gone (auto-removed) or engine down: nothing to free here
             pass
         UIDS.release(self.uid)
 
@@ -237,6 +323,7 @@ def _container_config(limits: Limits, tmpfs_mb: int, cpus: float) -> dict:
         "hostname": "sandbox", "working_dir": "/tmp", "environment": dict(runner_mod.ENV),
         "labels": {OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
         "log_config": {"type": "none", "config": {}}, "stop_signal": "SIGKILL",
+        "stdin_open": True, "auto_remove": True,
     }
 
 
@@ -267,10 +354,9 @@ class DockerBackend:
         self._image: str | None = None
         self._probe_error: str | None = None
         self._probed = False
-        sources = {"runner": (HERE / "runner.py").read_text(),
-                   "seccomp": (HERE / "seccomp.py").read_text(),
-                   "env": dict(runner_mod.ENV, PWD="/tmp")}
-        self._prefix = runner_mod.encode_request(sources)
+        self._setup = _message({"runner": (HERE / "runner.py").read_text(),
+                                "seccomp": (HERE / "seccomp.py").read_text(),
+                                "env": dict(runner_mod.ENV, PWD="/tmp")})
 
     # ------------------------------------------------------------ availability
     def probe(self) -> None:
@@ -315,7 +401,7 @@ class DockerBackend:
             self._count += 1
         uid = UIDS.acquire()
         try:
-            return Worker(self._client, self._image, uid, self._config)
+            return Worker(self._client, self._image, uid, self._config, self._setup)
         except Exception as exc:
             UIDS.release(uid)
             with self._lock:
@@ -339,11 +425,10 @@ class DockerBackend:
 
     def _execute_locked_free(self, request: dict, timeout_s: float,
                              on_frame: Callable[[dict, bytes], bool]) -> None:
-        payload = self._prefix + runner_mod.encode_request(request)
         worker = self._checkout()
         healthy = False
         try:
-            worker.execute(payload, timeout_s, on_frame)
+            worker.execute(request, timeout_s, on_frame)
             healthy = True
         except SandboxError:
             raise
