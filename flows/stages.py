@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached
 from tasks.core.config import (
     ClusterConfig,
@@ -37,13 +38,13 @@ from tasks.stages import (
 @flow(name="problems")
 def problems_flow(cfg: ProblemsConfig, root: str) -> Manifest:
     plan = plan_stage(root, "problems", cfg, [], problems_stage.MODULES)
-    return cached(problems_task, root)(plan=plan, cfg=cfg)
+    return _published(cached(problems_task, root)(plan=plan, cfg=cfg))
 
 
 @flow(name="pretrain")
 def pretrain_flow(cfg: PretrainConfig, root: str) -> Manifest:
     plan = plan_stage(root, "pretrain", cfg, [], train_stage.PRETRAIN_MODULES)
-    return cached(pretrain_task, root)(plan=plan, cfg=cfg)
+    return _published(cached(pretrain_task, root)(plan=plan, cfg=cfg))
 
 
 @flow(name="finetune")
@@ -51,8 +52,8 @@ def finetune_flow(cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest,
                   root: str) -> Manifest:
     key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
     plan = plan_stage(root, "finetune", key_cfg, [pretrained, problems], train_stage.FINETUNE_MODULES)
-    return cached(finetune_task, root)(plan=plan, cfg=cfg, pretrained=pretrained, problems=problems,
-                                       sft_split=sft_split, valid_split=valid_split)
+    return _published(cached(finetune_task, root)(plan=plan, cfg=cfg, pretrained=pretrained, problems=problems,
+                                       sft_split=sft_split, valid_split=valid_split))
 
 
 @flow(name="sample")
@@ -66,7 +67,12 @@ def sample_flow(cfg: SampleConfig, model: Manifest, problems: Manifest, splits: 
         shard = cached(sample_shard_task, root)
         for unit in sample_stage.shard_units(plan, ids, cfg):  # sequential: torch already uses both cores
             shard(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
-    return cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg)
+    return _published(cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg))
+
+
+def _published(manifest: Manifest) -> Manifest:
+    publish_stage_artifacts(manifest)
+    return manifest
 
 
 def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig, root: str, generated=None) -> None:
@@ -85,7 +91,7 @@ def filter_flow(judge: JudgeConfig, samples: Manifest, problems: Manifest, split
     by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
     if not plan.complete():
         _run_exec(plan, filter_stage.programs_of(samples), "public", by_id, judge, root)
-    return cached(filter_finish_task, root)(plan=plan, samples=samples, problem_ids=sorted(by_id))
+    return _published(cached(filter_finish_task, root)(plan=plan, samples=samples, problem_ids=sorted(by_id)))
 
 
 @flow(name="cluster")
@@ -99,7 +105,7 @@ def cluster_flow(cfg: ClusterConfig, judge: JudgeConfig, samples: Manifest, filt
         with_survivors = {p.problem_id for p in survivors}
         inputs = cluster_inputs_task(plan=plan, cfg=cfg, problems={k: v for k, v in by_id.items() if k in with_survivors})
         _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs)
-    return cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered)
+    return _published(cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered))
 
 
 @flow(name="evaluate")
@@ -108,11 +114,16 @@ def evaluate_flow(cfg: EvalConfig, judge: JudgeConfig, label: str, samples: Mani
     key_cfg = {"evaluate": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "label": label}
     plan = plan_stage(root, "evaluate", key_cfg, [samples, filtered, clusters, problems], evaluate.MODULES + filter_stage.MODULES)
     split_of = {p.name: split for split in splits for p in problems_stage.load_split(problems, split)}
+    by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
+    groups = {
+        "family": {pid: p.tags.get("family", "unknown") for pid, p in by_id.items()},
+        "difficulty": {pid: str(p.cf_rating or p.difficulty) for pid, p in by_id.items()},
+    }
     if not plan.complete():
-        by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
         _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root)
-    return cached(evaluate_finish_task, root)(plan=plan, cfg=cfg, label=label, split_of=split_of, samples=samples,
-                                              filtered=filtered, clusters=clusters)
+    return _published(cached(evaluate_finish_task, root)(plan=plan, cfg=cfg, label=label, split_of=split_of,
+                                                        samples=samples, filtered=filtered, clusters=clusters,
+                                                        groups=groups))
 
 
 @flow(name="rl")
@@ -120,4 +131,4 @@ def rl_flow(cfg: RLConfig, judge: JudgeConfig, finetuned: Manifest, problems: Ma
     key_cfg = {"rl": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "split": split}
     plan = plan_stage(root, "rl", key_cfg, [finetuned, problems], rl_stage.MODULES)
     rl_problems = problems_stage.load_split(problems, split)
-    return cached(rl_task, root)(plan=plan, cfg=cfg, finetuned=finetuned, problems=rl_problems, judge=judge)
+    return _published(cached(rl_task, root)(plan=plan, cfg=cfg, finetuned=finetuned, problems=rl_problems, judge=judge))

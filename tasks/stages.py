@@ -137,8 +137,8 @@ def rl_task(plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[
 
 @task(name="evaluate-finish")
 def evaluate_finish_task(plan: StagePlan, cfg: EvalConfig, label: str, split_of: dict[str, str], samples: Manifest,
-                         filtered: Manifest, clusters: Manifest) -> Manifest:
-    return plan.manifest() or evaluate.finish_evaluate(plan, cfg, label, split_of, samples, filtered, clusters)
+                         filtered: Manifest, clusters: Manifest, groups: dict[str, dict[str, str]]) -> Manifest:
+    return plan.manifest() or evaluate.finish_evaluate(plan, cfg, label, split_of, samples, filtered, clusters, groups)
 
 
 @task(name="report")

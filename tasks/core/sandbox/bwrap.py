@@ -24,6 +24,7 @@ of one program into one Job.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -85,11 +86,33 @@ def _kill_uid(uid: int) -> None:
             continue
 
 
+UID_LOCK_DIR = Path(os.environ.get("ALPHACODE_UID_LOCK_DIR", "/tmp/alphacode-sandbox-uids"))
+
+
+def _try_lease(uid: int) -> int | None:
+    """An exclusive cross-process lease on ``uid`` (an flock'd file), or None if taken.
+
+    Several processes on one machine (Prefect workers, Dask/Ray workers) each have their own
+    pool; the lease keeps two of them from picking the same idle uid at the same instant.
+    The kernel drops the lease when its holder dies, so a killed run leaks nothing.
+    """
+    UID_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(UID_LOCK_DIR / f"{uid}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class UidPool:
-    """Process-wide pool of unprivileged host uids, one per running sandbox (root only)."""
+    """Pool of unprivileged host uids, one per running sandbox (root only); leases are
+    exclusive across processes (:func:`_try_lease`)."""
 
     def __init__(self, base: int = UID_BASE, count: int = UID_COUNT) -> None:
         self._lock = threading.Lock()
+        self._leases: dict[int, int] = {}
         self._busy: set[int] = set()
         self._quarantined: set[int] = set()
         self._start = base + (os.getpid() * 37) % count  # spread concurrent processes apart
@@ -101,8 +124,13 @@ class UidPool:
                 uid = self._base + (self._start - self._base + k) % self._count
                 if uid in self._busy or uid in self._quarantined:
                     continue
-                if _uid_has_processes(uid):  # another process (or a leftover) uses it
+                lease = _try_lease(uid)
+                if lease is None:  # another process holds it
                     continue
+                if _uid_has_processes(uid):  # a leftover of a killed run
+                    os.close(lease)
+                    continue
+                self._leases[uid] = lease
                 self._busy.add(uid)
                 return uid
         raise SandboxError("no free sandbox uid left in the pool")
@@ -116,7 +144,9 @@ class UidPool:
         with self._lock:
             self._busy.discard(uid)
             if _uid_has_processes(uid):
-                self._quarantined.add(uid)
+                self._quarantined.add(uid)  # keep the lease: nobody may use it
+            elif (lease := self._leases.pop(uid, None)) is not None:
+                os.close(lease)
 
 
 _POOL = UidPool()

@@ -64,13 +64,13 @@ SERVER = """
 import json, os, select, shutil, signal, struct, sys, types
 ENVELOPE, LENGTH = struct.Struct(">IBI"), struct.Struct(">Q")
 def read(n):
-    data = b""
+    data = bytearray()
     while len(data) < n:
-        chunk = os.read(0, n - len(data))
+        chunk = os.read(0, min(n - len(data), 1 << 20))
         if not chunk:
             os._exit(0)  # the host detached: stop (the container removes itself)
         data += chunk
-    return data
+    return bytes(data)
 def message():
     return json.loads(read(LENGTH.unpack(read(8))[0]))
 def send(seq, kind, data=b""):
@@ -315,7 +315,7 @@ class Worker:
 def _container_config(limits: Limits, tmpfs_mb: int, cpus: float) -> dict:
     memory_mb = max(2048, int(limits.memory_mb) + 512)  # g++ runs under a 2 GiB RLIMIT_AS
     return {
-        "detach": True, "network_mode": "none", "read_only": True, "ipc_mode": "none",
+        "network_mode": "none", "read_only": True, "ipc_mode": "none",
         "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
         "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
         "mem_limit": f"{memory_mb}m", "memswap_limit": f"{memory_mb}m",
@@ -374,7 +374,7 @@ class DockerBackend:
             self._image = ensure_image(self._client)
         except SandboxUnavailable as exc:
             return str(exc)
-        except (ImageBuildError, Exception) as exc:
+        except Exception as exc:  # ImageBuildError or a Docker API error
             return f"cannot build/find the judge image {IMAGE}: {exc}"
         frames: list[dict] = []
         request = {"language": "python", "style": "stdio", "entry_point": "",
@@ -383,7 +383,7 @@ class DockerBackend:
                               "output_bytes": 1 << 10, "file_size_bytes": 1 << 10,
                               "processes": 4, "open_files": 64, "compile_time_s": 5.0}}
         try:
-            self._execute_locked_free(request, 60.0, lambda m, b: frames.append(m) or True)
+            self._run_job(request, 60.0, lambda m, b: frames.append(m) or True)
         except SandboxError as exc:
             return f"a Docker sandbox could not run a trivial job: {exc}"
         if not frames or not frames[0].get("setup_ok") or frames[0].get("exit_code") != 0:
@@ -421,9 +421,9 @@ class DockerBackend:
     def execute(self, request: dict, timeout_s: float,
                 on_frame: Callable[[dict, bytes], bool]) -> None:
         self.probe()
-        self._execute_locked_free(request, timeout_s, on_frame)
+        self._run_job(request, timeout_s, on_frame)
 
-    def _execute_locked_free(self, request: dict, timeout_s: float,
+    def _run_job(self, request: dict, timeout_s: float,
                              on_frame: Callable[[dict, bytes], bool]) -> None:
         worker = self._checkout()
         healthy = False
@@ -445,4 +445,4 @@ class DockerBackend:
             worker.remove()
 
 
-__all__ = ["DockerBackend", "Worker", "connect", "ensure_image", "IMAGE"]
+__all__ = ["DockerBackend", "Worker", "connect", "ensure_image", "IMAGE", "ImageBuildError"]

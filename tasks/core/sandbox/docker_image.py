@@ -4,17 +4,18 @@ Contract: ``ensure_image(client) -> str`` returns the image reference, building 
 is missing or was built from different host packages. There is no registry access here, so the
 image is a ``docker import`` of a minimal root filesystem taken from the host (Debian/Ubuntu):
 the files of ``PACKAGES`` (``dpkg -L``: CPython 3.11 with its standard library, g++ 12 with
-binutils and the C/C++ headers) minus docs/man pages/locales/the CPython test suite and the C and LTO compilers, plus every
-shared library those ELF files need (``ldd``), ``/etc/ld.so.cache`` and the merged-/usr top-level
-symlinks (``/bin``, ``/lib``, ``/lib64``, ``/sbin``). No shell, no package manager, no runner:
-the runner is streamed in with every job (see ``docker_backend``), so changing it needs no
-rebuild. The tarball is deterministic (sorted entries, owner 0:0, the files' own mtimes).
+binutils and the C/C++ headers, coreutils) minus docs/man pages/locales/the CPython test suite
+and the C and LTO compilers (``SKIPPED``), plus every shared library those ELF files need
+(``ldd``), ``/etc/ld.so.cache`` and the merged-/usr top-level symlinks (``/bin``, ``/lib``,
+``/lib64``, ``/sbin``). No shell, no package manager, no runner: ``docker_backend`` streams the
+runner into each worker container when it starts, so changing the runner needs no rebuild.
+The tarball is deterministic (sorted entries, owner 0:0, the files' own mtimes).
 
 Staleness: the image carries the label ``alphacode.judge.fingerprint`` = sha256 of
 ``BUILD_VERSION`` + the host's full ``dpkg-query -W`` listing; any package change on the host
-rebuilds it (a few seconds). Limits: needs ``dpkg-query`` and ``ldd`` on the machine that builds
-(x86_64 Debian-like); the Docker engine must run on this same machine's files (the tarball is
-uploaded, so a remote engine works too). Two processes building at once both import; the last
+rebuilds it (~8 s on 2 cores, ~230 MB). Limits: needs ``dpkg-query`` and ``ldd`` on the machine
+that builds (x86_64 Debian-like); the tarball is uploaded through the API, so the engine itself
+may be remote. Two processes building at once both import; the last
 tag wins, which is harmless since both images are equivalent.
 """
 

@@ -125,7 +125,8 @@ def curves(rows: list[dict], metric: str, split: str, label_suffix: str = "") ->
     return out
 
 
-def write_report(directory: Path, label: str, rows: list[dict], filtered: Manifest, clusters: Manifest, n_sub: int) -> None:
+def write_report(directory: Path, label: str, rows: list[dict], filtered: Manifest, clusters: Manifest, n_sub: int,
+                 by_group: list[dict] | None = None) -> None:
     fm = filtered.metrics
     funnel = [("samples", fm["samples"]), ("distinct programs", fm["distinct_programs"]),
               ("passed public tests", fm["surviving_samples"]), ("submitted (clusters)", clusters.metrics["selected"])]
@@ -141,15 +142,38 @@ def write_report(directory: Path, label: str, rows: list[dict], filtered: Manife
             f"Problems without any sample passing the public tests: {fm['problems_without_survivors']} of {fm['problems']}.",
             "", "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png)"
             + (" ![clusters](cluster_sizes.png)" if sizes else "\n\nNo program survived filtering: no clusters."), ""]
+    for kind in sorted({r["group_by"] for r in by_group or []}):
+        sel = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in ("label", "group_by")}
+               for r in by_group if r["group_by"] == kind]
+        text += [f"## pass@1 by {kind}", "", markdown_table(sel), ""]
     (directory / "report.md").write_text("\n".join(text))
 
 
+def group_rows(label: str, outcomes: list[Outcomes], groups: dict[str, dict[str, str]], cfg: EvalConfig) -> list[dict]:
+    """pass@1 per group (e.g. family, difficulty) with a bootstrap CI over its problems."""
+    rows = []
+    for kind, group_of in sorted(groups.items()):
+        by_group: dict[str, list[Outcomes]] = {}
+        for o in outcomes:
+            by_group.setdefault(group_of.get(o.problem_id, "unknown"), []).append(o)
+        for name, members in sorted(by_group.items()):
+            values = np.array([pass_at_k(o.n, o.c, 1) for o in members])
+            lo, hi = _ci(values, cfg)
+            rows.append({"label": label, "group_by": kind, "group": name, "pass@1": float(values.mean()),
+                         "lo": lo, "hi": hi, "problems": len(members)})
+    return rows
+
+
 def finish_evaluate(plan: StagePlan, cfg: EvalConfig, label: str, split_of: dict[str, str], samples: Manifest,
-                    filtered: Manifest, clusters: Manifest) -> Manifest:
+                    filtered: Manifest, clusters: Manifest, groups: dict[str, dict[str, str]] | None = None) -> Manifest:
     table = per_sample_table(samples, filtered, clusters, plan.dir / EXEC_DIR)
     write_parquet(plan.dir / "per_sample.parquet", table)
-    rows = metric_rows(label, problem_outcomes(table, split_of), cfg)
+    outcomes = problem_outcomes(table, split_of)
+    rows = metric_rows(label, outcomes, cfg)
     write_parquet(plan.dir / "metrics.parquet", pa.Table.from_pylist(rows, schema=METRIC_SCHEMA))
-    write_report(plan.dir, label, rows, filtered, clusters, cfg.n_submissions)
+    by_group = group_rows(label, outcomes, groups or {}, cfg)
+    if by_group:
+        write_parquet(plan.dir / "by_group.parquet", pa.Table.from_pylist(by_group))
+    write_report(plan.dir, label, rows, filtered, clusters, cfg.n_submissions, by_group)
     headline = {f"{r['split']}/{r['metric']}/{r['k']}": round(r["value"], 4) for r in rows}
     return plan.publish(list_files(plan.dir), metrics={"label": label, **headline})

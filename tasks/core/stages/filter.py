@@ -104,4 +104,23 @@ def finish_filter(plan: StagePlan, samples: Manifest, programs: list[Program], p
         "problems_without_survivors": len(zero),
         "verdicts": verdict_histogram(executions),
     }
+    write_filter_report(plan.dir, metrics, zero)
     return plan.publish(list_files(plan.dir), metrics=metrics)
+
+
+def write_filter_report(directory: Path, metrics: dict, zero: list[str]) -> None:
+    from tasks.core.report import markdown_table, plot_filter_funnel
+
+    funnel = [("samples", metrics["samples"]), ("distinct programs", metrics["distinct_programs"]),
+              ("passed public tests", metrics["surviving_samples"])]
+    plot_filter_funnel(funnel, directory / "filter_funnel.png")
+    verdicts = [{"verdict": v, "test runs": c} for v, c in sorted(metrics["verdicts"].items(), key=lambda x: -x[1])]
+    lines = ["# Stage 4: execution filtering on the public tests", "",
+             f"Removed by filtering: {metrics['fraction_removed']:.1%} of samples "
+             "(AlphaCode: ~99% of samples; ~10% of problems had no sample passing the example tests).", "",
+             markdown_table([{"stage": a, "count": b} for a, b in funnel]), "", "## Verdicts of test runs", "",
+             markdown_table(verdicts) if verdicts else "No test run.", "",
+             f"## Problems with zero survivors: {len(zero)} of {metrics['problems']}", ""]
+    lines += [f"- `{p}`" for p in zero[:50]] + (["- ..."] if len(zero) > 50 else [])
+    lines += ["", "![funnel](filter_funnel.png)", ""]
+    (directory / "report.md").write_text("\n".join(lines))
