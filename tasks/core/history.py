@@ -19,22 +19,13 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import Manifest, atomic_write_bytes, read_manifest
+from tasks.core.manifest import Manifest, read_manifest, write_parquet
 from tasks.core.report import plot_training_curve
+from tasks.core.stages.evaluate import METRIC_SCHEMA
 
 HISTORY_SCHEMA = pa.schema(
-    [
-        ("evaluated_at", pa.string()),
-        ("model_stage", pa.string()),
-        ("model_key", pa.string()),
-        ("split", pa.string()),
-        ("metric", pa.string()),
-        ("k", pa.int32()),
-        ("value", pa.float64()),
-        ("lo", pa.float64()),
-        ("hi", pa.float64()),
-        ("problems", pa.int32()),
-    ]
+    [("evaluated_at", pa.string()), ("model_stage", pa.string()), ("model_key", pa.string())]
+    + [field for field in METRIC_SCHEMA if field.name != "label"]
 )
 
 
@@ -65,9 +56,7 @@ def read_history(path: Path) -> pa.Table:
 
 def append_history(path: Path, rows: Sequence[dict]) -> pa.Table:
     table = pa.concat_tables([read_history(path), pa.Table.from_pylist(list(rows), schema=HISTORY_SCHEMA)])
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
+    write_parquet(Path(path), table)
     return table
 
 

@@ -108,6 +108,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_parquet(path: Path, table) -> None:
+    """A zstd Parquet file written atomically (temp file + rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
+
+
 def publish(
     directory: Path,
     *,

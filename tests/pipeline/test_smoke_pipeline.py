@@ -79,3 +79,24 @@ def test_pass_at_k_recomputes_from_parquet(smoke_run):
         k = row["k"]
         exact = [1.0 if n - c < k else 1 - math.comb(n - c, k) / math.comb(n, k) for n, c in counts.values()]
         assert row["value"] == pytest.approx(sum(exact) / len(exact), abs=1e-12)
+
+
+def test_reevaluate_appends_history_and_reuses_cache(smoke_run):
+    from prefect.client.orchestration import get_client
+
+    from flows.reevaluate import reevaluate
+    from tasks.core.history import read_history
+
+    first, _, _ = smoke_run
+    one = reevaluate(run_dir=first.root, profile="smoke", split="test_instances", model_stage="rl")
+    assert one["model_key"] == first.stages["rl"].key
+    started = datetime.now(timezone.utc)
+    two = reevaluate(run_dir=first.root, profile="smoke", split="test_instances", model_stage="rl")
+    assert two["evaluation"] == one["evaluation"]
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_task_runs(limit=200) if r.created and r.created >= started]
+    assert runs and {r.state.name for r in runs} == {"Cached"}  # no sample redrawn, no program re-run
+    history = read_history(Path(first.root) / "history" / "metrics.parquet")
+    assert len(set(history.column("evaluated_at").to_pylist())) == 2
+    assert set(history.column("split").to_pylist()) == {"test_instances", "all"}
+    assert (Path(first.root) / "history" / "report.md").is_file()

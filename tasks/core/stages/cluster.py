@@ -29,10 +29,10 @@ import pyarrow.parquet as pq
 from tasks.core.clustering import exact_clusters, hash_results, near_duplicate_clusters, select_submissions
 from tasks.core.config import ClusterConfig
 from tasks.core.execution import Program, read_executions
-from tasks.core.manifest import Manifest, StagePlan, atomic_write_text, list_files
+from tasks.core.manifest import Manifest, StagePlan, atomic_write_text, list_files, write_parquet
 from tasks.core.problems import Problem
 from tasks.core.sandbox.types import TestResult, Verdict
-from tasks.core.stages.filter import EXEC_DIR, programs_of, write_parquet
+from tasks.core.stages.filter import EXEC_DIR, programs_of
 from tasks.core.stages.sample import store_of
 from tasks.core.testgen import MutationInputGenerator, keep_valid_inputs
 

@@ -27,10 +27,10 @@ import pyarrow.parquet as pq
 
 from tasks.core.config import EvalConfig
 from tasks.core.execution import program_summary, read_executions
-from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
 from tasks.core.metrics import ProblemSamples, bootstrap_ci, n_at_k_per_problem, pass_at_k
 from tasks.core.report import markdown_table, plot_cluster_sizes, plot_filter_funnel, plot_n_at_k, plot_pass_at_k
-from tasks.core.stages.filter import EXEC_DIR, per_sample, programs_of, write_parquet
+from tasks.core.stages.filter import EXEC_DIR, per_sample, programs_of
 
 MODULES = ("tasks/core/metrics.py", "tasks/core/report.py", "tasks/core/stages/evaluate.py")
 METRIC_SCHEMA = pa.schema(

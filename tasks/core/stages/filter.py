@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from tasks.core.execution import (
@@ -28,7 +27,7 @@ from tasks.core.execution import (
     shard_done,
     verdict_histogram,
 )
-from tasks.core.manifest import Manifest, StagePlan, atomic_write_bytes, list_files
+from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
 from tasks.core.stages.sample import store_of
 
 MODULES = ("tasks/core/execution.py", "tasks/core/sandbox", "tasks/core/stages/filter.py")
@@ -64,12 +63,6 @@ def exec_units(plan: StagePlan, programs: list[Program], test_set: str, per_shar
 
 def programs_of(samples: Manifest) -> list[Program]:
     return distinct_programs(store_of(samples).read(columns=["problem_id", "sample_id", "code_hash", "code"]))
-
-
-def write_parquet(path: Path, table: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def per_sample(samples: Manifest, programs: pa.Table, column: str) -> pa.Table:

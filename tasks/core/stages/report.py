@@ -13,11 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
 from tasks.core.metrics import paired_bootstrap, pass_at_k
 from tasks.core.report import markdown_table, plot_n_at_k, plot_pass_at_k
 from tasks.core.stages.evaluate import curves
-from tasks.core.stages.filter import write_parquet
 
 MODULES = ("tasks/core/stages/report.py", "tasks/core/stages/evaluate.py", "tasks/core/metrics.py")
 
