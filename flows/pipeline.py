@@ -5,11 +5,14 @@ them with ``--param``/``--params``; they are validated once into a frozen
 :class:`~tasks.core.config.PipelineConfig` and a bad value fails the run at once with the
 field named. Each stage is its own subflow; every stage output is content-addressed under
 ``out_dir`` so a rerun finds finished stages Cached and resumes an interrupted one.
+The sharded stages (sample, filter, cluster, evaluate) run on the task runner that
+``cfg.runner`` names (:mod:`tasks.runners`); the runner is no part of any stage key.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from tasks.core.config import PipelineConfig, load_profile
 from tasks.core.manifest import Manifest, plan_stage
 from tasks.core.stages import problems as problems_stage, report as report_stage
 from tasks.recovery import crash_stale_runs, register_active_run
+from tasks.runners import is_parallel, make_task_runner, require_runner
 from tasks.stages import report_task
 
 DEFAULT_OUT = "runs"
@@ -77,6 +81,7 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = "report") -> Pipel
     finished stages come back Cached."""
     if until not in STAGES:
         raise ValueError(f"until={until!r} is not a stage; choose one of {', '.join(STAGES)}")
+    require_runner(cfg.runner)
     stop = STAGES.index(until)
     stages: dict[str, Manifest] = {"problems": problems_flow(cfg.problems, root)}
     if stop >= STAGES.index("pretrain"):
@@ -98,17 +103,26 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = "report") -> Pipel
 def _evaluate_into(stages: dict, label: str, cfg: PipelineConfig, model: Manifest, root: str, until: str) -> None:
     """Stages 3-5 and the hidden-test evaluation for one model, up to ``until``."""
     splits, problems = cfg.problems.eval_splits, stages["problems"]
-    samples = stages[f"sample ({label})"] = sample_flow(cfg.sample, model, problems, splits, root)
+    on = partial(_on_runner, cfg)
+    samples = stages[f"sample ({label})"] = on(sample_flow)(cfg.sample, model, problems, splits, root)
     if until == "sample":
         return
-    filtered = stages[f"filter ({label})"] = filter_flow(cfg.judge, samples, problems, splits, root)
+    filtered = stages[f"filter ({label})"] = on(filter_flow)(cfg.judge, samples, problems, splits, root)
     if until == "filter":
         return
-    clusters = stages[f"cluster ({label})"] = cluster_flow(cfg.cluster, cfg.judge, samples, filtered, problems, splits, root)
+    clusters = stages[f"cluster ({label})"] = on(cluster_flow)(cfg.cluster, cfg.judge, samples, filtered, problems,
+                                                               splits, root)
     if until == "cluster":
         return
-    stages[f"evaluate ({label})"] = evaluate_flow(cfg.evaluate, cfg.judge, label, samples, filtered, clusters,
-                                                  problems, splits, root)
+    stages[f"evaluate ({label})"] = on(evaluate_flow)(cfg.evaluate, cfg.judge, label, samples, filtered, clusters,
+                                                      problems, splits, root)
+
+
+def _on_runner(cfg: PipelineConfig, stage_flow):
+    """``stage_flow`` as is (sequential), or on ``cfg.runner``'s task runner with its shards submitted."""
+    if not is_parallel(cfg.runner):
+        return stage_flow
+    return partial(stage_flow.with_options(task_runner=make_task_runner(cfg.runner)), parallel=True)
 
 
 def _report(cfg: PipelineConfig, stages: dict[str, Manifest], root: str) -> Manifest:
@@ -120,6 +134,7 @@ def _report(cfg: PipelineConfig, stages: dict[str, Manifest], root: str) -> Mani
 
 def evaluate_model(cfg: PipelineConfig, label: str, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
     """Stages 3-5 and the hidden-test evaluation of one model (used by ``reevaluate``)."""
+    require_runner(cfg.runner)
     stages: dict[str, Manifest] = {"problems": problems}
     _evaluate_into(stages, label, cfg, model, root, "evaluate")
     return EvaluationRun(samples=stages[f"sample ({label})"], filtered=stages[f"filter ({label})"],

@@ -1,9 +1,16 @@
 """One Prefect flow per pipeline stage. Flows only wire: plan the stage, submit its cached
-tasks, return its manifest. What a stage computes lives in ``tasks.core.stages``."""
+tasks, return its manifest. What a stage computes lives in ``tasks.core.stages``.
+
+Sharded stages (sample, filter, cluster, evaluate) take ``parallel``: False (the default) runs
+the shards one after another in the flow's process; True ``.submit()``s every shard to the
+flow's task runner (give one with ``flow.with_options(task_runner=tasks.runners.make_task_runner(...))``),
+waits for all of them and then re-raises the first failure. Both modes write the same
+content-addressed shards; ``parallel`` is no part of any stage key."""
 
 from __future__ import annotations
 
 from prefect import flow
+from prefect.futures import wait
 
 from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached
@@ -57,16 +64,17 @@ def finetune_flow(cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest,
 
 
 @flow(name="sample")
-def sample_flow(cfg: SampleConfig, model: Manifest, problems: Manifest, splits: tuple[str, ...], root: str) -> Manifest:
+def sample_flow(cfg: SampleConfig, model: Manifest, problems: Manifest, splits: tuple[str, ...], root: str,
+                parallel: bool = False) -> Manifest:
     key_cfg = {"sample": cfg.model_dump(mode="json"), "splits": list(splits)}
     plan = plan_stage(root, "sample", key_cfg, [model, problems], sample_stage.MODULES)
     eval_problems = sample_stage.eval_problems(problems, splits)
     ids = [p.name for p in eval_problems]
     if not plan.complete():
         requests = sample_stage.build_requests(eval_problems, cfg)
-        shard = cached(sample_shard_task, root)
-        for unit in sample_stage.shard_units(plan, ids, cfg):  # sequential: torch already uses both cores
-            shard(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
+        calls = [dict(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
+                 for unit in sample_stage.shard_units(plan, ids, cfg)]
+        _run_units(cached(sample_shard_task, root), calls, parallel)  # sequential: torch already uses both cores
     return _published(cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg))
 
 
@@ -75,28 +83,42 @@ def _published(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig, root: str, generated=None) -> None:
-    """Judge ``programs`` shard by shard. Shards run one after another on purpose: each one's
-    judge already keeps ``judge.workers`` sandboxes busy, and worker uids must not be shared."""
-    task = cached(exec_shard_task, root)
+def _run_units(task, calls: list[dict], parallel: bool) -> list:
+    """Run ``task`` once per keyword set: in turn, or all submitted and awaited (then the first
+    failure re-raised, after every other shard has finished and been kept)."""
+    if not parallel:
+        return [task(**kwargs) for kwargs in calls]
+    futures = [task.submit(**kwargs) for kwargs in calls]
+    wait(futures)
+    return [future.result() for future in futures]
+
+
+def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig, root: str, generated=None,
+              parallel: bool = False) -> None:
+    """Judge ``programs`` shard by shard. Each shard's judge keeps ``judge.workers`` sandboxes
+    busy; with ``parallel`` several shards run at once (sandbox uids are leased across processes,
+    so that is safe) and the machine then runs up to runner workers x ``judge.workers`` sandboxes."""
+    calls = []
     for unit in filter_stage.exec_units(plan, programs, test_set, judge.programs_per_shard):
         needed = {p.problem_id for p in unit.shard.programs}
         gen = {k: v for k, v in generated.items() if k in needed} if generated is not None else None
-        task(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen)
+        calls.append(dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen))
+    _run_units(cached(exec_shard_task, root), calls, parallel)
 
 
 @flow(name="filter")
-def filter_flow(judge: JudgeConfig, samples: Manifest, problems: Manifest, splits: tuple[str, ...], root: str) -> Manifest:
+def filter_flow(judge: JudgeConfig, samples: Manifest, problems: Manifest, splits: tuple[str, ...], root: str,
+                parallel: bool = False) -> Manifest:
     plan = plan_stage(root, "filter", {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage.MODULES)
     by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
     if not plan.complete():
-        _run_exec(plan, filter_stage.programs_of(samples), "public", by_id, judge, root)
+        _run_exec(plan, filter_stage.programs_of(samples), "public", by_id, judge, root, parallel=parallel)
     return _published(cached(filter_finish_task, root)(plan=plan, samples=samples, problem_ids=sorted(by_id)))
 
 
 @flow(name="cluster")
 def cluster_flow(cfg: ClusterConfig, judge: JudgeConfig, samples: Manifest, filtered: Manifest, problems: Manifest,
-                 splits: tuple[str, ...], root: str) -> Manifest:
+                 splits: tuple[str, ...], root: str, parallel: bool = False) -> Manifest:
     key_cfg = {"cluster": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json")}
     plan = plan_stage(root, "cluster", key_cfg, [samples, filtered, problems], cluster.MODULES)
     if not plan.complete():
@@ -104,13 +126,14 @@ def cluster_flow(cfg: ClusterConfig, judge: JudgeConfig, samples: Manifest, filt
         survivors = cluster.survivors(filtered, samples)
         with_survivors = {p.problem_id for p in survivors}
         inputs = cluster_inputs_task(plan=plan, cfg=cfg, problems={k: v for k, v in by_id.items() if k in with_survivors})
-        _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs)
+        _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs, parallel=parallel)
     return _published(cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered))
 
 
 @flow(name="evaluate")
 def evaluate_flow(cfg: EvalConfig, judge: JudgeConfig, label: str, samples: Manifest, filtered: Manifest,
-                  clusters: Manifest, problems: Manifest, splits: tuple[str, ...], root: str) -> Manifest:
+                  clusters: Manifest, problems: Manifest, splits: tuple[str, ...], root: str,
+                  parallel: bool = False) -> Manifest:
     key_cfg = {"evaluate": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "label": label}
     plan = plan_stage(root, "evaluate", key_cfg, [samples, filtered, clusters, problems], evaluate.MODULES + filter_stage.MODULES)
     split_of = {p.name: split for split in splits for p in problems_stage.load_split(problems, split)}
@@ -120,7 +143,7 @@ def evaluate_flow(cfg: EvalConfig, judge: JudgeConfig, label: str, samples: Mani
         "difficulty": {pid: str(p.cf_rating or p.difficulty) for pid, p in by_id.items()},
     }
     if not plan.complete():
-        _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root)
+        _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root, parallel=parallel)
     return _published(cached(evaluate_finish_task, root)(plan=plan, cfg=cfg, label=label, split_of=split_of,
                                                         samples=samples, filtered=filtered, clusters=clusters,
                                                         groups=groups))

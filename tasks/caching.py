@@ -5,19 +5,21 @@ files behind it were deleted. So every cached unit here takes a ``plan`` argumen
 :class:`~tasks.core.manifest.StagePlan` or anything with ``cache_key`` and ``complete()``):
 its cache key is the plan's content address, and when the plan's output is not complete the
 policy first forgets the stale cache record, so the task runs again (and can resume from the
-checkpoints it left in its own directory). Records and locks live under the run's own
-``<root>/.prefect/`` so that a run directory carries its cache with it. SERIALIZABLE isolation
+checkpoints it left in its own directory). Records, result payloads and locks
+live under the run's own ``<root>/.prefect/``, so a run directory carries its cache with it
+and several processes (other PREFECT_HOMEs, workers) share it. SERIALIZABLE isolation
 with a file lock makes a second concurrent run of the same unit wait, then read it as Cached.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
-
+import hashlib
 import os
 import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
 
 import psutil
 from prefect.cache_policies import CachePolicy
@@ -105,6 +107,29 @@ def cache_policy_for(root: str | Path) -> ArtifactCachePolicy:
     )
 
 
+@lru_cache(maxsize=64)
+def _results_block(root: str, api: str):
+    """A saved LocalFileSystem block for ``<root>/.prefect/results`` in the current API.
+
+    Measured: with results in the default ``$PREFECT_HOME/storage``, a second process with
+    another PREFECT_HOME finds the shared cache record but not its payload ("outside of the
+    base path") and fails. Keeping payloads beside the records, in the run directory, makes
+    the run directory self-contained. Prefect needs the block saved server-side to use it.
+    """
+    from prefect.filesystems import LocalFileSystem
+
+    block = LocalFileSystem(basepath=str(Path(root) / ".prefect" / "results"))
+    block.save(name="alphacode-results-" + hashlib.sha256(root.encode()).hexdigest()[:16], overwrite=True)
+    return block
+
+
 def cached(task_obj, root: str | Path):
-    """``task_obj`` configured to cache by its ``plan`` argument under ``root``."""
-    return task_obj.with_options(cache_policy=cache_policy_for(root), persist_result=True)
+    """``task_obj`` configured to cache by its ``plan`` argument, records and payloads in ``root``."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    api = str(PREFECT_API_URL.value() or PREFECT_HOME.value())
+    return task_obj.with_options(
+        cache_policy=cache_policy_for(root),
+        persist_result=True,
+        result_storage=_results_block(str(Path(root).resolve()), api),
+    )

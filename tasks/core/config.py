@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.core.corpus import CorpusSpec
 from tasks.core.modeling import ModelSpec
@@ -94,6 +94,39 @@ class EvalConfig(_Cfg):
     seed: int = 0
 
 
+class RunnerConfig(_Cfg):
+    """Where the shards of stages 3-5 (sampling, execution) run; never part of a stage key
+    (every runner computes the same shards). ``sequential``: one after another in the flow's
+    process. ``thread``: ``workers`` threads in that process. ``dask``/``ray``: a local cluster
+    of ``workers`` processes, or the existing cluster at ``address``."""
+
+    kind: Literal["sequential", "thread", "dask", "ray"] = "sequential"
+    workers: int = Field(default=2, gt=0, description="threads (thread) or local worker processes (dask, ray)")
+    address: str | None = Field(default=None, description="existing Dask scheduler / Ray cluster address")
+    threads_per_worker: int = Field(default=1, gt=0, description="dask only: threads per worker process")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RunnerConfig":
+        given = self.model_fields_set
+        if self.address is not None:
+            if self.kind not in ("dask", "ray"):
+                raise ValueError(f"runner.address only applies to runner.kind 'dask' or 'ray' (kind is {self.kind!r}): "
+                                 "set runner.kind or drop runner.address")
+            if not self.address.strip() or self.address != self.address.strip():
+                raise ValueError(f"runner.address {self.address!r} is blank or has surrounding spaces: "
+                                 "give e.g. tcp://scheduler:8786 (dask) or ray://head:10001 (ray)")
+            if given & {"workers", "threads_per_worker"}:
+                raise ValueError("runner.workers/threads_per_worker size a local cluster; with runner.address the "
+                                 "existing cluster's workers are used: drop one of them")
+        if self.kind == "sequential" and "workers" in given:
+            raise ValueError("runner.workers has no effect with runner.kind 'sequential': "
+                             "set runner.kind to thread, dask or ray, or drop runner.workers")
+        if self.kind != "dask" and "threads_per_worker" in given:
+            raise ValueError(f"runner.threads_per_worker only applies to runner.kind 'dask' (kind is {self.kind!r}): "
+                             "drop it or set runner.kind=dask")
+        return self
+
+
 class PipelineConfig(_Cfg):
     profile: str = "custom"
     problems: ProblemsConfig = ProblemsConfig()
@@ -104,6 +137,7 @@ class PipelineConfig(_Cfg):
     cluster: ClusterConfig = ClusterConfig()
     rl: RLConfig = RLConfig()
     evaluate: EvalConfig = EvalConfig()
+    runner: RunnerConfig = RunnerConfig()
 
 
 def available_profiles() -> list[str]:

@@ -1,0 +1,69 @@
+"""Prefect task runners for the sharded stages (3 sampling, 4-5 and evaluation execution).
+
+Contract: :func:`make_task_runner` turns a :class:`~tasks.core.config.RunnerConfig` into a
+Prefect task runner: ``sequential`` -> a one-thread ``ThreadPoolTaskRunner`` (submitted tasks
+run one at a time; the flows do not submit at all in this mode), ``thread`` -> a
+``ThreadPoolTaskRunner`` with ``workers`` threads, ``dask`` -> ``prefect_dask.DaskTaskRunner``
+on a local ``LocalCluster`` of ``workers`` processes (``threads_per_worker`` threads each) or
+on the scheduler at ``address``, ``ray`` -> ``prefect_ray.RayTaskRunner`` on a local Ray
+instance with ``workers`` CPUs or on the cluster at ``address``. prefect-dask / prefect-ray
+are imported only when asked for; a missing one raises :class:`ConfigError` naming the extra
+to install. :func:`is_parallel` says whether the flows should ``.submit()`` their shards.
+Limits: the run directory must be one path every worker sees (local disk for a local cluster,
+a shared mount such as NFS for a multi-node one); nothing here copies files between nodes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from prefect.task_runners import ThreadPoolTaskRunner, TaskRunner
+
+from tasks.core.config import ConfigError, RunnerConfig
+
+EXTRAS = {"dask": "prefect_dask", "ray": "prefect_ray"}
+
+
+def is_parallel(cfg: RunnerConfig) -> bool:
+    """True when the flows submit shards to the task runner instead of running them in turn."""
+    return cfg.kind != "sequential"
+
+
+def require_runner(cfg: RunnerConfig) -> None:
+    """Fail now, with the install command, when ``cfg.kind`` needs a package that is missing."""
+    module = EXTRAS.get(cfg.kind)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"runner.kind={cfg.kind!r} needs the {module.replace('_', '-')} package: "
+            f"pip install 'alphacode-pipeline[{cfg.kind}]' (or set runner.kind to sequential or thread)"
+        )
+
+
+def make_task_runner(cfg: RunnerConfig) -> TaskRunner:
+    """A fresh Prefect task runner for ``cfg`` (Prefect starts and stops it per flow run)."""
+    require_runner(cfg)
+    if cfg.kind == "sequential":
+        return ThreadPoolTaskRunner(max_workers=1)
+    if cfg.kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=cfg.workers)
+    if cfg.kind == "dask":
+        return _dask_runner(cfg)
+    return _ray_runner(cfg)
+
+
+def _dask_runner(cfg: RunnerConfig) -> TaskRunner:
+    from prefect_dask import DaskTaskRunner
+
+    if cfg.address is not None:
+        return DaskTaskRunner(address=cfg.address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker, "processes": True}
+    )
+
+
+def _ray_runner(cfg: RunnerConfig) -> TaskRunner:
+    from prefect_ray import RayTaskRunner
+
+    if cfg.address is not None:
+        return RayTaskRunner(address=cfg.address)
+    return RayTaskRunner(init_kwargs={"num_cpus": cfg.workers, "include_dashboard": False})
