@@ -11,6 +11,10 @@ are imported only when asked for; a missing one raises :class:`ConfigError` nami
 to install. :func:`is_parallel` says whether the flows should ``.submit()`` their shards.
 Limits: the run directory must be one path every worker sees (local disk for a local cluster,
 a shared mount such as NFS for a multi-node one); nothing here copies files between nodes.
+No GPU is placed: a local Dask cluster's workers all see every GPU, and the Ray tasks submitted
+here request no GPU, so Ray gives them none. For GPU sampling, start one Dask worker per GPU
+(``CUDA_VISIBLE_DEVICES`` set per worker) and point ``runner.address`` at its scheduler.
+Parallel execution shards multiply CPU use: up to workers x ``judge.workers`` sandboxes at once.
 """
 
 from __future__ import annotations

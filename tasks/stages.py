@@ -8,6 +8,7 @@ redone) and otherwise computes, resuming from what it left in its own directory.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -76,9 +77,23 @@ def finetune_task(plan: StagePlan, cfg: FinetuneConfig, pretrained: Manifest, pr
         return train_stage.run_finetune(plan, cfg, pretrained, problems, sft_split, valid_split, update)
 
 
+_SAMPLING_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=2)
 def _backend(backend: str, model_dir: str, params: SamplingParams):
     return make_backend(params, model_dir)
+
+
+def _sample_one_at_a_time(plan: sample_stage.SampleShardUnit, model: Manifest, params: SamplingParams,
+                          request: SampleRequest):
+    """Sampling seeds torch's process-global RNG per shard: two shards sampled at once by threads
+    of one process (thread runner, Dask workers with threads_per_worker > 1) would interleave
+    draws and break per-shard reproducibility, so a process samples one shard at a time. (A
+    module-level function: Dask pickles it by reference, so every task shares this one lock.)"""
+    with _SAMPLING_LOCK:
+        backend = _backend(params.backend, str(model.dir / "model"), params)
+        return sample_shard(backend, request, params, plan.shard, model.key, extract_program)
 
 
 @task(name="sample-shard", retries=1)
@@ -87,8 +102,7 @@ def sample_shard_task(plan: sample_stage.SampleShardUnit, model: Manifest, param
     store = SampleStore(plan.store_dir)
     if store.has_shard(plan.shard):
         return plan.shard.num_samples
-    backend = _backend(params.backend, str(model.dir / "model"), params)
-    table = sample_shard(backend, request, params, plan.shard, model.key, extract_program)
+    table = _sample_one_at_a_time(plan, model, params, request)
     store.write_shard(table, plan.shard)
     return table.num_rows
 

@@ -187,8 +187,6 @@ def test_dask_execution_shards_equal_sequential(prefect_harness, dask_cluster, t
 def test_dask_sample_shards_equal_sequential(prefect_harness, dask_cluster, one_torch_thread, tmp_path):
     from flows.stages import sample_flow
     from tasks.core.config import SampleConfig
-    from tasks.core.samplestore import SampleStore
-    from tasks.core.stages.sample import STORE
 
     problems, model = problems_and_model(tmp_path)
     cfg = SampleConfig(sampling={"n": 4, "samples_per_shard": 2, "batch_size": 2, "max_new_tokens": 12, "seed": 7})
@@ -198,10 +196,27 @@ def test_dask_sample_shards_equal_sequential(prefect_harness, dask_cluster, one_
                                              parallel=True)
     assert executed_on_workers(dask_cluster) - before == 4  # 2 problems x 2 shards, in the worker processes
     assert seq.key == par.key and par.metrics["samples"] == 8
-    drop = ["created_at"]
-    a = SampleStore(Path(seq.path) / STORE).read().drop_columns(drop).sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
-    b = SampleStore(Path(par.path) / STORE).read().drop_columns(drop).sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
-    assert a.equals(b)
+    assert sorted_store(seq).equals(sorted_store(par))
+
+
+def sorted_store(manifest):
+    from tasks.core.samplestore import SampleStore
+    from tasks.core.stages.sample import STORE
+
+    table = SampleStore(Path(manifest.path) / STORE).read().drop_columns(["created_at"])
+    return table.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
+
+
+def test_thread_runner_sample_shards_equal_sequential(prefect_harness, one_torch_thread, tmp_path):
+    from flows.stages import sample_flow
+    from tasks.core.config import SampleConfig
+
+    problems, model = problems_and_model(tmp_path)
+    cfg = SampleConfig(sampling={"n": 4, "samples_per_shard": 1, "batch_size": 1, "max_new_tokens": 12, "seed": 3})
+    seq = sample_flow(cfg, model, problems, ("test_instances",), str(tmp_path / "seq"))
+    threads = sample_flow.with_options(task_runner=make_task_runner(RunnerConfig(kind="thread", workers=4)))
+    par = threads(cfg, model, problems, ("test_instances",), str(tmp_path / "thread"), parallel=True)
+    assert sorted_store(seq).equals(sorted_store(par))
 
 
 def problems_and_model(tmp_path: Path):
