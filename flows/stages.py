@@ -10,10 +10,10 @@ content-addressed shards; ``parallel`` is no part of any stage key."""
 from __future__ import annotations
 
 from prefect import flow
-from prefect.futures import wait
 
 from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached
+from tasks.progress import StageProgress
 from tasks.core.config import (
     ClusterConfig,
     EvalConfig,
@@ -74,7 +74,7 @@ def sample_flow(cfg: SampleConfig, model: Manifest, problems: Manifest, splits: 
         requests = sample_stage.build_requests(eval_problems, cfg)
         calls = [dict(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
                  for unit in sample_stage.shard_units(plan, ids, cfg)]
-        _run_units(cached(sample_shard_task, root), calls, parallel)  # sequential: torch already uses both cores
+        _run_units(cached(sample_shard_task, root), calls, parallel, "stage 3 sampling (shards)")
     return _published(cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg))
 
 
@@ -83,14 +83,22 @@ def _published(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def _run_units(task, calls: list[dict], parallel: bool) -> list:
+def _run_units(task, calls: list[dict], parallel: bool, description: str) -> list:
     """Run ``task`` once per keyword set: in turn, or all submitted and awaited (then the first
-    failure re-raised, after every other shard has finished and been kept)."""
-    if not parallel:
-        return [task(**kwargs) for kwargs in calls]
-    futures = [task.submit(**kwargs) for kwargs in calls]
-    wait(futures)
-    return [future.result() for future in futures]
+    failure re-raised, after every other shard has finished and been kept). A terminal bar and a
+    Prefect progress artifact count the shards."""
+    with StageProgress(len(calls), description) as bar:
+        if not parallel:
+            results = []
+            for kwargs in calls:
+                results.append(task(**kwargs))
+                bar.advance()
+            return results
+        futures = [task.submit(**kwargs) for kwargs in calls]
+        for future in futures:
+            future.wait()
+            bar.advance()
+        return [future.result() for future in futures]
 
 
 def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig, root: str, generated=None,
@@ -103,7 +111,7 @@ def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig,
         needed = {p.problem_id for p in unit.shard.programs}
         gen = {k: v for k, v in generated.items() if k in needed} if generated is not None else None
         calls.append(dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen))
-    _run_units(cached(exec_shard_task, root), calls, parallel)
+    _run_units(cached(exec_shard_task, root), calls, parallel, f"{plan.stage}: {test_set} tests (shards)")
 
 
 @flow(name="filter")
