@@ -14,6 +14,7 @@ with a file lock makes a second concurrent run of the same unit wait, then read 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -46,8 +47,8 @@ class ArtifactCachePolicy(CachePolicy):
         if unit is None:
             raise TypeError("a cached stage task needs a `plan` argument (StagePlan or unit)")
         key = unit.cache_key
-        if not unit.complete():
-            record = keys_dir(unit.root) / key
+        record = keys_dir(unit.root) / key
+        if not unit.complete() or not _payload_present(record, unit.root):
             record.unlink(missing_ok=True)
         return key
 
@@ -92,6 +93,20 @@ class PidFileLockManager(FileSystemLockManager):
     def release_lock(self, key: str, holder: str) -> None:
         super().release_lock(key, holder)
         self._owner(key).unlink(missing_ok=True)
+
+
+def _payload_present(record: Path, root: str) -> bool:
+    """A cache record is usable only if its payload is in this run's results directory (a
+    record from before that layout, or one whose payload was deleted, would fail the read)."""
+    try:
+        storage_key = json.loads(record.read_text())["storage_key"]
+    except FileNotFoundError:
+        return True  # no record: nothing to forget
+    except (OSError, ValueError, KeyError):
+        return False
+    results = (Path(root) / ".prefect" / "results").resolve()
+    payload = Path(storage_key) if Path(storage_key).is_absolute() else results / storage_key
+    return payload.is_file() and results in payload.resolve().parents
 
 
 def keys_dir(root: str | Path) -> Path:

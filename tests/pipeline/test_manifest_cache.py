@@ -114,3 +114,12 @@ def test_lock_of_a_live_holder_is_respected(tmp_path):
     assert manager.acquire_lock("k", holder="me")
     other = PidFileLockManager(lock_files_directory=tmp_path)
     assert not other.acquire_lock("k", holder="you", acquire_timeout=0.5)
+
+
+def test_record_whose_payload_is_gone_is_a_miss(prefect_harness, tmp_path):
+    two_stages(str(tmp_path), 1, 2)
+    for payload in (tmp_path / ".prefect" / "results").iterdir():
+        payload.unlink()
+    CALLS.clear()
+    up_state, down_state, _, _ = two_stages(str(tmp_path), 1, 2)
+    assert up_state != "Failed" and down_state != "Failed"
