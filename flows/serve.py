@@ -66,7 +66,7 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 
 
 def stack_env(api_url: str) -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": api_url}
+    return {**os.environ, "PREFECT_API_URL": api_url, "ALPHACODE_REPO": str(REPO_ROOT)}
 
 
 def start_stack(state_dir: Path, port: int = 4200) -> Stack:

@@ -249,7 +249,7 @@ def make_failing_flow():
 
     @flow(name="scaleout-failing")
     def failing(paths: list[str]) -> list[str]:
-        return _run_units(shard, [dict(path=p, fail=i == 0) for i, p in enumerate(paths)], parallel=True)
+        return _run_units(shard, [dict(path=p, fail=i == 0) for i, p in enumerate(paths)], parallel=True, description="test shards")
 
     return failing
 

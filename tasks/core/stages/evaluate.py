@@ -129,7 +129,7 @@ def write_report(directory: Path, label: str, rows: list[dict], filtered: Manife
                  by_group: list[dict] | None = None) -> None:
     fm = filtered.metrics
     funnel = [("samples", fm["samples"]), ("distinct programs", fm["distinct_programs"]),
-              ("passed public tests", fm["surviving_samples"]), ("submitted (clusters)", clusters.metrics["selected"])]
+              ("samples passing public tests", fm["surviving_samples"]), ("submissions (one per cluster)", clusters.metrics["selected"])]
     plot_filter_funnel(funnel, directory / "filter_funnel.png")
     sizes = clusters.metrics.get("cluster_sizes") or []
     if sizes:  # no survivor, no cluster: nothing to draw

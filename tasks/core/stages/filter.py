@@ -105,7 +105,7 @@ def write_filter_report(directory: Path, metrics: dict, zero: list[str]) -> None
     from tasks.core.report import markdown_table, plot_filter_funnel
 
     funnel = [("samples", metrics["samples"]), ("distinct programs", metrics["distinct_programs"]),
-              ("passed public tests", metrics["surviving_samples"])]
+              ("samples passing public tests", metrics["surviving_samples"])]
     plot_filter_funnel(funnel, directory / "filter_funnel.png")
     verdicts = [{"verdict": v, "test runs": c} for v, c in sorted(metrics["verdicts"].items(), key=lambda x: -x[1])]
     lines = ["# Stage 4: execution filtering on the public tests", "",
