@@ -27,6 +27,8 @@ from typing import Optional
 
 import typer
 
+from tasks.core.metrics import pass_at_k
+
 from tasks.core.sandbox import Job, Judge, Limits, SandboxUnavailable, TestCase, Verdict
 from tasks.core.sandbox.types import LANGUAGES
 
@@ -47,13 +49,12 @@ def read_program(path: Path) -> str:
         raise UsageProblem(f"cannot read program {path}: {exc.strerror}") from None
 
 
-def read_tests(path: Path) -> tuple[TestCase, ...]:
-    """Parse TESTS.jsonl; errors name the 1-based line number."""
+def _jsonl_objects(path: Path, what: str):
+    """(1-based line number, object) of each non-blank JSONL line; errors name the line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(f"cannot read tests {path}: {exc}") from None
-    tests = []
+        raise UsageProblem(f"cannot read {what} {path}: {exc}") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -61,6 +62,13 @@ def read_tests(path: Path) -> tuple[TestCase, ...]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageProblem(f"{path} line {number}: invalid JSON ({exc.msg})") from None
+        yield number, row
+
+
+def read_tests(path: Path) -> tuple[TestCase, ...]:
+    """Parse TESTS.jsonl; errors name the 1-based line number."""
+    tests = []
+    for number, row in _jsonl_objects(path, "tests"):
         if not isinstance(row, dict) or not isinstance(row.get("input"), str):
             raise UsageProblem(f'{path} line {number}: need an object with a string "input"')
         output = row.get("output")
@@ -117,32 +125,11 @@ def judge_command(
 
 # ---------------------------------------------------------------- humaneval
 
-def _pass_at_k(n: int, c: int, k: int) -> float:
-    try:
-        from tasks.core.metrics import pass_at_k
-    except ImportError:  # unbiased estimator (Chen et al. 2021), numerically stable form
-        if n - c < k:
-            return 1.0
-        prod = 1.0
-        for i in range(n - c + 1, n + 1):
-            prod *= 1.0 - k / i
-        return 1.0 - prod
-    return pass_at_k(n, c, k)
 
 
 def read_samples(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(f"cannot read samples {path}: {exc}") from None
     samples = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageProblem(f"{path} line {number}: invalid JSON ({exc.msg})") from None
+    for number, row in _jsonl_objects(path, "samples"):
         if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
                 or not isinstance(row.get("completion"), str):
             raise UsageProblem(f'{path} line {number}: need string "task_id" and "completion"')
@@ -197,7 +184,7 @@ def evaluate_samples(samples: list[dict], problems: dict, ks: list[int], timeout
         per_task[sample["task_id"]][0] += 1
         per_task[sample["task_id"]][1] += int(jr.passed)
     usable = [k for k in ks if all(n >= k for n, _ in per_task.values())]
-    scores = {f"pass@{k}": sum(_pass_at_k(n, c, k) for n, c in per_task.values()) / len(per_task)
+    scores = {f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in per_task.values()) / len(per_task)
               for k in usable}
     return rows, scores
 
