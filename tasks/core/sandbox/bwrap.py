@@ -86,6 +86,18 @@ def _kill_uid(uid: int) -> None:
             continue
 
 
+def handle_frame(meta: dict, blob: bytes, on_frame: Callable[[dict, bytes], object]) -> bool:
+    """Dispatch one runner frame (both backends); True when the job is over: the runner said
+    ``done``, or ``on_frame`` returned False to stop early. A ``fatal`` frame is a harness
+    failure (SandboxError), never a verdict."""
+    kind = meta.get("kind")
+    if kind == "done":
+        return True
+    if kind == "fatal":
+        raise SandboxError(f"runner failed: {meta.get('error', '')}")
+    return on_frame(meta, blob) is False
+
+
 UID_LOCK_DIR = Path(os.environ.get("ALPHACODE_UID_LOCK_DIR", "/tmp/alphacode-sandbox-uids"))
 
 
@@ -311,12 +323,7 @@ def _pump(proc: subprocess.Popen, timeout_s: float,
             blob = bytes(buf[runner_mod.FRAME.size + meta_len:total])
             del buf[:total]
             need = runner_mod.FRAME.size
-            kind = meta.get("kind")
-            if kind == "done":
-                return
-            if kind == "fatal":
-                raise SandboxError(f"runner failed: {meta.get('error', '')}")
-            if on_frame(meta, blob) is False:
+            if handle_frame(meta, blob, on_frame):
                 return
         remaining = deadline - time.monotonic()
         if remaining <= 0:

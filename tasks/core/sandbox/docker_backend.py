@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import runner as runner_mod
-from .bwrap import SandboxError, SandboxUnavailable, UidPool
+from .bwrap import SandboxError, SandboxUnavailable, UidPool, handle_frame
 from .docker_image import IMAGE, ImageBuildError, ensure_image
 from .types import Limits
 
@@ -284,13 +284,9 @@ class Worker:
         stream.sock.setblocking(True)
         while True:
             for meta, blob in stream.next_frames():
-                kind = meta.get("kind")
-                if kind == "done":
-                    return
-                if kind == "fatal":
-                    raise SandboxError(f"runner failed: {meta.get('error', '')}")
-                if on_frame(meta, blob) is False:
-                    stream.sock.sendall(_message({"seq": seq, "abort": True}))
+                if handle_frame(meta, blob, on_frame):
+                    if meta.get("kind") != "done":  # stopped early: abort the rest of the job
+                        stream.sock.sendall(_message({"seq": seq, "abort": True}))
                     return
             if stream.ended is not None:
                 raise SandboxError(f"runner exited (wait status {stream.ended.get('status')}) "
