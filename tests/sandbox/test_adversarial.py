@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.sandbox import Job, Limits, TestCase, TestResult, Verdict
+from tasks.core.sandbox import Job, Judge, Limits, TestCase, TestResult, Verdict
 from tasks.core.sandbox import bwrap as bwrap_mod
+from tests.sandbox.conftest import FAST
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -222,21 +223,59 @@ def test_thread_bomb_is_capped(judge):
     assert res.verdict is Verdict.ACCEPTED and int(res.stdout_prefix) < judge.limits.processes
 
 
-def test_fork_bomb_is_bounded_and_leaves_nothing(judge, monkeypatch):
+def sandbox_uid_processes() -> list[int]:
+    """Live processes of the bwrap sandbox uids (the warm sandboxes' own and any leftovers)."""
+    uids = range(bwrap_mod.UID_BASE, bwrap_mod.UID_BASE + bwrap_mod.UID_COUNT)
+    return [pid for uid in uids for pid in bwrap_mod._live_pids_of(uid)] if os.geteuid() == 0 else []
+
+
+def fork_bomb(mark: str) -> str:
+    return ("import os\nn = 0\nfor _ in range(500):\n    try:\n        pid = os.fork()\n"
+            "    except OSError:\n        break\n    if pid == 0:\n"
+            f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    n += 1\nprint(n)\n")
+
+
+def test_fork_bomb_is_bounded_and_leaves_nothing(judge):
+    assert run1(judge, "print('warm')").stdout_prefix == "warm\n"
+    idle = sorted(sandbox_uid_processes())  # the warm sandboxes themselves
+    mark = f"{uuid.uuid4().int % 10**6}.4242"
+    res = run1(judge, fork_bomb(mark))
+    assert res.verdict is Verdict.ACCEPTED and 0 < int(res.stdout_prefix) < judge.limits.processes
+    assert marker_processes(mark) == []
+    assert sorted(sandbox_uid_processes()) == idle  # the same warm sandbox, nothing else
+    assert run1(judge, "print('alive')").stdout_prefix == "alive\n"
+
+
+def test_closing_the_judge_leaves_no_process_of_its_uids(monkeypatch):
     used: list[int] = []
     real_release = bwrap_mod.UidPool.release
     monkeypatch.setattr(bwrap_mod.UidPool, "release",
                         lambda self, uid: (used.append(uid), real_release(self, uid))[1])
-    mark = f"{uuid.uuid4().int % 10**6}.4242"
-    prog = ("import os\nn = 0\nfor _ in range(500):\n    try:\n        pid = os.fork()\n"
-            "    except OSError:\n        break\n    if pid == 0:\n"
-            f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    n += 1\nprint(n)\n")
-    res = run1(judge, prog)
-    assert res.verdict is Verdict.ACCEPTED and 0 < int(res.stdout_prefix) < judge.limits.processes
+    mark = f"{uuid.uuid4().int % 10**6}.4343"
+    with Judge(backend="bwrap", workers=2, limits=FAST) as fresh:
+        assert fresh.run_many([Job(program=fork_bomb(mark), tests=(TestCase("", None),))] * 2)
     assert marker_processes(mark) == []
     if os.geteuid() == 0:
         assert used and all(not bwrap_mod._uid_has_processes(uid) for uid in used)
-    assert run1(judge, "print('alive')").stdout_prefix == "alive\n"
+
+
+def test_state_of_one_job_is_gone_for_the_next_on_the_same_warm_sandbox(judge):
+    mark = f"{uuid.uuid4().int % 10**6}.6161"
+    plant = ("import os, subprocess\nos.makedirs('/tmp/d/e', exist_ok=True)\n"
+             "open('/tmp/d/e/f', 'w').write('x')\nopen('/tmp/.hidden', 'w').write('x')\n"
+             "os.chmod('/tmp/d/e', 0o500)\nos.chmod('/tmp/d', 0o500)\n"
+             f"subprocess.Popen(['/usr/bin/sleep', '{mark}'], start_new_session=True)\n"
+             "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+             "print('shmget', libc.shmget(0x4242, 4096, 0o1666), ctypes.get_errno())\n")
+    looks = ("import os\nprint(sorted(os.listdir('/tmp')))\n"
+             "print(sorted(open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[0].decode()\n"
+             "             for p in os.listdir('/proc') if p.isdigit()))\n")
+    planted = run1(judge, plant)
+    assert planted.verdict is Verdict.ACCEPTED and "shmget -1 1" in planted.stdout_prefix
+    seen = run1(judge, looks).stdout_prefix.splitlines()
+    assert seen[0] == "['.prog']"  # only the runner's own program dir
+    assert mark not in seen[1] and "sleep" not in seen[1], seen
+    assert marker_processes(mark) == []
 
 
 def test_setsid_escape_is_killed(judge):

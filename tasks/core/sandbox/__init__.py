@@ -5,7 +5,7 @@ types from ``types.py``. See ``judge.py`` for the verdict rules and ``bwrap.py``
 Importing this package starts no process.
 """
 
-from .bwrap import SandboxError, SandboxUnavailable
+from .types import SandboxError, SandboxUnavailable
 from .compare import compare_json, compare_outputs
 from .judge import Judge
 from .types import Job, JobResult, Limits, TestCase, TestResult, Verdict

@@ -1,31 +1,37 @@
-"""bubblewrap backend: one sandbox per job, the runner inside forks one child per test.
+"""bubblewrap backend: warm sandboxes, each running the job server; one fork per test inside.
 
-Contract: ``BwrapBackend().execute(request, timeout_s, on_frame)`` starts ``bwrap`` with every
-namespace unshared (private network namespace with only its own loopback, own pid/ipc/uts/
-cgroup/user namespaces), an empty read-only root with read-only ``/usr`` (+ ``/bin``, ``/sbin``,
-``/lib``, ``/lib64`` symlinks), ``/proc``, a read-only ``/dev``, a size-capped tmpfs on ``/tmp``,
-an environment of only PATH/LANG/HOME/TMPDIR/PWD (bwrap itself is started with only PATH, since
-the sandbox's pid 1 is bwrap and keeps its environment), a new session, ``--die-with-parent``,
-``--disable-userns`` and ``seccomp.base_filter()`` (which also denies non-AF_UNIX sockets). The
-runner and its seccomp module are passed in with ``--ro-bind-data`` (nothing of the host tree is
-visible), the request on stdin (a memfd, so large programs never deadlock a pipe) and frames
-come back on stdout. ``on_frame(meta, blob)`` sees each frame as it arrives and may return
-``False`` to stop the job early (the sandbox is then killed). Any harness failure (bwrap error,
-runner crash, protocol error, overall timeout) raises ``SandboxError``.
+Contract: ``BwrapBackend().execute(request, timeout_s, on_frame)`` runs one job in an idle warm
+sandbox, or starts one: ``bwrap`` with every namespace unshared (private network namespace with
+only its own loopback, own pid/ipc/uts/cgroup/user namespaces), an empty read-only root with
+read-only ``/usr`` (+ ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` symlinks), ``/proc``, a read-only
+``/dev``, a size-capped tmpfs on ``/tmp``, an environment of only PATH/LANG/HOME/TMPDIR/PWD (bwrap
+itself is started with only PATH), a new session, ``--die-with-parent``, ``--disable-userns``,
+``--as-pid-1`` and ``seccomp.base_filter()`` (which also denies non-AF_UNIX sockets and SysV/POSIX
+IPC). Its pid 1 is ``server.py``, the job server shared with the Docker backend (nothing of the
+host tree is visible; the runner and seccomp sources come in its setup message). It runs each
+job in a forked ``runner.main()``, then kills every other process of the sandbox, reaps them and
+empties ``/tmp`` before it takes the next job: a job never sees the processes, files or IPC
+objects of an earlier one, while the bwrap + interpreter start (~35 ms here) is paid once per
+sandbox instead of once per job. ``on_frame(meta, blob)`` sees each frame as it arrives and may
+return ``False`` to stop the job early (the server aborts the rest; the sandbox stays warm). Any
+harness failure (bwrap error, runner crash, protocol error, overall timeout) raises
+``SandboxError`` and that sandbox is thrown away, so the judge's retry starts a fresh one. A
+sandbox is also retired after ``max_jobs`` jobs.
 
-As root, each job runs bwrap under its own unprivileged host uid from ``UidPool`` (61000+):
-the sandbox is then an unprivileged user namespace, so RLIMIT_NPROC is enforced (it is not for
-host root), and a uid is reused only once no live process of it is left. Without root, bwrap
-runs as the calling user (unprivileged user namespaces must be enabled). ``probe()`` checks once
-per process that a sandbox can start and raises ``SandboxUnavailable`` with the fix otherwise.
-Limits: x86_64 Linux only; one bwrap + interpreter start per job (tens of ms): batch the tests
-of one program into one Job.
+As root, each sandbox runs bwrap under its own unprivileged host uid from ``UidPool`` (61000+),
+held for the sandbox's life: the sandbox is then an unprivileged user namespace, so RLIMIT_NPROC
+is enforced (it is not for host root), and a uid is reused only once no live process of it is
+left. Without root, bwrap runs as the calling user (unprivileged user namespaces must be
+enabled). ``probe()`` checks once per process that a sandbox can start and raises
+``SandboxUnavailable`` with the fix otherwise. Sandboxes are started from one long-lived thread
+(``--die-with-parent`` follows the starting *thread*); ``close()`` stops them. If the host process
+dies they die with it. Limits: x86_64 Linux only; isolation between jobs of one sandbox rests on
+the sweep and the seccomp filter, not on fresh namespaces.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import select
 import shutil
@@ -33,26 +39,19 @@ import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from . import runner as runner_mod
 from . import seccomp
-
-HERE = Path(__file__).resolve().parent
+from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
+from .types import SandboxError, SandboxUnavailable
 BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own env: pid 1's /proc/1/environ is readable
 UID_BASE = 61000
 UID_COUNT = 1000
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
                 "`dnf install bubblewrap`) or use backend='docker'")
-
-
-class SandboxUnavailable(RuntimeError):
-    """No sandbox can be created on this machine; the message says how to fix it."""
-
-
-class SandboxError(RuntimeError):
-    """The harness (not the program) failed for one job; the judge retries it."""
 
 
 def _live_pids_of(uid: int) -> list[int]:
@@ -84,18 +83,6 @@ def _kill_uid(uid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
-
-
-def handle_frame(meta: dict, blob: bytes, on_frame: Callable[[dict, bytes], object]) -> bool:
-    """Dispatch one runner frame (both backends); True when the job is over: the runner said
-    ``done``, or ``on_frame`` returned False to stop early. A ``fatal`` frame is a harness
-    failure (SandboxError), never a verdict."""
-    kind = meta.get("kind")
-    if kind == "done":
-        return True
-    if kind == "fatal":
-        raise SandboxError(f"runner failed: {meta.get('error', '')}")
-    return on_frame(meta, blob) is False
 
 
 UID_LOCK_DIR = Path(os.environ.get("ALPHACODE_UID_LOCK_DIR", "/tmp/alphacode-sandbox-uids"))
@@ -164,6 +151,7 @@ class UidPool:
 _POOL = UidPool()
 _PROBE_LOCK = threading.Lock()
 _PROBE_RESULT: list[str | None] = []  # [] = not probed yet; [None] = ok; [msg] = unavailable
+STDERR_KEEP = 4096
 
 
 def _data_pipe(data: bytes) -> int:
@@ -178,22 +166,88 @@ def _data_pipe(data: bytes) -> int:
     return r
 
 
-class BwrapBackend:
-    """Builds and runs the bwrap command for one job at a time (thread-safe, stateless)."""
+class _Sandbox:
+    """One warm sandbox: bwrap running the job server, its uid lease, one job at a time."""
 
-    def __init__(self, tmpfs_bytes: int = 128 << 20) -> None:
+    def __init__(self, proc: subprocess.Popen, uid: int | None, setup: bytes) -> None:
+        self.proc, self.uid, self.seq, self.jobs = proc, uid, 0, 0
+        self.envelopes = Envelopes()
+        self.err = bytearray()
+        self.poller = select.poll()
+        for stream in (proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), False)
+            self.poller.register(stream.fileno(), select.POLLIN)
+        self._send(setup)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise SandboxError(f"sandbox is gone ({exc}): {self.stderr() or 'no stderr'}") from None
+
+    def stderr(self) -> str:
+        return self.err.decode("utf-8", "replace").strip()[-1000:]
+
+    def execute(self, request: dict, timeout_s: float,
+                on_frame: Callable[[dict, bytes], bool]) -> None:
+        self.seq += 1
+        self.jobs += 1
+        seq, deadline = self.seq, time.monotonic() + timeout_s
+        self.envelopes.start(seq)
+        self._send(message({"seq": seq, "request": request}))
+        abort = lambda: self._send(message({"seq": seq, "abort": True}))  # noqa: E731
+        while not serve_frames(self.envelopes, on_frame, self.stderr, abort):
+            self._receive(deadline, timeout_s)
+
+    def _receive(self, deadline: float, timeout_s: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SandboxError(f"sandbox gave no result within {timeout_s:.1f} s")
+        for fd, _ev in self.poller.poll(int(remaining * 1000) + 1):
+            chunk = os.read(fd, 1 << 20)
+            if fd == self.proc.stderr.fileno():
+                self.err = (self.err + chunk)[-STDERR_KEEP:]
+                continue
+            if not chunk:
+                raise SandboxError(f"sandbox exited before finishing (exit {self.proc.wait()}): "
+                                   f"{self.stderr() or 'no stderr'}")
+            self.envelopes.feed(chunk)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.uid is not None:
+            _POOL.release(self.uid)
+
+
+class BwrapBackend:
+    """Pool of warm bwrap sandboxes (thread-safe): a job takes an idle one or starts one."""
+
+    def __init__(self, tmpfs_bytes: int = 128 << 20, max_jobs: int = 1000) -> None:
         self.bwrap = shutil.which("bwrap")
         if self.bwrap is None:
             raise SandboxUnavailable(f"bwrap (bubblewrap) not found on PATH: {INSTALL_HINT}")
-        self.tmpfs_bytes = tmpfs_bytes
+        self.tmpfs_bytes, self.max_jobs = tmpfs_bytes, max_jobs
         self.as_root = os.geteuid() == 0
         self.setpriv = shutil.which("setpriv")
         self._filter = seccomp.base_filter()
-        self._runner_src = (HERE / "runner.py").read_bytes()
-        self._seccomp_src = (HERE / "seccomp.py").read_bytes()
+        self._setup = setup_message(base_filter=False)  # bwrap loads the base filter itself
+        self._lock = threading.Lock()
+        self._idle: list[_Sandbox] = []
+        self._spawner: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ command line
-    def _argv(self, fds: dict[str, int], uid: int | None, argv: list[str]) -> list[str]:
+    def _argv(self, filter_fd: int, argv: list[str], as_pid_1: bool) -> list[str]:
         cmd = [
             self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
             "--die-with-parent", "--new-session", "--clearenv", "--uid", "1000", "--gid", "1000",
@@ -203,35 +257,30 @@ class BwrapBackend:
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
             "--size", str(self.tmpfs_bytes), "--tmpfs", "/tmp",
-            "--dir", "/sandbox",
-            "--ro-bind-data", str(fds["runner"]), "/sandbox/runner.py",
-            "--ro-bind-data", str(fds["seccomp"]), "/sandbox/seccomp.py",
             "--remount-ro", "/",
-            "--seccomp", str(fds["filter"]), "--chdir", "/tmp",
+            "--seccomp", str(filter_fd), "--chdir", "/tmp",
         ]
         for key, value in runner_mod.ENV.items():
             cmd += ["--setenv", key, value]
-        cmd += ["--", *argv]
-        if uid is not None:
-            if self.setpriv:  # lets subprocess use vfork (cheap even from a big host process)
-                cmd = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                       "--", *cmd]
-        return cmd
+        if as_pid_1:  # the job server is the sandbox's pid 1 (as in Docker): its sweep spares it
+            cmd.append("--as-pid-1")
+        return cmd + ["--", *argv]
 
-    def _spawn(self, argv: list[str], uid: int | None, stdin_fd: int) -> subprocess.Popen:
-        fds = {"filter": _data_pipe(self._filter), "runner": _data_pipe(self._runner_src),
-               "seccomp": _data_pipe(self._seccomp_src)}
+    def _spawn(self, argv: list[str], uid: int | None, stdin, as_pid_1: bool = False,
+               ) -> subprocess.Popen:
+        filter_fd = _data_pipe(self._filter)
         try:
-            extra = {}
-            if uid is not None and not self.setpriv:
+            cmd, extra = self._argv(filter_fd, argv, as_pid_1), {}
+            if uid is not None and self.setpriv:  # lets subprocess use vfork
+                cmd = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+                       *cmd]
+            elif uid is not None:
                 extra = {"user": uid, "group": uid, "extra_groups": []}
             return subprocess.Popen(
-                self._argv(fds, uid, argv), stdin=stdin_fd, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=tuple(fds.values()), close_fds=True,
-                env=BWRAP_ENV, **extra)
+                cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(filter_fd,), close_fds=True, env=BWRAP_ENV, **extra)
         finally:
-            for fd in fds.values():
-                os.close(fd)
+            os.close(filter_fd)
 
     # ------------------------------------------------------------ availability
     def probe(self) -> None:
@@ -244,14 +293,13 @@ class BwrapBackend:
 
     def _probe_once(self) -> str | None:
         uid = _POOL.acquire() if self.as_root else None
-        fd = os.memfd_create("probe", 0)
         try:
-            proc = self._spawn(["/usr/bin/python3", "-I", "-S", "-c", "print('ok')"], uid, fd)
+            proc = self._spawn(["/usr/bin/python3", "-I", "-S", "-c", "print('ok')"], uid,
+                               subprocess.DEVNULL)
             out, err = proc.communicate(timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bwrap could not be started: {exc}; {INSTALL_HINT}"
         finally:
-            os.close(fd)
             if uid is not None:
                 _POOL.release(uid)
         if proc.returncode != 0 or out.strip() != b"ok":
@@ -263,75 +311,69 @@ class BwrapBackend:
                     "or use backend='docker'")
         return None
 
+    # ------------------------------------------------------------ warm sandboxes
+    def _start(self) -> _Sandbox:
+        with self._lock:  # --die-with-parent ties a sandbox to the thread that started it:
+            if self._spawner is None:  # start them all from one long-lived thread
+                self._spawner = ThreadPoolExecutor(1, thread_name_prefix="bwrap-spawner")
+            spawner = self._spawner
+        uid = _POOL.acquire() if self.as_root else None
+        argv = ["/usr/bin/python3", "-I", "-S", "-c", SERVER]
+        try:
+            proc = spawner.submit(self._spawn, argv, uid, subprocess.PIPE, True).result()
+        except OSError as exc:
+            if uid is not None:
+                _POOL.release(uid)
+            raise SandboxError(f"bwrap could not be started: {exc}") from None
+        try:
+            return _Sandbox(proc, uid, self._setup)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            if uid is not None:
+                _POOL.release(uid)
+            raise
+
+    def _checkout(self) -> _Sandbox:
+        dead = []
+        with self._lock:
+            while self._idle:
+                box = self._idle.pop()
+                if box.alive():
+                    break
+                dead.append(box)
+            else:
+                box = None
+        for gone in dead:
+            gone.close()
+        return box if box is not None else self._start()
+
+    def _checkin(self, box: _Sandbox, healthy: bool) -> None:
+        if healthy and box.jobs < self.max_jobs:
+            with self._lock:
+                if self._spawner is not None:  # not closed meanwhile
+                    self._idle.append(box)
+                    return
+        box.close()
+
     # ------------------------------------------------------------ one job
     def execute(self, request: dict, timeout_s: float,
                 on_frame: Callable[[dict, bytes], bool]) -> None:
-        uid = _POOL.acquire() if self.as_root else None
-        stdin_fd = os.memfd_create("request", 0)
-        proc = None
+        box = self._checkout()
+        healthy = False
         try:
-            os.write(stdin_fd, runner_mod.encode_request(request))
-            os.lseek(stdin_fd, 0, os.SEEK_SET)
-            proc = self._spawn(["/usr/bin/python3", "-I", "-S", "/sandbox/runner.py"], uid,
-                               stdin_fd)
-            os.close(stdin_fd)
-            stdin_fd = -1
-            _pump(proc, timeout_s, on_frame)
+            box.execute(request, timeout_s, on_frame)
+            healthy = True
         finally:
-            if stdin_fd >= 0:
-                os.close(stdin_fd)
-            if proc is not None:
-                _finish(proc)
-            if uid is not None:
-                _POOL.release(uid)
+            self._checkin(box, healthy)
 
-
-def _finish(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-
-
-def _stderr_of(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    data = proc.stderr.read(4096) if proc.stderr else b""
-    return data.decode("utf-8", "replace").strip()
-
-
-def _pump(proc: subprocess.Popen, timeout_s: float,
-          on_frame: Callable[[dict, bytes], bool]) -> None:
-    """Read frames until ``done``; raise SandboxError on anything else."""
-    fd = proc.stdout.fileno()
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    deadline = time.monotonic() + timeout_s
-    buf = bytearray()
-    need = runner_mod.FRAME.size
-    while True:
-        while len(buf) >= need:
-            meta_len, blob_len = runner_mod.FRAME.unpack_from(buf)
-            total = runner_mod.FRAME.size + meta_len + blob_len
-            if len(buf) < total:
-                need = total
-                break
-            meta = json.loads(bytes(buf[runner_mod.FRAME.size:runner_mod.FRAME.size + meta_len]))
-            blob = bytes(buf[runner_mod.FRAME.size + meta_len:total])
-            del buf[:total]
-            need = runner_mod.FRAME.size
-            if handle_frame(meta, blob, on_frame):
-                return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SandboxError(f"sandbox gave no result within {timeout_s:.1f} s")
-        if not poller.poll(int(remaining * 1000) + 1):
-            continue
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            raise SandboxError("sandbox exited before finishing "
-                               f"(exit {proc.wait()}): {_stderr_of(proc) or 'no stderr'}")
-        buf += chunk
+    def close(self) -> None:
+        """Stop every idle sandbox and the spawner thread; call it when no job runs (a sandbox
+        dies with the spawner thread)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            spawner, self._spawner = self._spawner, None
+        for box in idle:
+            box.close()
+        if spawner is not None:
+            spawner.shutdown(wait=True)

@@ -10,7 +10,7 @@ loopback), a read-only root, a ``tmpfs_mb`` tmpfs on ``/tmp`` (the only writable
 seccomp profile, a memory cap (no swap), a pids cap, one CPU, and a non-root uid that no other
 sandbox uses (``UidPool`` 62000+, so RLIMIT_NPROC counts only its own processes).
 
-The container's pid 1 is a small job server (``SERVER``, run with the image's
+The container's pid 1 is the job server (``server.py``, shared with bwrap; run with the image's
 ``python3 -I -S``) attached to the host by one long-lived stdin/stdout stream (no ``docker exec``
 per job: that costs ~70 ms here). At start it receives the runner's and seccomp module's sources
 (nothing of the host tree is in the image, so changing the runner needs no image rebuild), sets
@@ -37,11 +37,9 @@ next backend probe on the same host once their owner pid is gone.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -49,118 +47,17 @@ from pathlib import Path
 from typing import Callable
 
 from . import runner as runner_mod
-from .bwrap import SandboxError, SandboxUnavailable, UidPool, handle_frame
+from .bwrap import UidPool
+from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
 from .docker_image import IMAGE, ImageBuildError, ensure_image
-from .types import Limits
+from .types import Limits, SandboxError, SandboxUnavailable
 
-HERE = Path(__file__).resolve().parent
 UIDS = UidPool(base=62000, count=1000)  # disjoint from bwrap's 61000+ pool
 OWNER_LABEL = "alphacode.judge.owner"
 STDERR_KEEP = 4096
 START_HINT = ("start a Docker engine (Debian: `apt-get install -y docker.io` then, as root, "
               "`tests/sandbox/docker_env.sh start`) or use backend='bwrap'")
 
-SERVER = """
-import json, os, select, shutil, signal, struct, sys, types
-ENVELOPE, LENGTH = struct.Struct(">IBI"), struct.Struct(">Q")
-def read(n):
-    data = bytearray()
-    while len(data) < n:
-        chunk = os.read(0, min(n - len(data), 1 << 20))
-        if not chunk:
-            os._exit(0)  # the host detached: stop (the container removes itself)
-        data += chunk
-    return bytes(data)
-def message():
-    return json.loads(read(LENGTH.unpack(read(8))[0]))
-def send(seq, kind, data=b""):
-    view = memoryview(ENVELOPE.pack(seq, kind, len(data)) + data)
-    while view:
-        view = view[os.write(1, view):]
-def load(name, code):
-    mod = types.ModuleType(name)
-    mod.__file__ = "/sandbox/" + name + ".py"
-    exec(compile(code, mod.__file__, "exec"), mod.__dict__)
-    sys.modules[name] = mod
-    return mod
-def sweep():
-    status = {}
-    while True:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            pid, st = os.waitpid(-1, 0)
-            status[pid] = st
-        except ChildProcessError:
-            return status
-def force(func, path, _exc):
-    os.chmod(os.path.dirname(path), 0o700)
-    if not os.path.islink(path):
-        os.chmod(path, 0o700)
-    func(path)
-def clean_tmp():
-    for name in os.listdir("/tmp"):
-        path = os.path.join("/tmp", name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=force)
-        else:
-            os.unlink(path)
-def run(seq, request):
-    r, w = os.pipe()
-    memfd = os.memfd_create("request", 0)
-    body = json.dumps(request).encode()
-    os.write(memfd, LENGTH.pack(len(body)) + body)
-    os.lseek(memfd, 0, os.SEEK_SET)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.dup2(memfd, 0)
-            os.dup2(w, 1)
-            os.close(r)
-            runner.main()
-        finally:
-            os._exit(0)
-    os.close(w)
-    os.close(memfd)
-    pidfd = os.pidfd_open(pid)
-    poller = select.poll()
-    for fd in (r, pidfd, 0):
-        poller.register(fd, select.POLLIN)
-    live = True
-    while live:
-        for fd, _ev in poller.poll():
-            if fd == r:
-                data = os.read(r, 1 << 16)
-                if data:
-                    send(seq, 0, data)
-                else:
-                    poller.unregister(r)
-            else:
-                live = False  # the runner exited, or the host sent the next message (abort)
-    status = sweep().get(pid)
-    while data := os.read(r, 1 << 16):
-        send(seq, 0, data)
-    os.close(r)
-    os.close(pidfd)
-    clean_tmp()
-    send(seq, 1, json.dumps({"status": status}).encode())
-setup = message()
-os.environ.clear()
-os.environ.update(setup["env"])
-os.chdir("/tmp")
-seccomp = load("seccomp", setup["seccomp"])
-runner = load("runner", setup["runner"])
-runner._prctl()(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: programs can't read our memory or fds
-seccomp.prepare(seccomp.base_filter())()
-signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-while True:
-    msg = message()
-    if "request" in msg:
-        run(msg["seq"], msg["request"])
-"""
-ENVELOPE = struct.Struct(">IBI")  # server -> host: job seq, kind (0 data, 1 end), length
 
 
 def connect(timeout_s: float = 30.0):
@@ -180,59 +77,27 @@ def connect(timeout_s: float = 30.0):
 
 class _Stream:
     """Host end of one worker's attached stream: Docker's 8-byte multiplexing headers, then
-    the server's envelopes, then (for the current job only) the runner's frames."""
+    the server's envelopes (:class:`Envelopes`)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.raw = bytearray()  # docker-multiplexed bytes
-        self.out = bytearray()  # server envelopes (stdout)
         self.err = bytearray()  # server/runner stderr, last STDERR_KEEP bytes
-        self.frames = bytearray()  # runner frames of the current job
-        self.ended: dict | None = None
-
-    def start(self) -> None:
-        self.frames.clear()
-        self.ended = None
+        self.envelopes = Envelopes()
 
     def _demux(self) -> None:
         while len(self.raw) >= 8:
             size = int.from_bytes(self.raw[4:8], "big")
             if len(self.raw) < 8 + size:
                 return
-            target = self.out if self.raw[0] == 1 else self.err
-            target += self.raw[8:8 + size]
+            if self.raw[0] == 1:
+                self.envelopes.feed(bytes(self.raw[8:8 + size]))
+            else:
+                self.err += self.raw[8:8 + size]
             del self.raw[:8 + size]
         del self.err[:-STDERR_KEEP]
 
-    def _envelopes(self, seq: int) -> None:
-        while len(self.out) >= ENVELOPE.size:
-            env_seq, kind, size = ENVELOPE.unpack_from(self.out)
-            total = ENVELOPE.size + size
-            if len(self.out) < total:
-                return
-            data = bytes(self.out[ENVELOPE.size:total])
-            del self.out[:total]
-            if env_seq != seq:
-                continue  # the tail of an earlier, stopped job
-            if kind == 1:
-                self.ended = json.loads(data)
-            else:
-                self.frames += data
-
-    def next_frames(self):
-        """Yield the complete runner frames ``(meta, blob)`` received so far."""
-        head = runner_mod.FRAME.size
-        while len(self.frames) >= head:
-            meta_len, blob_len = runner_mod.FRAME.unpack_from(self.frames)
-            total = head + meta_len + blob_len
-            if len(self.frames) < total:
-                return
-            meta = json.loads(bytes(self.frames[head:head + meta_len]))
-            blob = bytes(self.frames[head + meta_len:total])
-            del self.frames[:total]
-            yield meta, blob
-
-    def receive(self, seq: int, deadline: float, timeout_s: float) -> None:
+    def receive(self, deadline: float, timeout_s: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SandboxError(f"container gave no result within {timeout_s:.1f} s")
@@ -243,15 +108,9 @@ class _Stream:
             raise SandboxError(f"container stream closed: {self.stderr() or 'no stderr'}")
         self.raw += chunk
         self._demux()
-        self._envelopes(seq)
 
     def stderr(self) -> str:
         return self.err.decode("utf-8", "replace").strip()[-1000:]
-
-
-def _message(obj: dict) -> bytes:
-    body = json.dumps(obj, ensure_ascii=True).encode("ascii")
-    return runner_mod.REQUEST.pack(len(body)) + body
 
 
 class Worker:
@@ -278,20 +137,15 @@ class Worker:
         self.seq += 1
         stream, seq = self.stream, self.seq
         deadline = time.monotonic() + timeout_s
-        stream.start()
+        stream.envelopes.start(seq)
         stream.sock.settimeout(timeout_s)
-        stream.sock.sendall(_message({"seq": seq, "request": request}))
+        stream.sock.sendall(message({"seq": seq, "request": request}))
         stream.sock.setblocking(True)
         while True:
-            for meta, blob in stream.next_frames():
-                if handle_frame(meta, blob, on_frame):
-                    if meta.get("kind") != "done":  # stopped early: abort the rest of the job
-                        stream.sock.sendall(_message({"seq": seq, "abort": True}))
-                    return
-            if stream.ended is not None:
-                raise SandboxError(f"runner exited (wait status {stream.ended.get('status')}) "
-                                   f"before finishing: {stream.stderr() or 'no stderr'}")
-            stream.receive(seq, deadline, timeout_s)
+            if serve_frames(stream.envelopes, on_frame, stream.stderr,
+                            lambda: stream.sock.sendall(message({"seq": seq, "abort": True}))):
+                return
+            stream.receive(deadline, timeout_s)
 
     def remove(self) -> None:
         wrapper = getattr(self, "_wrapper", None)
@@ -350,9 +204,7 @@ class DockerBackend:
         self._image: str | None = None
         self._probe_error: str | None = None
         self._probed = False
-        self._setup = _message({"runner": (HERE / "runner.py").read_text(),
-                                "seccomp": (HERE / "seccomp.py").read_text(),
-                                "env": dict(runner_mod.ENV, PWD="/tmp")})
+        self._setup = setup_message(base_filter=True)
 
     # ------------------------------------------------------------ availability
     def probe(self) -> None:

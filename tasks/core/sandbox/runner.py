@@ -1,5 +1,7 @@
 """The test runner that executes INSIDE the sandbox (stdlib only, ``/usr/bin/python3 -I -S``).
 
+The job server (``server.py``, the sandbox's pid 1) loads this module and forks ``main()`` once
+per job; ``main()`` refuses to run anywhere else (its sweep SIGKILLs every process it can signal).
 Contract: reads one request frame on fd 0 (``>Q`` length + UTF-8 JSON: language, style,
 entry_point, program, inputs, limits), then writes frames on fd 1, each ``>II`` (meta length,
 blob length) + JSON meta + raw blob:
@@ -11,7 +13,7 @@ blob length) + JSON meta + raw blob:
 
 Per test it forks one child in its own process group with RLIMIT_CPU/AS/FSIZE/NOFILE/NPROC/
 STACK/CORE set, a per-child seccomp guard (``seccomp.guard_filter``) so the program cannot
-signal the runner or pid 1, stdin from a memfd, stdout/stderr (and the ``call`` result) on
+signal the runner or pid 1 (the server), stdin from a memfd, stdout/stderr (and the ``call`` result) on
 pipes. It enforces the wall limit, stops reading after ``output_bytes`` (OLE), measures CPU time
 and peak RSS with ``wait4``, then SIGKILLs every other process in the sandbox (``kill(-1)``,
 which spares the caller and pid 1), reaps them as child subreaper and empties ``/tmp`` except
@@ -179,7 +181,7 @@ class Runner:
         self.lim = request["limits"]
         self.guard = guard
         self.prctl = _prctl()
-        self.base_tasks = 2  # pid 1 (bwrap) and this runner share our uid
+        self.base_tasks = 2  # pid 1 (the job server) and this runner share our uid
 
     def run_child(self, child_main, stdin: bytes, lim: dict, as_bytes: int, want_result: bool):
         """Fork, run ``child_main`` in the child, supervise; returns (meta, stdout_or_result)."""
@@ -401,9 +403,12 @@ def run_job(request: dict, guard, out_fd: int) -> None:
     _write_all(out_fd, encode_frame({"kind": "done"}))
 
 
+SANDBOXED = False  # set by the job server (server.py) that loads this module in a sandbox
+
+
 def main() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
+    if not SANDBOXED:  # its sweep SIGKILLs every process it can signal: never on a host
+        sys.exit("runner.py runs only inside an alphacode sandbox, started by server.py")
     import seccomp
 
     try:
@@ -412,7 +417,9 @@ def main() -> None:
         prctl = _prctl()
         prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us
         prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children can't read our /proc/<pid>/mem
-        guard = seccomp.prepare(seccomp.guard_filter((1, os.getpid(), -os.getpid())))
+        parent = os.getppid()  # the job server: programs may not signal it or its group
+        guard = seccomp.prepare(seccomp.guard_filter(
+            (1, parent, -parent, os.getpid(), -os.getpid())))
         run_job(request, guard, 1)
     except BaseException as exc:  # report harness failure to the host, never a verdict
         detail = "".join(traceback.format_exception(exc))[-4000:]

@@ -7,7 +7,8 @@ FD`` loads before it execs the in-sandbox runner; every process in the sandbox i
 
 What the base filter does: kills the process for any non-x86_64 syscall ABI (i386 ``int 0x80``
 and x32); fails with EPERM the namespace, mount, ptrace, module, kexec, bpf, perf, keyring,
-userfaultfd, io_uring, swap, reboot, clock-setting and process_vm_* syscalls, and ``clone``
+userfaultfd, io_uring, swap, reboot, clock-setting and process_vm_* syscalls, SysV IPC and
+POSIX message queues (state that would outlive a job in a warm sandbox), and ``clone``
 with any namespace flag; fails ``clone3`` with ENOSYS (glibc then falls back to ``clone``,
 whose flags are visible to BPF); fails ``socket`` for every domain except AF_UNIX with
 EAFNOSUPPORT. Everything else is allowed.
@@ -52,7 +53,16 @@ NR = {
     "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
     "pidfd_open": 434, "clone3": 435, "pidfd_getfd": 438, "mount_setattr": 442,
     "quotactl_fd": 443,
+    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66,
+    "shmdt": 67, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243,
+    "mq_notify": 244, "mq_getsetattr": 245,
 }
+
+# SysV IPC and POSIX message queues: state that would outlive a job in a warm sandbox.
+DENIED_IPC = ("shmget", "shmat", "shmctl", "semget", "semop", "semctl", "shmdt", "msgget",
+              "msgsnd", "msgrcv", "msgctl", "semtimedop", "mq_open", "mq_unlink",
+              "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr")
 
 DENIED_EPERM = (
     "ptrace", "syslog", "uselib", "vhangup", "pivot_root", "adjtimex", "chroot", "acct",
@@ -115,7 +125,7 @@ def base_filter() -> bytes:
     """The sandbox-wide filter as raw ``sock_filter`` bytes (for ``bwrap --seccomp``)."""
     _check_arch()
     prog = _arch_prologue()
-    for name in DENIED_EPERM:
+    for name in DENIED_EPERM + DENIED_IPC:
         prog += _deny_nr(NR[name], EPERM)
     prog += _deny_nr(NR["clone3"], ENOSYS)
     prog += _arg0_block(NR["clone"], [_ins(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1),

@@ -10,6 +10,14 @@ LANGUAGES = ("python", "cpp")
 STYLES = ("stdio", "call", "assert")
 
 
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be created on this machine; the message says how to fix it."""
+
+
+class SandboxError(RuntimeError):
+    """The harness (not the program) failed for one job; the judge retries it."""
+
+
 class Verdict(str, Enum):
     ACCEPTED = "ACCEPTED"
     WRONG_ANSWER = "WRONG_ANSWER"
