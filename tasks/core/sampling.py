@@ -5,7 +5,8 @@ Contract:
     max_new_tokens, stop sequences, seed, batch size, shard size, backend).
   * A backend (:class:`SamplingBackend`) turns prompts into :class:`Generated` texts.
     :class:`HFBatchedBackend` runs transformers ``generate`` on ``batch_size`` left-padded sequences
-    at a time (``do_sample=True``, top_k disabled); ``logprob_sum`` is the sum of the model's
+    at a time (``do_sample=True``, top_k disabled; by default a static KV cache and, on CPU, eager
+    attention: ``kv_cache``/``attention`` in the params); ``logprob_sum`` is the sum of the model's
     *untempered* log-probs (log-softmax of the raw logits) of the generated tokens, the same
     quantity vLLM reports by default. Stop sequences end generation and are cut from the text
     (like vLLM's default); ``num_tokens``/``logprob_sum`` count the tokens up to and including the
@@ -55,6 +56,11 @@ class SamplingParams(BaseModel):
     batch_size: int = Field(default=32, gt=0, description="sequences per generate call")
     samples_per_shard: int = Field(default=256, gt=0)
     backend: Literal["hf", "vllm"] = "hf"
+    kv_cache: Literal["static", "dynamic"] = Field(
+        default="static", description="hf backend: preallocated KV cache (static) or grown per step")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        default="auto", description="hf backend: auto = eager on CPU (faster for one-token decode "
+        "steps, tests/bench/bench_sampling.py), sdpa on GPUs")
 
     @field_validator("n", mode="before")
     @classmethod
@@ -187,17 +193,22 @@ class HFBatchedBackend:
 
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", kv_cache: Literal["static", "dynamic"] = "dynamic"):
+    def __init__(self, model_dir: str | Path, device: str = "cpu",
+                 kv_cache: Literal["static", "dynamic"] = "static",
+                 attention: Literal["auto", "eager", "sdpa"] = "auto"):
         import torch
         from transformers import AutoModelForCausalLM
 
         self.model_dir = Path(model_dir)
         self.tokenizer = load_checked_tokenizer(self.model_dir)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
+        if attention == "auto":
+            attention = "eager" if device == "cpu" else "sdpa"
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.model_dir, dtype=torch.float32, attn_implementation=attention)
         self.model.to(device).eval()
         self.device = device
-        self.kv_cache = kv_cache  # "static" preallocates; no clear wall-clock gain measured on CPU
+        self.kv_cache = kv_cache  # static: no per-step cache growth (a copy of the whole cache)
         self.pad_id = (
             self.tokenizer.pad_token_id
             if self.tokenizer.pad_token_id is not None
@@ -283,7 +294,7 @@ def make_backend(params: SamplingParams, model_dir: str | Path) -> SamplingBacke
         from tasks.core.sampling_vllm import VLLMBackend
 
         return VLLMBackend(model_dir)
-    return HFBatchedBackend(model_dir)
+    return HFBatchedBackend(model_dir, kv_cache=params.kv_cache, attention=params.attention)
 
 
 def check_prompt_fits(backend: SamplingBackend, request: SampleRequest, params: SamplingParams) -> None:

@@ -70,3 +70,26 @@ def test_eos_detected(uniform_backend):
     eos = [g for g in gens if g.finish_reason == "eos"]
     assert eos, "with p(eos)=1/vocab over 64 steps x 32 samples, the fixed seed yields some"
     assert all("<eos>" not in g.text for g in eos)
+
+
+def test_stage_defaults_are_static_cache_and_eager_attention_on_cpu(tiny_model_dir):
+    from tasks.core.sampling import make_backend
+
+    backend = make_backend(SamplingParams(n=1), tiny_model_dir)
+    assert backend.kv_cache == "static"
+    assert backend.model.config._attn_implementation == "eager"
+    other = make_backend(SamplingParams(n=1, kv_cache="dynamic", attention="sdpa"), tiny_model_dir)
+    assert (other.kv_cache, other.model.config._attn_implementation) == ("dynamic", "sdpa")
+
+
+def test_cache_and_attention_choice_do_not_change_the_samples(hf_backend, tiny_model_dir):
+    """Speed settings only: the same seed gives the same texts and (to float noise) log-probs."""
+    from tasks.core.sampling import HFBatchedBackend
+
+    plain = HFBatchedBackend(tiny_model_dir, kv_cache="dynamic", attention="sdpa")
+    params = SamplingParams(n=6, max_new_tokens=12, batch_size=3)
+    ours = hf_backend.generate(["def f():", "x ="], 6, params, 7)
+    theirs = plain.generate(["def f():", "x ="], 6, params, 7)
+    for a, b in zip(sum(ours, []), sum(theirs, [])):
+        assert (a.text, a.num_tokens, a.finish_reason) == (b.text, b.num_tokens, b.finish_reason)
+        assert abs(a.logprob_sum - b.logprob_sum) < 1e-3
