@@ -211,6 +211,8 @@ class _Sandbox:
             chunk = os.read(fd, 1 << 20)
             if fd == self.proc.stderr.fileno():
                 self.err = (self.err + chunk)[-STDERR_KEEP:]
+                if not chunk:  # stderr closed: stop polling it (stdout's end decides)
+                    self.poller.unregister(fd)
                 continue
             if not chunk:
                 raise SandboxError(f"sandbox exited before finishing (exit {self.proc.wait()}): "
