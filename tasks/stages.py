@@ -144,8 +144,8 @@ def cluster_finish_task(plan: StagePlan, cfg: ClusterConfig, samples: Manifest, 
 def rl_task(plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge: JudgeConfig) -> Manifest:
     if (done := plan.manifest()) is not None:
         return done
-    steps = cfg.grpo.steps if cfg.algorithm == "grpo" else cfg.ppo.steps
-    with StageProgress(steps, f"stage 6 RL {cfg.algorithm} (steps)") as bar, make_judge(judge) as runner:
+    unit = "rounds" if cfg.algorithm == "expert-iteration" else "steps"
+    with StageProgress(cfg.total_steps, f"stage 6 RL {cfg.algorithm} ({unit})") as bar, make_judge(judge) as runner:
         return rl_stage.run_rl(plan, cfg, finetuned, problems, runner, progress=lambda step, total, metrics: bar.set(step))
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tasks.core.corpus import CorpusSpec
 from tasks.core.modeling import ModelSpec
+from tasks.core.rl.expert_iteration import ExpertIterationParams
 from tasks.core.rl.grpo import GRPOParams
 from tasks.core.rl.ppo import PPOParams
 from tasks.core.sampling import SamplingParams
@@ -81,9 +82,16 @@ class ClusterConfig(_Cfg):
 
 
 class RLConfig(_Cfg):
-    algorithm: Literal["grpo", "ppo"] = "grpo"
+    algorithm: Literal["grpo", "ppo", "expert-iteration"] = "grpo"
     grpo: GRPOParams = GRPOParams()
     ppo: PPOParams = PPOParams()
+    expert_iteration: ExpertIterationParams = ExpertIterationParams()
+
+    @property
+    def total_steps(self) -> int:
+        """Progress units of the chosen algorithm: optimizer steps, or rounds for expert iteration."""
+        return {"grpo": self.grpo.steps, "ppo": self.ppo.steps,
+                "expert-iteration": self.expert_iteration.rounds}[self.algorithm]
 
 
 class EvalConfig(_Cfg):

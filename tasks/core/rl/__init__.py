@@ -1,12 +1,14 @@
 """Stage 6: RL fine-tuning with execution rewards.
 
-``train_grpo`` (default; TRL ``GRPOTrainer``) and ``train_ppo`` (ours, CodeRL-style
-actor-critic) share one signature and one output layout (:class:`RLResult`). Rewards come
+``train_grpo`` (default; TRL ``GRPOTrainer``), ``train_ppo`` (ours, CodeRL-style actor-critic)
+and ``train_expert_iteration`` (fine-tuning on the policy's own passing samples) share one
+signature and one output layout (:class:`RLResult`). Rewards come
 from running extracted programs on each problem's hidden tests in the sandbox judge.
 No Prefect here; importing this package does not import TRL or transformers until training.
 """
 
 from tasks.core.rl.artifacts import RLResult
+from tasks.core.rl.expert_iteration import ExpertIterationParams, train_expert_iteration
 from tasks.core.rl.grpo import GRPOParams, train_grpo
 from tasks.core.rl.ppo import PPOParams, compute_gae, kl_penalised_rewards, ppo_losses, train_ppo
 from tasks.core.rl.rewards import (
@@ -19,6 +21,7 @@ from tasks.core.rl.rewards import (
 
 __all__ = [
     "ExecutionReward",
+    "ExpertIterationParams",
     "GRPOParams",
     "PPOParams",
     "RLResult",
@@ -29,6 +32,7 @@ __all__ = [
     "kl_penalised_rewards",
     "pass_fraction",
     "ppo_losses",
+    "train_expert_iteration",
     "train_grpo",
     "train_ppo",
 ]

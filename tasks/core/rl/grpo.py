@@ -74,6 +74,7 @@ class GRPOParams(BaseModel):
     seed: int = 0
     save_every: int = Field(default=10, ge=1)
     save_total_limit: int | None = Field(default=2, ge=1)
+    gradient_checkpointing: bool = False  # TRL's GRPOConfig turns it on; ~1/3 slower steps on CPU
 
     @model_validator(mode="after")
     def _beta_positive(self) -> "GRPOParams":
@@ -125,6 +126,7 @@ def _config(params: GRPOParams, checkpoints: Path) -> Any:
         dataloader_num_workers=0,
         disable_dropout=True,
         log_completions=False,
+        gradient_checkpointing=params.gradient_checkpointing,
     )
 
 

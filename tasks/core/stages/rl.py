@@ -5,7 +5,8 @@ prompts are the RL split (never the SFT split, whose prompts the model has memor
 reward runs each completion's program on the problem's hidden tests in the sandbox. Resumes
 from the checkpoints inside the stage directory. Publishes ``model/``, ``metrics.parquet``
 and ``rl_curve.png``.
-Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` ours).
+Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` ours,
+``expert-iteration`` ours).
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from __future__ import annotations
 from tasks.core.config import RLConfig
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem, extract_program, format_prompt
-from tasks.core.rl import train_grpo, train_ppo
+from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
 
 MODULES = ("tasks/core/rl", "tasks/core/problems/prompt.py", "tasks/core/stages/rl.py")
 
 
 def run_rl(plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge, progress=None) -> Manifest:
-    trainer, params = (train_grpo, cfg.grpo) if cfg.algorithm == "grpo" else (train_ppo, cfg.ppo)
+    trainer, params = {
+        "grpo": (train_grpo, cfg.grpo),
+        "ppo": (train_ppo, cfg.ppo),
+        "expert-iteration": (train_expert_iteration, cfg.expert_iteration),
+    }[cfg.algorithm]
     result = trainer(
         finetuned.dir / "model",
         problems,
@@ -30,7 +35,7 @@ def run_rl(plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[P
         extract_program,
         progress,
     )
-    files = [f for f in list_files(plan.dir) if not f.startswith("checkpoints/")]
+    files = [f for f in list_files(plan.dir) if not f.startswith(("checkpoints/", "rounds/"))]
     return plan.publish(
         files,
         metrics={

@@ -1,0 +1,75 @@
+"""Expert iteration on the tiny Llama with the real sandbox reward."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from safetensors.torch import load_file
+
+from tasks.core.config import RLConfig
+from tasks.core.rl.expert_iteration import ExpertIterationParams, passing_pairs, train_expert_iteration
+from tests.rl.conftest import make_problem, parity_extract, plain_prompt
+
+PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
+SMOKE = dict(rounds=2, samples_per_problem=6, max_completion_length=8, lr=1e-3, epochs=2.0,
+             batch_size=4, sample_batch_size=12)
+
+
+def test_passing_pairs_keep_duplicates_and_cap_per_problem():
+    pairs = passing_pairs(["p1"] * 4 + ["p2"] * 2, ["a"] * 4 + ["b"] * 2,
+                          ["x", "x", "y", "z", "u", "v"], [1.0, 1.0, 0.0, 1.0, 0.0, None], 2)
+    assert pairs == [("p1", "x"), ("p1", "x")]
+
+
+def test_rl_config_accepts_expert_iteration_and_counts_rounds():
+    cfg = RLConfig(algorithm="expert-iteration", expert_iteration=ExpertIterationParams(rounds=3))
+    assert cfg.total_steps == 3 and RLConfig().total_steps == RLConfig().grpo.steps
+
+
+@pytest.fixture(scope="module")
+def progress_calls() -> list:
+    return []
+
+
+@pytest.fixture(scope="module")
+def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
+    out = tmp_path_factory.mktemp("ei")
+    return train_expert_iteration(tiny_model_dir, PROBLEMS, judge, ExpertIterationParams(**SMOKE), out,
+                                  plain_prompt, parity_extract,
+                                  progress=lambda step, total, m: progress_calls.append((step, total, m)))
+
+
+def test_smoke_trains_on_passing_samples_and_writes_outputs(smoke, tiny_model_dir, progress_calls):
+    rows = pq.read_table(smoke.metrics_path).to_pydict()
+    assert rows["step"] == [1.0, 2.0] and smoke.steps == 2 and smoke.plot_path.stat().st_size > 0
+    assert all(p > 0 for p in rows["pairs"]) and all(s >= 2 for s in rows["train_steps"])
+    assert all(0 < r < 1 for r in rows["pass_rate"])  # parity_extract: some pass, some fail
+    assert [(s, t) for s, t, _ in progress_calls] == [(1, 2), (2, 2)]
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(smoke.model_dir / "model.safetensors")
+    assert any(not after[k].equal(before[k]) for k in before)
+
+
+def test_resume_skips_complete_rounds(smoke, tiny_model_dir, judge, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(smoke.model_dir.parent, out)
+    params = ExpertIterationParams(**{**SMOKE, "rounds": 3})
+    result = train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)
+    assert result.resumed_from_step == 2 and result.steps == 3
+    assert pq.read_table(result.metrics_path).to_pydict()["step"] == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="other params"):
+        train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params.model_copy(update={"lr": 1e-4}),
+                               out, plain_prompt, parity_extract)
+
+
+def test_round_without_a_passing_sample_trains_nothing(tiny_model_dir, judge, tmp_path):
+    params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
+    result = train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt,
+                                    lambda completion: "print(3)\n")
+    rows = pq.read_table(result.metrics_path).to_pydict()
+    assert rows["pairs"] == [0.0] and rows["train_steps"] == [0.0] and rows["pass_rate"] == [0.0]
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(result.model_dir / "model.safetensors")
+    assert all(after[k].equal(before[k]) for k in before)
