@@ -14,13 +14,19 @@ from tests.rl.conftest import make_problem, parity_extract, plain_prompt
 
 PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
 SMOKE = dict(rounds=2, samples_per_problem=6, max_completion_length=8, lr=1e-3, epochs=2.0,
-             batch_size=4, sample_batch_size=12)
+             batch_size=4, sample_batch_size=12, checkpoint_every=2)
 
 
 def test_passing_pairs_keep_duplicates_and_cap_per_problem():
     pairs = passing_pairs(["p1"] * 4 + ["p2"] * 2, ["a"] * 4 + ["b"] * 2,
                           ["x", "x", "y", "z", "u", "v"], [1.0, 1.0, 0.0, 1.0, 0.0, None], 2)
     assert pairs == [("p1", "x"), ("p1", "x")]
+
+
+def test_zero_beta_refused_unless_allowed():
+    with pytest.raises(ValueError, match="KL penalty"):
+        ExpertIterationParams(beta=0)
+    assert ExpertIterationParams(beta=0, allow_zero_beta=True).beta == 0
 
 
 def test_rl_config_accepts_expert_iteration_and_counts_rounds():
@@ -46,6 +52,7 @@ def test_smoke_trains_on_passing_samples_and_writes_outputs(smoke, tiny_model_di
     assert rows["step"] == [1.0, 2.0] and smoke.steps == 2 and smoke.plot_path.stat().st_size > 0
     assert all(p > 0 for p in rows["pairs"]) and all(s >= 2 for s in rows["train_steps"])
     assert all(0 < r < 1 for r in rows["pass_rate"])  # parity_extract: some pass, some fail
+    assert rows["kl"][0] > 0  # the policy moved away from the frozen stage-2 reference
     assert [(s, t) for s, t, _ in progress_calls] == [(1, 2), (2, 2)]
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(smoke.model_dir / "model.safetensors")
@@ -73,3 +80,30 @@ def test_round_without_a_passing_sample_trains_nothing(tiny_model_dir, judge, tm
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(result.model_dir / "model.safetensors")
     assert all(after[k].equal(before[k]) for k in before)
+
+
+def test_interrupted_round_resumes_its_training_from_the_checkpoint(tiny_model_dir, judge, tmp_path,
+                                                                    monkeypatch):
+    import tasks.core.rl.expert_iteration as ei
+
+    params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
+    real = ei._kl_nll_sums
+    calls = {"n": 0}
+
+    def crash_after_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ei, "_kl_nll_sums", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract)
+    assert (tmp_path / "rounds" / "round-0" / "checkpoint.pt").is_file()  # written at step 2
+    monkeypatch.setattr(ei, "_kl_nll_sums", real)
+    seen = []
+    monkeypatch.setattr(ei, "_kl_nll_sums", lambda *a, **k: seen.append(1) or real(*a, **k))
+    result = train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt,
+                                    parity_extract)
+    steps = pq.read_table(result.metrics_path).to_pydict()["train_steps"][0]
+    assert len(seen) == steps - 2  # only the steps after the checkpoint
