@@ -259,12 +259,22 @@ class HFBatchedBackend:
             logits_processor=[recorder],
             pad_token_id=self.pad_id,
             eos_token_id=self.tokenizer.eos_token_id,
-            cache_implementation=self.kv_cache,
+            **self._cache_args(width + params.max_new_tokens),
             disable_compile=True,  # no torch.compile on first use (minutes on CPU)
         )
         logprobs = recorder.finish(sequences).cpu()
         new_tokens = sequences[:, width:].cpu()
         return [self._finish(row.tolist(), lp.tolist(), params.stop) for row, lp in zip(new_tokens, logprobs)]
+
+    def _cache_args(self, max_len: int) -> dict:
+        """A fresh static cache sized for this call (transformers would otherwise keep one on the
+        model and reuse it when it is big enough, so a call's numerics - and, rarely, its sampled
+        tokens - would depend on the calls before it); or transformers' dynamic cache."""
+        if self.kv_cache == "dynamic":
+            return {"cache_implementation": "dynamic"}
+        from transformers import StaticCache
+
+        return {"cache": StaticCache(config=self.model.config, max_cache_len=max_len)}
 
     def _finish(self, tokens: list[int], logprobs: list[float], stops: Sequence[str]) -> Generated:
         eos = self.tokenizer.eos_token_id

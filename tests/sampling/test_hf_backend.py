@@ -93,3 +93,15 @@ def test_cache_and_attention_choice_do_not_change_the_samples(hf_backend, tiny_m
     for a, b in zip(sum(ours, []), sum(theirs, [])):
         assert (a.text, a.num_tokens, a.finish_reason) == (b.text, b.num_tokens, b.finish_reason)
         assert abs(a.logprob_sum - b.logprob_sum) < 1e-3
+
+
+def test_samples_do_not_depend_on_earlier_calls(tiny_model_dir):
+    """Each call gets its own KV cache: a longer earlier call must not change a later one."""
+    from tasks.core.sampling import HFBatchedBackend
+
+    params = SamplingParams(n=4, max_new_tokens=12, batch_size=2)
+    used = HFBatchedBackend(tiny_model_dir)
+    used.generate(["import sys\nfor line in sys.stdin:\n    print(line)\n" * 3], 4,
+                  params.model_copy(update={"max_new_tokens": 40, "batch_size": 4}), 5)
+    fresh = HFBatchedBackend(tiny_model_dir)
+    assert used.generate([PROMPT], 4, params, 9) == fresh.generate([PROMPT], 4, params, 9)

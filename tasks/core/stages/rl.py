@@ -16,7 +16,9 @@ from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem, extract_program, format_prompt
 from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
 
-MODULES = ("tasks/core/rl", "tasks/core/problems/prompt.py", "tasks/core/stages/rl.py")
+# expert iteration samples with tasks.core.sampling and trains with tasks.core.training
+MODULES = ("tasks/core/rl", "tasks/core/problems/prompt.py", "tasks/core/stages/rl.py",
+           "tasks/core/sampling.py", "tasks/core/training.py", "tasks/core/modeling.py")
 
 
 def run_rl(plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge, progress=None) -> Manifest:
