@@ -273,8 +273,11 @@ class HFBatchedBackend:
         if self.kv_cache == "dynamic":
             return {"cache_implementation": "dynamic"}
         from transformers import StaticCache
+        from transformers.generation import utils
 
-        return {"cache": StaticCache(config=self.model.config, max_cache_len=max_len)}
+        # transformers 5.2x renamed generate's ``past_key_values`` to ``cache``
+        name = "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+        return {name: StaticCache(config=self.model.config, max_cache_len=max_len)}
 
     def _finish(self, tokens: list[int], logprobs: list[float], stops: Sequence[str]) -> Generated:
         eos = self.tokenizer.eos_token_id
