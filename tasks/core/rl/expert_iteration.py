@@ -5,8 +5,8 @@ Contract
   from the current model (batched HF sampling, ``temperature``, seed ``seed + r``), scores them
   with :class:`ExecutionReward` (``all_pass`` on the problem's HIDDEN tests, one batched judge
   call) and keeps up to ``keep_per_problem`` passing completions per problem, duplicates
-  included (their frequency is the policy's own; deduplicating made the update weaker in a
-  probe here). It then trains on those (prompt, completion) pairs for ``epochs`` passes (AdamW,
+  included (their frequency is the policy's own; a probe here that deduplicated, with a lower lr
+  and fewer epochs, gained nothing). It then trains on those (prompt, completion) pairs for ``epochs`` passes (AdamW,
   warm-up + cosine, bf16 autocast) with, per completion token, the NLL plus ``beta`` times the
   full-vocabulary KL(policy || reference), the reference being the frozen stage-2 model
   (``model_dir``, not the previous round's); the result is the next round's model. ``beta == 0``
