@@ -36,6 +36,14 @@ class RLResult:
     resumed_from_step: int | None
 
 
+def check_inputs(model_dir: Path, problems: Sequence[Any], trainer: str) -> None:
+    """The checks every trainer makes before loading anything: a saved model, some problems."""
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} has no config.json; pass a save_pretrained model dir")
+    if not problems:
+        raise ValueError(f"{trainer} needs at least one problem")
+
+
 def numeric_row(row: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in row.items():

@@ -44,6 +44,7 @@ from tasks.core.rl.artifacts import (
     PLOT_FILE,
     ProgressFn,
     RLResult,
+    check_inputs,
     plot_curve,
     save_model_atomic,
     write_metrics,
@@ -220,10 +221,7 @@ def train_expert_iteration(
     from tasks.core.modeling import load_model_and_tokenizer
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} has no config.json; pass a save_pretrained model dir")
-    if not problems:
-        raise ValueError("train_expert_iteration needs at least one problem")
+    check_inputs(model_dir, problems, "train_expert_iteration")
     reward = ExecutionReward(judge=judge, problems={p.name: p for p in problems},
                              extract_program=extract_program, reward="all_pass",
                              max_tests=params.max_tests, limits=Limits(time_s=params.time_limit_s))

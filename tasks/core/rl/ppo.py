@@ -51,6 +51,7 @@ from tasks.core.rl.artifacts import (
     PLOT_FILE,
     ProgressFn,
     RLResult,
+    check_inputs,
     last_checkpoint,
     plot_curve,
     save_model_atomic,
@@ -487,10 +488,7 @@ def train_ppo(
 ) -> RLResult:
     """PPO-train ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} has no config.json; pass a save_pretrained model dir")
-    if not problems:
-        raise ValueError("train_ppo needs at least one problem")
+    check_inputs(model_dir, problems, "train_ppo")
     reward = ExecutionReward(
         judge=judge, problems={p.name: p for p in problems}, extract_program=extract_program,
         reward=params.reward, on_sandbox_error=params.on_sandbox_error, max_tests=params.max_tests,
