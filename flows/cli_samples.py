@@ -17,20 +17,20 @@ Commands (every one takes ``--json`` for one machine-readable JSON document on s
 RUN is a run directory (``runs/default``) or a name under ``runs/``. Bad input (missing run,
 unknown problem or model, incomplete store, a verdict filter whose stage has not finished)
 prints one ``error: ...`` line naming the thing and the fix, and exits with status 2.
-Everything is read-only; the queries are in :mod:`tasks.core.inspect`.
+Everything is read-only; the queries are in :mod:`tasks.core.inspection`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.core.inspect import (
+from tasks.core.inspection import (
     InspectError,
     ModelStores,
     QueryResult,
@@ -44,8 +44,11 @@ from tasks.core.inspect import (
     store_stats,
 )
 
-samples_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                          help="Inspect the Parquet stores of a run (samples, verdicts, clusters).")
+samples_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Inspect the Parquet stores of a run (samples, verdicts, clusters).",
+)
 
 RUN_ARG = typer.Argument(..., help="run directory (e.g. runs/default) or a name under runs/")
 MODEL_OPT = typer.Option("sft", "--model", "-m", help="sft, rl or a sample stage key (prefix)")
@@ -101,18 +104,31 @@ def _stores_json(stores: ModelStores) -> dict:
 
 
 @samples_app.command("runs")
-def runs_command(root: Path = typer.Option(Path("runs"), "--root", help="directory holding run directories"),
-                 as_json: bool = JSON_OPT) -> None:
+def runs_command(
+    root: Path = typer.Option(Path("runs"), "--root", help="directory holding run directories"),
+    as_json: bool = JSON_OPT,
+) -> None:
     """List run directories and their stage stores."""
     try:
         runs = find_runs(root)
     except InspectError as exc:
         _fail(str(exc))
     listing = [
-        {"run": str(r.root), "stages": [
-            {"stage": e.stage, "key": e.key, "model": e.model or None, "complete": e.complete,
-             "created_at": e.created_at or None, "rows": e.rows(), "metrics": e.summary()}
-            for e in r.entries]}
+        {
+            "run": str(r.root),
+            "stages": [
+                {
+                    "stage": e.stage,
+                    "key": e.key,
+                    "model": e.model or None,
+                    "complete": e.complete,
+                    "created_at": e.created_at or None,
+                    "rows": e.rows(),
+                    "metrics": e.summary(),
+                }
+                for e in r.entries
+            ],
+        }
         for r in runs
     ]
     if as_json:
@@ -128,8 +144,14 @@ def runs_command(root: Path = typer.Option(Path("runs"), "--root", help="directo
         for e in run["stages"]:
             stage = f"{e['stage']} ({e['model']})" if e["model"] else e["stage"]
             metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in e["metrics"].items())
-            table.add_row(stage, e["key"], "yes" if e["complete"] else "INCOMPLETE",
-                          (e["created_at"] or "-")[:19], _fmt(e["rows"]), metrics)
+            table.add_row(
+                stage,
+                e["key"],
+                "yes" if e["complete"] else "INCOMPLETE",
+                (e["created_at"] or "-")[:19],
+                _fmt(e["rows"]),
+                metrics,
+            )
         console.print(table)
 
 
@@ -138,24 +160,48 @@ def runs_command(root: Path = typer.Option(Path("runs"), "--root", help="directo
 
 def _sample_table(result: QueryResult, code: bool) -> Table:
     table = Table(title=_stores_line(result.stores), title_justify="left")
-    cols = ["problem", "sample", "code_hash", "finish", "tokens", "first", "public", "hidden",
-            "first failure", "cluster", "selected"]
+    cols = [
+        "problem",
+        "sample",
+        "code_hash",
+        "finish",
+        "tokens",
+        "first",
+        "public",
+        "hidden",
+        "first failure",
+        "cluster",
+        "selected",
+    ]
     for col in cols + (["code"] if code else []):
         table.add_column(col, overflow="fold")
     for r in result.rows:
         failure = r.first_failure_public or r.first_failure_hidden or ""
         selected = "-" if r.selected is None else (f"yes (#{r.selection_rank})" if r.selected else "no")
-        cells = [r.problem_id, str(r.sample_id), r.code_hash[:12], r.finish_reason, str(r.num_tokens),
-                 _fmt(r.is_first_of_code_hash), _fmt(r.passed_public), _fmt(r.passed_hidden), failure or "-",
-                 _fmt(r.cluster_id), selected]
+        cells = [
+            r.problem_id,
+            str(r.sample_id),
+            r.code_hash[:12],
+            r.finish_reason,
+            str(r.num_tokens),
+            _fmt(r.is_first_of_code_hash),
+            _fmt(r.passed_public),
+            _fmt(r.passed_hidden),
+            failure or "-",
+            _fmt(r.cluster_id),
+            selected,
+        ]
         table.add_row(*cells, *([(r.code or "").rstrip("\n")] if code else []))
     return table
 
 
 def _print_result(result: QueryResult, code: bool, as_json: bool, show_sql: bool = False) -> None:
     if as_json:
-        payload = {**_stores_json(result.stores), "total": result.total,
-                   "rows": [r.as_dict() for r in result.rows]}
+        payload = {
+            **_stores_json(result.stores),
+            "total": result.total,
+            "rows": [r.as_dict() for r in result.rows],
+        }
         if show_sql:
             payload["sql"] = result.sql
         _emit_json(payload)
@@ -174,12 +220,14 @@ def _run_query(run: str, model: str, flt: SampleFilter, limit: int, code: bool) 
 
 
 @samples_app.command("show")
-def show_command(run: str = RUN_ARG,
-                 problem: str = typer.Option(..., "--problem", "-p", help="problem id (Problem.name)"),
-                 model: str = MODEL_OPT,
-                 limit: int = typer.Option(50, "--limit", "-n", help="rows to show (0 = all)"),
-                 code: bool = typer.Option(False, "--code", help="include each sample's program"),
-                 as_json: bool = JSON_OPT) -> None:
+def show_command(
+    run: str = RUN_ARG,
+    problem: str = typer.Option(..., "--problem", "-p", help="problem id (Problem.name)"),
+    model: str = MODEL_OPT,
+    limit: int = typer.Option(50, "--limit", "-n", help="rows to show (0 = all)"),
+    code: bool = typer.Option(False, "--code", help="include each sample's program"),
+    as_json: bool = JSON_OPT,
+) -> None:
     """A problem's samples with verdicts, first failures, clusters and selection."""
     try:
         result = _run_query(run, model, SampleFilter(problem_id=problem), limit, code)
@@ -196,20 +244,27 @@ PROBLEM_OPT = typer.Option(None, "--problem", "-p", help="only this problem id")
 
 
 @samples_app.command("query")
-def query_command(run: str = RUN_ARG,
-                  passed_public: Optional[bool] = PUBLIC_OPT,
-                  passed_hidden: Optional[bool] = HIDDEN_OPT,
-                  selected: Optional[bool] = SELECTED_OPT,
-                  distinct: bool = DISTINCT_OPT,
-                  problem: Optional[str] = PROBLEM_OPT,
-                  model: str = MODEL_OPT,
-                  limit: int = typer.Option(100, "--limit", "-n", help="rows to show (0 = all)"),
-                  code: bool = typer.Option(False, "--code", help="include each sample's program"),
-                  sql: bool = typer.Option(False, "--sql", help="also print the DuckDB SQL"),
-                  as_json: bool = JSON_OPT) -> None:
+def query_command(
+    run: str = RUN_ARG,
+    passed_public: bool | None = PUBLIC_OPT,
+    passed_hidden: bool | None = HIDDEN_OPT,
+    selected: bool | None = SELECTED_OPT,
+    distinct: bool = DISTINCT_OPT,
+    problem: str | None = PROBLEM_OPT,
+    model: str = MODEL_OPT,
+    limit: int = typer.Option(100, "--limit", "-n", help="rows to show (0 = all)"),
+    code: bool = typer.Option(False, "--code", help="include each sample's program"),
+    sql: bool = typer.Option(False, "--sql", help="also print the DuckDB SQL"),
+    as_json: bool = JSON_OPT,
+) -> None:
     """Samples matching every given verdict flag (e.g. --passed-public --failed-hidden)."""
-    flt = SampleFilter(problem_id=problem, passed_public=passed_public, passed_hidden=passed_hidden,
-                       selected=selected, distinct=distinct)
+    flt = SampleFilter(
+        problem_id=problem,
+        passed_public=passed_public,
+        passed_hidden=passed_hidden,
+        selected=selected,
+        distinct=distinct,
+    )
     try:
         result = _run_query(run, model, flt, limit, code)
     except InspectError as exc:
@@ -221,18 +276,25 @@ def query_command(run: str = RUN_ARG,
 
 
 @samples_app.command("export")
-def export_command(run: str = RUN_ARG,
-                   out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write"),
-                   problem: Optional[str] = PROBLEM_OPT,
-                   model: str = MODEL_OPT,
-                   passed_public: Optional[bool] = PUBLIC_OPT,
-                   passed_hidden: Optional[bool] = HIDDEN_OPT,
-                   selected: Optional[bool] = SELECTED_OPT,
-                   distinct: bool = DISTINCT_OPT,
-                   as_json: bool = JSON_OPT) -> None:
+def export_command(
+    run: str = RUN_ARG,
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write"),
+    problem: str | None = PROBLEM_OPT,
+    model: str = MODEL_OPT,
+    passed_public: bool | None = PUBLIC_OPT,
+    passed_hidden: bool | None = HIDDEN_OPT,
+    selected: bool | None = SELECTED_OPT,
+    distinct: bool = DISTINCT_OPT,
+    as_json: bool = JSON_OPT,
+) -> None:
     """Export samples (all store columns + verdicts) as JSONL, one sample per line."""
-    flt = SampleFilter(problem_id=problem, passed_public=passed_public, passed_hidden=passed_hidden,
-                       selected=selected, distinct=distinct)
+    flt = SampleFilter(
+        problem_id=problem,
+        passed_public=passed_public,
+        passed_hidden=passed_hidden,
+        selected=selected,
+        distinct=distinct,
+    )
     try:
         stores = _stores(run, model)
         count = export_jsonl(stores, out, flt)
@@ -260,12 +322,17 @@ def stats_command(run: str = RUN_ARG, model: str = MODEL_OPT, as_json: bool = JS
     table.add_column("value", overflow="fold")
     reasons = ", ".join(f"{k}={v}" for k, v in stats.finish_reasons.items())
     for name, value in (
-        ("problems", stats.problems), ("samples", stats.samples), ("distinct programs", stats.distinct_programs),
-        ("dedup ratio (duplicate samples / samples)", stats.dedup_ratio), ("finish reasons", reasons),
-        ("mean tokens", stats.mean_tokens), ("public pass rate (samples)", stats.public_pass_rate),
+        ("problems", stats.problems),
+        ("samples", stats.samples),
+        ("distinct programs", stats.distinct_programs),
+        ("dedup ratio (duplicate samples / samples)", stats.dedup_ratio),
+        ("finish reasons", reasons),
+        ("mean tokens", stats.mean_tokens),
+        ("public pass rate (samples)", stats.public_pass_rate),
         ("hidden pass rate (samples)", stats.hidden_pass_rate),
         ("problems solved (any hidden pass)", stats.problems_solved_hidden),
-        ("clusters per problem", stats.clusters_per_problem), ("selected programs", stats.selected_programs),
+        ("clusters per problem", stats.clusters_per_problem),
+        ("selected programs", stats.selected_programs),
     ):
         table.add_row(name, _fmt(value))
     _console().print(table)

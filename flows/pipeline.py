@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.context import get_run_context
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import get_run_context
 from pydantic import BaseModel, ConfigDict
 
 from flows.stages import (
@@ -34,7 +34,8 @@ from flows.stages import (
 from tasks.caching import cached
 from tasks.core.config import PipelineConfig, load_profile
 from tasks.core.manifest import Manifest, plan_stage
-from tasks.core.stages import problems as problems_stage, report as report_stage
+from tasks.core.stages import problems as problems_stage
+from tasks.core.stages import report as report_stage
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import is_parallel, make_task_runner, require_runner
 from tasks.stages import report_task
@@ -87,12 +88,22 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = "report") -> Pipel
     if stop >= STAGES.index("pretrain"):
         stages["pretrain"] = pretrain_flow(cfg.pretrain, root)
     if stop >= STAGES.index("finetune"):
-        stages["finetune"] = finetune_flow(cfg.finetune, stages["pretrain"], stages["problems"],
-                                           cfg.problems.sft_split, cfg.problems.rl_split, root)
+        stages["finetune"] = finetune_flow(
+            cfg.finetune,
+            stages["pretrain"],
+            stages["problems"],
+            cfg.problems.sft_split,
+            cfg.problems.rl_split,
+            root,
+        )
     if stop >= STAGES.index("sample"):
-        _evaluate_into(stages, "sft", cfg, stages["finetune"], root, STAGES[min(stop, STAGES.index("evaluate"))])
+        _evaluate_into(
+            stages, "sft", cfg, stages["finetune"], root, STAGES[min(stop, STAGES.index("evaluate"))]
+        )
     if stop >= STAGES.index("rl"):
-        stages["rl"] = rl_flow(cfg.rl, cfg.judge, stages["finetune"], stages["problems"], cfg.problems.rl_split, root)
+        stages["rl"] = rl_flow(
+            cfg.rl, cfg.judge, stages["finetune"], stages["problems"], cfg.problems.rl_split, root
+        )
     report = None
     if stop >= STAGES.index("report"):
         _evaluate_into(stages, "rl", cfg, stages["rl"], root, "evaluate")
@@ -100,7 +111,9 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = "report") -> Pipel
     return PipelineResult(root=root, stages=stages, report=report)
 
 
-def _evaluate_into(stages: dict, label: str, cfg: PipelineConfig, model: Manifest, root: str, until: str) -> None:
+def _evaluate_into(
+    stages: dict, label: str, cfg: PipelineConfig, model: Manifest, root: str, until: str
+) -> None:
     """Stages 3-5 and the hidden-test evaluation for one model, up to ``until``."""
     splits, problems = cfg.problems.eval_splits, stages["problems"]
     on = partial(_on_runner, cfg)
@@ -110,12 +123,14 @@ def _evaluate_into(stages: dict, label: str, cfg: PipelineConfig, model: Manifes
     filtered = stages[f"filter ({label})"] = on(filter_flow)(cfg.judge, samples, problems, splits, root)
     if until == "filter":
         return
-    clusters = stages[f"cluster ({label})"] = on(cluster_flow)(cfg.cluster, cfg.judge, samples, filtered, problems,
-                                                               splits, root)
+    clusters = stages[f"cluster ({label})"] = on(cluster_flow)(
+        cfg.cluster, cfg.judge, samples, filtered, problems, splits, root
+    )
     if until == "cluster":
         return
-    stages[f"evaluate ({label})"] = on(evaluate_flow)(cfg.evaluate, cfg.judge, label, samples, filtered, clusters,
-                                                      problems, splits, root)
+    stages[f"evaluate ({label})"] = on(evaluate_flow)(
+        cfg.evaluate, cfg.judge, label, samples, filtered, clusters, problems, splits, root
+    )
 
 
 def _on_runner(cfg: PipelineConfig, stage_flow):
@@ -127,23 +142,34 @@ def _on_runner(cfg: PipelineConfig, stage_flow):
 
 def _report(cfg: PipelineConfig, stages: dict[str, Manifest], root: str) -> Manifest:
     before, after = stages["evaluate (sft)"], stages["evaluate (rl)"]
-    split_of = {p.name: s for s in cfg.problems.eval_splits for p in problems_stage.load_split(stages["problems"], s)}
+    split_of = {
+        p.name: s for s in cfg.problems.eval_splits for p in problems_stage.load_split(stages["problems"], s)
+    }
     plan = plan_stage(root, "report", {}, [before, after], report_stage.MODULES)
-    return cached(report_task, root)(plan=plan, before=before, after=after, split_of=split_of, stage_manifests=stages)
+    return cached(report_task, root)(
+        plan=plan, before=before, after=after, split_of=split_of, stage_manifests=stages
+    )
 
 
-def evaluate_model(cfg: PipelineConfig, label: str, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
+def evaluate_model(
+    cfg: PipelineConfig, label: str, model: Manifest, problems: Manifest, root: str
+) -> EvaluationRun:
     """Stages 3-5 and the hidden-test evaluation of one model (used by ``reevaluate``)."""
     require_runner(cfg.runner)
     stages: dict[str, Manifest] = {"problems": problems}
     _evaluate_into(stages, label, cfg, model, root, "evaluate")
-    return EvaluationRun(samples=stages[f"sample ({label})"], filtered=stages[f"filter ({label})"],
-                         clusters=stages[f"cluster ({label})"], evaluation=stages[f"evaluate ({label})"])
+    return EvaluationRun(
+        samples=stages[f"sample ({label})"],
+        filtered=stages[f"filter ({label})"],
+        clusters=stages[f"cluster ({label})"],
+        evaluation=stages[f"evaluate ({label})"],
+    )
 
 
 @flow(name="alphacode-pipeline")
-def alphacode_pipeline(profile: str = "default", out_dir: str | None = None,
-                       overrides: dict[str, Any] | None = None) -> PipelineResult:
+def alphacode_pipeline(
+    profile: str = "default", out_dir: str | None = None, overrides: dict[str, Any] | None = None
+) -> PipelineResult:
     """The whole pipeline on a named profile (``overrides`` deep-merge into it)."""
     cfg = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
@@ -156,8 +182,12 @@ def alphacode_pipeline(profile: str = "default", out_dir: str | None = None,
 
 
 @flow(name="alphacode-stage")
-def alphacode_stage(stage: str = "pretrain", profile: str = "default", out_dir: str | None = None,
-                    overrides: dict[str, Any] | None = None) -> PipelineResult:
+def alphacode_stage(
+    stage: str = "pretrain",
+    profile: str = "default",
+    out_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> PipelineResult:
     """One stage on a named profile: its upstream stages come back Cached (or are computed)."""
     cfg = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())

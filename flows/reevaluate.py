@@ -31,14 +31,21 @@ def _model(run_dir: Path, stage: str, key: str | None) -> Manifest:
         return newest_manifest(run_dir, stage)
     manifest = read_manifest(run_dir / stage / key)
     if manifest is None:
-        raise FileNotFoundError(f"no complete {stage!r} stage {key!r} in {run_dir}: check `alphacode samples runs`")
+        raise FileNotFoundError(
+            f"no complete {stage!r} stage {key!r} in {run_dir}: check `alphacode samples runs`"
+        )
     return manifest
 
 
 @flow(name="reevaluate")
-def reevaluate(run_dir: str = "runs/default", profile: str = "default", split: str = "test_instances",
-               model_stage: str = "rl", model_key: str | None = None,
-               overrides: dict[str, Any] | None = None) -> dict:
+def reevaluate(
+    run_dir: str = "runs/default",
+    profile: str = "default",
+    split: str = "test_instances",
+    model_stage: str = "rl",
+    model_key: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict:
     root = Path(run_dir).resolve()
     cfg = load_profile(profile, overrides)
     cfg = cfg.model_copy(update={"problems": cfg.problems.model_copy(update={"eval_splits": (split,)})})
@@ -47,8 +54,12 @@ def reevaluate(run_dir: str = "runs/default", profile: str = "default", split: s
     run = evaluate_model(cfg, f"{model_stage}:{model.key[:8]}", model, problems, str(root))
     now = datetime.now(timezone.utc).isoformat()
     rows = [
-        {**{k: r[k] for k in ("split", "metric", "k", "value", "lo", "hi", "problems")},
-         "evaluated_at": now, "model_stage": model_stage, "model_key": model.key}
+        {
+            **{k: r[k] for k in ("split", "metric", "k", "value", "lo", "hi", "problems")},
+            "evaluated_at": now,
+            "model_stage": model_stage,
+            "model_key": model.key,
+        }
         for r in pq.read_table(run.evaluation.file("metrics.parquet")).to_pylist()
     ]
     history_dir = root / "history"
@@ -57,18 +68,35 @@ def reevaluate(run_dir: str = "runs/default", profile: str = "default", split: s
     plot_trend(history, split, "pass@k", history_dir / f"trend_{split}.png")
     report = _report(history, flagged, split)
     (history_dir / "report.md").write_text(report)
-    create_markdown_artifact(report, key="reevaluate-report", description=f"re-evaluation of {run_dir} on {split}")
+    create_markdown_artifact(
+        report, key="reevaluate-report", description=f"re-evaluation of {run_dir} on {split}"
+    )
     create_table_artifact(rows, key="reevaluate-metrics", description="metrics of this re-evaluation")
     if flagged:
         get_run_logger().warning("regressions beyond the confidence interval: %s", flagged)
-    return {"model_key": model.key, "evaluation": run.evaluation.path, "regressions": len(flagged), "rows": len(rows)}
+    return {
+        "model_key": model.key,
+        "evaluation": run.evaluation.path,
+        "regressions": len(flagged),
+        "rows": len(rows),
+    }
 
 
 def _report(history, flagged, split: str) -> str:
     latest = max(history.column("evaluated_at").to_pylist())
     rows = [r for r in history.to_pylist() if r["evaluated_at"] == latest]
-    lines = [f"# Re-evaluation history ({split})", "", f"Evaluations so far: {len(set(history.column('evaluated_at').to_pylist()))}.",
-             "", "## Latest", "", markdown_table(rows), "", "## Regressions beyond the 95% CI", ""]
+    lines = [
+        f"# Re-evaluation history ({split})",
+        "",
+        f"Evaluations so far: {len(set(history.column('evaluated_at').to_pylist()))}.",
+        "",
+        "## Latest",
+        "",
+        markdown_table(rows),
+        "",
+        "## Regressions beyond the 95% CI",
+        "",
+    ]
     lines.append(markdown_table([vars(f) for f in flagged]) if flagged else "None.")
     lines += ["", f"![trend](trend_{split}.png)", ""]
     return "\n".join(lines)

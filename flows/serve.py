@@ -41,8 +41,15 @@ def prefect_bin() -> str:
 
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> int:
     with open(log, "ab") as out:
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return proc.pid
 
 
@@ -56,13 +63,17 @@ def wait_healthy(api_url: str, timeout_s: float = 120.0) -> None:
         except OSError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"Prefect API at {api_url} did not become healthy in {timeout_s:.0f} s; see server.log")
+    raise TimeoutError(
+        f"Prefect API at {api_url} did not become healthy in {timeout_s:.0f} s; see server.log"
+    )
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[1:4])} failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(args[1:4])} failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
 
 
 def stack_env(api_url: str) -> dict[str, str]:
@@ -75,15 +86,20 @@ def start_stack(state_dir: Path, port: int = 4200) -> Stack:
     api_url = f"http://127.0.0.1:{port}/api"
     env = stack_env(api_url)
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-    server = _spawn([prefect_bin(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                    state_dir / "server.log", server_env)
+    server = _spawn(
+        [prefect_bin(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        state_dir / "server.log",
+        server_env,
+    )
     (state_dir / "server.pid").write_text(str(server))
     wait_healthy(api_url)
     _run([prefect_bin(), "work-pool", "create", POOL, "--type", "process", "--overwrite"], env)
     _run([prefect_bin(), "--no-prompt", "deploy", "--all"], env)
     worker = _spawn([prefect_bin(), "worker", "start", "--pool", POOL], state_dir / "worker.log", env)
     (state_dir / "worker.pid").write_text(str(worker))
-    (state_dir / "stack.json").write_text(json.dumps({"api_url": api_url, "server": server, "worker": worker}))
+    (state_dir / "stack.json").write_text(
+        json.dumps({"api_url": api_url, "server": server, "worker": worker})
+    )
     return Stack(api_url, state_dir, server, worker)
 
 

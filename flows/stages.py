@@ -13,7 +13,6 @@ from prefect import flow
 
 from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached
-from tasks.progress import StageProgress
 from tasks.core.config import (
     ClusterConfig,
     EvalConfig,
@@ -25,8 +24,13 @@ from tasks.core.config import (
     SampleConfig,
 )
 from tasks.core.manifest import Manifest, plan_stage
-from tasks.core.stages import cluster, evaluate, filter as filter_stage, problems as problems_stage
-from tasks.core.stages import rl as rl_stage, sample as sample_stage, train as train_stage
+from tasks.core.stages import cluster, evaluate
+from tasks.core.stages import filter as filter_stage
+from tasks.core.stages import problems as problems_stage
+from tasks.core.stages import rl as rl_stage
+from tasks.core.stages import sample as sample_stage
+from tasks.core.stages import train as train_stage
+from tasks.progress import StageProgress
 from tasks.stages import (
     cluster_finish_task,
     cluster_inputs_task,
@@ -55,25 +59,42 @@ def pretrain_flow(cfg: PretrainConfig, root: str) -> Manifest:
 
 
 @flow(name="finetune")
-def finetune_flow(cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest, sft_split: str, valid_split: str,
-                  root: str) -> Manifest:
+def finetune_flow(
+    cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest, sft_split: str, valid_split: str, root: str
+) -> Manifest:
     key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
     plan = plan_stage(root, "finetune", key_cfg, [pretrained, problems], train_stage.FINETUNE_MODULES)
-    return _published(cached(finetune_task, root)(plan=plan, cfg=cfg, pretrained=pretrained, problems=problems,
-                                       sft_split=sft_split, valid_split=valid_split))
+    return _published(
+        cached(finetune_task, root)(
+            plan=plan,
+            cfg=cfg,
+            pretrained=pretrained,
+            problems=problems,
+            sft_split=sft_split,
+            valid_split=valid_split,
+        )
+    )
 
 
 @flow(name="sample")
-def sample_flow(cfg: SampleConfig, model: Manifest, problems: Manifest, splits: tuple[str, ...], root: str,
-                parallel: bool = False) -> Manifest:
+def sample_flow(
+    cfg: SampleConfig,
+    model: Manifest,
+    problems: Manifest,
+    splits: tuple[str, ...],
+    root: str,
+    parallel: bool = False,
+) -> Manifest:
     key_cfg = {"sample": cfg.model_dump(mode="json"), "splits": list(splits)}
     plan = plan_stage(root, "sample", key_cfg, [model, problems], sample_stage.MODULES)
     eval_problems = sample_stage.eval_problems(problems, splits)
     ids = [p.name for p in eval_problems]
     if not plan.complete():
         requests = sample_stage.build_requests(eval_problems, cfg)
-        calls = [dict(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
-                 for unit in sample_stage.shard_units(plan, ids, cfg)]
+        calls = [
+            dict(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
+            for unit in sample_stage.shard_units(plan, ids, cfg)
+        ]
         _run_units(cached(sample_shard_task, root), calls, parallel, "stage 3 sampling (shards)")
     return _published(cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg))
 
@@ -101,8 +122,16 @@ def _run_units(task, calls: list[dict], parallel: bool, description: str) -> lis
         return [future.result() for future in futures]
 
 
-def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig, root: str, generated=None,
-              parallel: bool = False) -> None:
+def _run_exec(
+    plan,
+    programs,
+    test_set: str,
+    problems: dict,
+    judge: JudgeConfig,
+    root: str,
+    generated=None,
+    parallel: bool = False,
+) -> None:
     """Judge ``programs`` shard by shard. Each shard's judge keeps ``judge.workers`` sandboxes
     busy; with ``parallel`` several shards run at once (sandbox uids are leased across processes,
     so that is safe) and the machine then runs up to runner workers x ``judge.workers`` sandboxes."""
@@ -110,14 +139,24 @@ def _run_exec(plan, programs, test_set: str, problems: dict, judge: JudgeConfig,
     for unit in filter_stage.exec_units(plan, programs, test_set, judge.programs_per_shard):
         needed = {p.problem_id for p in unit.shard.programs}
         gen = {k: v for k, v in generated.items() if k in needed} if generated is not None else None
-        calls.append(dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen))
+        calls.append(
+            dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen)
+        )
     _run_units(cached(exec_shard_task, root), calls, parallel, f"{plan.stage}: {test_set} tests (shards)")
 
 
 @flow(name="filter")
-def filter_flow(judge: JudgeConfig, samples: Manifest, problems: Manifest, splits: tuple[str, ...], root: str,
-                parallel: bool = False) -> Manifest:
-    plan = plan_stage(root, "filter", {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage.MODULES)
+def filter_flow(
+    judge: JudgeConfig,
+    samples: Manifest,
+    problems: Manifest,
+    splits: tuple[str, ...],
+    root: str,
+    parallel: bool = False,
+) -> Manifest:
+    plan = plan_stage(
+        root, "filter", {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage.MODULES
+    )
     by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
     if not plan.complete():
         _run_exec(plan, filter_stage.programs_of(samples), "public", by_id, judge, root, parallel=parallel)
@@ -125,25 +164,56 @@ def filter_flow(judge: JudgeConfig, samples: Manifest, problems: Manifest, split
 
 
 @flow(name="cluster")
-def cluster_flow(cfg: ClusterConfig, judge: JudgeConfig, samples: Manifest, filtered: Manifest, problems: Manifest,
-                 splits: tuple[str, ...], root: str, parallel: bool = False) -> Manifest:
+def cluster_flow(
+    cfg: ClusterConfig,
+    judge: JudgeConfig,
+    samples: Manifest,
+    filtered: Manifest,
+    problems: Manifest,
+    splits: tuple[str, ...],
+    root: str,
+    parallel: bool = False,
+) -> Manifest:
     key_cfg = {"cluster": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json")}
     plan = plan_stage(root, "cluster", key_cfg, [samples, filtered, problems], cluster.MODULES)
     if not plan.complete():
         by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
         survivors = cluster.survivors(filtered, samples)
         with_survivors = {p.problem_id for p in survivors}
-        inputs = cluster_inputs_task(plan=plan, cfg=cfg, problems={k: v for k, v in by_id.items() if k in with_survivors})
+        inputs = cluster_inputs_task(
+            plan=plan, cfg=cfg, problems={k: v for k, v in by_id.items() if k in with_survivors}
+        )
         _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs, parallel=parallel)
-    return _published(cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered))
+    return _published(
+        cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered)
+    )
 
 
 @flow(name="evaluate")
-def evaluate_flow(cfg: EvalConfig, judge: JudgeConfig, label: str, samples: Manifest, filtered: Manifest,
-                  clusters: Manifest, problems: Manifest, splits: tuple[str, ...], root: str,
-                  parallel: bool = False) -> Manifest:
-    key_cfg = {"evaluate": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "label": label}
-    plan = plan_stage(root, "evaluate", key_cfg, [samples, filtered, clusters, problems], evaluate.MODULES + filter_stage.MODULES)
+def evaluate_flow(
+    cfg: EvalConfig,
+    judge: JudgeConfig,
+    label: str,
+    samples: Manifest,
+    filtered: Manifest,
+    clusters: Manifest,
+    problems: Manifest,
+    splits: tuple[str, ...],
+    root: str,
+    parallel: bool = False,
+) -> Manifest:
+    key_cfg = {
+        "evaluate": cfg.model_dump(mode="json"),
+        "judge": judge.model_dump(mode="json"),
+        "label": label,
+    }
+    plan = plan_stage(
+        root,
+        "evaluate",
+        key_cfg,
+        [samples, filtered, clusters, problems],
+        evaluate.MODULES + filter_stage.MODULES,
+    )
     split_of = {p.name: split for split in splits for p in problems_stage.load_split(problems, split)}
     by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
     groups = {
@@ -152,14 +222,27 @@ def evaluate_flow(cfg: EvalConfig, judge: JudgeConfig, label: str, samples: Mani
     }
     if not plan.complete():
         _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root, parallel=parallel)
-    return _published(cached(evaluate_finish_task, root)(plan=plan, cfg=cfg, label=label, split_of=split_of,
-                                                        samples=samples, filtered=filtered, clusters=clusters,
-                                                        groups=groups))
+    return _published(
+        cached(evaluate_finish_task, root)(
+            plan=plan,
+            cfg=cfg,
+            label=label,
+            split_of=split_of,
+            samples=samples,
+            filtered=filtered,
+            clusters=clusters,
+            groups=groups,
+        )
+    )
 
 
 @flow(name="rl")
-def rl_flow(cfg: RLConfig, judge: JudgeConfig, finetuned: Manifest, problems: Manifest, split: str, root: str) -> Manifest:
+def rl_flow(
+    cfg: RLConfig, judge: JudgeConfig, finetuned: Manifest, problems: Manifest, split: str, root: str
+) -> Manifest:
     key_cfg = {"rl": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "split": split}
     plan = plan_stage(root, "rl", key_cfg, [finetuned, problems], rl_stage.MODULES)
     rl_problems = problems_stage.load_split(problems, split)
-    return _published(cached(rl_task, root)(plan=plan, cfg=cfg, finetuned=finetuned, problems=rl_problems, judge=judge))
+    return _published(
+        cached(rl_task, root)(plan=plan, cfg=cfg, finetuned=finetuned, problems=rl_problems, judge=judge)
+    )

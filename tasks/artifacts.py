@@ -42,13 +42,24 @@ def publish_stage_artifacts(manifest: Manifest) -> None:
         rows = [{"metric": k, "value": v} for k, v in flatten(manifest.metrics).items()]
         create_table_artifact(rows, key=artifact_key(manifest), description=f"{manifest.stage} metrics")
         report = manifest.dir / "report.md"
-        text = [f"# {manifest.stage} `{manifest.key}`", "", f"Directory: `{manifest.path}`", "",
-                f"Files: {len(manifest.files)}; code version `{manifest.code_version}`", ""]
+        text = [
+            f"# {manifest.stage} `{manifest.key}`",
+            "",
+            f"Directory: `{manifest.path}`",
+            "",
+            f"Files: {len(manifest.files)}; code version `{manifest.code_version}`",
+            "",
+        ]
         if report.is_file():
             text += ["---", "", report.read_text()]
-        create_markdown_artifact("\n".join(text), key=artifact_key(manifest, "-report"), description=f"{manifest.stage} report")
+        create_markdown_artifact(
+            "\n".join(text), key=artifact_key(manifest, "-report"), description=f"{manifest.stage} report"
+        )
         for i, name in enumerate(sorted(f for f in manifest.files if f.endswith(".png"))):
-            create_image_artifact(image_url=(manifest.dir / name).as_uri(), key=artifact_key(manifest, f"-png{i}"),
-                                  description=name)
+            create_image_artifact(
+                image_url=(manifest.dir / name).as_uri(),
+                key=artifact_key(manifest, f"-png{i}"),
+                description=name,
+            )
     except Exception as err:  # artifacts are a view; never fail the stage over one
         log.warning("could not publish artifacts of %s: %s", manifest.stage, err)

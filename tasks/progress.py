@@ -50,7 +50,7 @@ class StageProgress:
         self._publish(force=True)
         self.bar.close()
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -80,7 +80,11 @@ def crash_stale_runs(root: str | Path) -> list[str]:
                 try:
                     run = client.read_flow_run(run_id)
                     if run.state and not run.state.is_final():
-                        client.set_flow_run_state(run_id, Crashed(message="its process was killed (found on the next start)"), force=True)
+                        client.set_flow_run_state(
+                            run_id,
+                            Crashed(message="its process was killed (found on the next start)"),
+                            force=True,
+                        )
                         crashed.append(run_id)
                 except Exception:  # a run of another database (other PREFECT_HOME): nothing to mark
                     pass

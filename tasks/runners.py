@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from prefect.task_runners import ThreadPoolTaskRunner, TaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tasks.core.config import ConfigError, RunnerConfig
 
@@ -61,7 +61,11 @@ def _dask_runner(cfg: RunnerConfig) -> TaskRunner:
     if cfg.address is not None:
         return DaskTaskRunner(address=cfg.address)
     return DaskTaskRunner(
-        cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": cfg.threads_per_worker, "processes": True}
+        cluster_kwargs={
+            "n_workers": cfg.workers,
+            "threads_per_worker": cfg.threads_per_worker,
+            "processes": True,
+        }
     )
 
 

@@ -14,7 +14,6 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="alphacode-prefect
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API for the whole session (a second harness in the same session

@@ -72,16 +72,16 @@ def hash_output(output: str | bytes, normalise_whitespace: bool = True) -> np.ui
     """
     if not isinstance(output, (str, bytes, bytearray)):
         raise TypeError(f"output must be str or bytes, got {type(output).__name__}")
-    data = _normalise(output) if normalise_whitespace else (
-        output.encode("utf-8") if isinstance(output, str) else bytes(output)
+    data = (
+        _normalise(output)
+        if normalise_whitespace
+        else (output.encode("utf-8") if isinstance(output, str) else bytes(output))
     )
     value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
     return np.uint64(value | (1 << 63))
 
 
-def hash_outputs(
-    outputs: Sequence[str | bytes | Verdict], normalise_whitespace: bool = True
-) -> np.ndarray:
+def hash_outputs(outputs: Sequence[str | bytes | Verdict], normalise_whitespace: bool = True) -> np.ndarray:
     """Behaviour row of one program: a ``uint64`` per input.
 
     Each item is the program's output (``str``/``bytes``), or a non-clean :class:`Verdict`
@@ -99,9 +99,7 @@ def hash_outputs(
 def sentinel(verdict: Verdict) -> np.uint64:
     """The sentinel of a non-clean verdict; clean verdicts have outputs, not sentinels."""
     if verdict not in VERDICT_SENTINELS:
-        raise ValueError(
-            f"{verdict.value} is a clean exit: hash its stdout with hash_output instead"
-        )
+        raise ValueError(f"{verdict.value} is a clean exit: hash its stdout with hash_output instead")
     return VERDICT_SENTINELS[verdict]
 
 
@@ -203,8 +201,9 @@ def _column_codes(rows: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _cluster_unique(codes: np.ndarray, counts: np.ndarray, eps: float, method: str,
-                    min_samples: int) -> np.ndarray:
+def _cluster_unique(
+    codes: np.ndarray, counts: np.ndarray, eps: float, method: str, min_samples: int
+) -> np.ndarray:
     if method == "dbscan":
         from sklearn.cluster import DBSCAN
 
@@ -296,9 +295,7 @@ def summarize_clusters(
     by_pos = rows[np.lexsort((pos[rows], ids[rows]))]  # grouped by label, best first
     reps = by_pos[np.searchsorted(ids[by_pos], labels)]
     ranking = np.lexsort((rows[first], -sizes))
-    return [
-        ClusterSummary(int(labels[i]), int(sizes[i]), int(reps[i])) for i in ranking
-    ]
+    return [ClusterSummary(int(labels[i]), int(sizes[i]), int(reps[i])) for i in ranking]
 
 
 def select_submissions(

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.core.corpus import CorpusSpec
@@ -90,8 +91,11 @@ class RLConfig(_Cfg):
     @property
     def total_steps(self) -> int:
         """Progress units of the chosen algorithm: optimizer steps, or rounds for expert iteration."""
-        return {"grpo": self.grpo.steps, "ppo": self.ppo.steps,
-                "expert-iteration": self.expert_iteration.rounds}[self.algorithm]
+        return {
+            "grpo": self.grpo.steps,
+            "ppo": self.ppo.steps,
+            "expert-iteration": self.expert_iteration.rounds,
+        }[self.algorithm]
 
 
 class EvalConfig(_Cfg):
@@ -109,29 +113,41 @@ class RunnerConfig(_Cfg):
     of ``workers`` processes, or the existing cluster at ``address``."""
 
     kind: Literal["sequential", "thread", "dask", "ray"] = "sequential"
-    workers: int = Field(default=2, gt=0, description="threads (thread) or local worker processes (dask, ray)")
+    workers: int = Field(
+        default=2, gt=0, description="threads (thread) or local worker processes (dask, ray)"
+    )
     address: str | None = Field(default=None, description="existing Dask scheduler / Ray cluster address")
     threads_per_worker: int = Field(default=1, gt=0, description="dask only: threads per worker process")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "RunnerConfig":
+    def _consistent(self) -> RunnerConfig:
         given = self.model_fields_set
         if self.address is not None:
             if self.kind not in ("dask", "ray"):
-                raise ValueError(f"runner.address only applies to runner.kind 'dask' or 'ray' (kind is {self.kind!r}): "
-                                 "set runner.kind or drop runner.address")
+                raise ValueError(
+                    f"runner.address only applies to runner.kind 'dask' or 'ray' (kind is {self.kind!r}): "
+                    "set runner.kind or drop runner.address"
+                )
             if not self.address.strip() or self.address != self.address.strip():
-                raise ValueError(f"runner.address {self.address!r} is blank or has surrounding spaces: "
-                                 "give e.g. tcp://scheduler:8786 (dask) or ray://head:10001 (ray)")
+                raise ValueError(
+                    f"runner.address {self.address!r} is blank or has surrounding spaces: "
+                    "give e.g. tcp://scheduler:8786 (dask) or ray://head:10001 (ray)"
+                )
             if given & {"workers", "threads_per_worker"}:
-                raise ValueError("runner.workers/threads_per_worker size a local cluster; with runner.address the "
-                                 "existing cluster's workers are used: drop one of them")
+                raise ValueError(
+                    "runner.workers/threads_per_worker size a local cluster; with runner.address the "
+                    "existing cluster's workers are used: drop one of them"
+                )
         if self.kind == "sequential" and "workers" in given:
-            raise ValueError("runner.workers has no effect with runner.kind 'sequential': "
-                             "set runner.kind to thread, dask or ray, or drop runner.workers")
+            raise ValueError(
+                "runner.workers has no effect with runner.kind 'sequential': "
+                "set runner.kind to thread, dask or ray, or drop runner.workers"
+            )
         if self.kind != "dask" and "threads_per_worker" in given:
-            raise ValueError(f"runner.threads_per_worker only applies to runner.kind 'dask' (kind is {self.kind!r}): "
-                             "drop it or set runner.kind=dask")
+            raise ValueError(
+                f"runner.threads_per_worker only applies to runner.kind 'dask' (kind is {self.kind!r}): "
+                "drop it or set runner.kind=dask"
+            )
         return self
 
 
@@ -223,7 +239,9 @@ def preflight(cfg: PipelineConfig) -> None:
     corpus = cfg.pretrain.corpus
     if corpus.kind != "stdlib":
         if not corpus.path:
-            raise ConfigError(f"config field 'pretrain.corpus.path' is required for corpus kind {corpus.kind!r}: set it")
+            raise ConfigError(
+                f"config field 'pretrain.corpus.path' is required for corpus kind {corpus.kind!r}: set it"
+            )
         if not Path(corpus.path).exists():
             raise ConfigError(
                 f"config field 'pretrain.corpus.path': {corpus.path!r} does not exist: point it at your corpus"
@@ -235,6 +253,10 @@ def preflight(cfg: PipelineConfig) -> None:
         )
     source = cfg.problems.source
     if source.startswith("code_contests:") and not Path(source.split(":", 1)[1]).is_dir():
-        raise ConfigError(f"config field 'problems.source': directory {source.split(':', 1)[1]!r} does not exist")
+        raise ConfigError(
+            f"config field 'problems.source': directory {source.split(':', 1)[1]!r} does not exist"
+        )
     if source not in ("bundled", "humaneval") and ":" not in source and not Path(source).exists():
-        raise ConfigError(f"config field 'problems.source': {source!r} is neither bundled, humaneval nor a file")
+        raise ConfigError(
+            f"config field 'problems.source': {source!r} is neither bundled, humaneval nor a file"
+        )

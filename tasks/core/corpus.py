@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SKIPPED_DIR_NAMES = frozenset(
-    {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
-)
+SKIPPED_DIR_NAMES = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
 
 
 class CorpusError(ValueError):
@@ -64,7 +63,7 @@ class CorpusSpec(BaseModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _path_matches_kind(self) -> "CorpusSpec":
+    def _path_matches_kind(self) -> CorpusSpec:
         if self.kind == "stdlib" and self.path is not None:
             raise ValueError(
                 "corpus.path must be unset for kind='stdlib' (it is the interpreter's own "

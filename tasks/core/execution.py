@@ -22,9 +22,9 @@ a program's (the Prefect task retries the shard). Languages: what the judge supp
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -174,7 +174,9 @@ class SandboxFailure(RuntimeError):
     """The harness (not a program) failed; never scored, the shard is retried as a whole."""
 
 
-def _append_row(rows: dict[str, list], program: Program, test_set: str, index: int, res, retries: int) -> None:
+def _append_row(
+    rows: dict[str, list], program: Program, test_set: str, index: int, res, retries: int
+) -> None:
     rows["problem_id"].append(program.problem_id)
     rows["code_hash"].append(program.code_hash)
     rows["test_set"].append(test_set)

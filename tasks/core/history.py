@@ -12,9 +12,9 @@ interval's upper bound (the intervals do not overlap), so noise inside the CIs i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,7 +51,9 @@ def newest_manifest(run_dir: Path, stage: str) -> Manifest:
 
 
 def read_history(path: Path) -> pa.Table:
-    return pq.read_table(path, schema=HISTORY_SCHEMA) if Path(path).is_file() else HISTORY_SCHEMA.empty_table()
+    return (
+        pq.read_table(path, schema=HISTORY_SCHEMA) if Path(path).is_file() else HISTORY_SCHEMA.empty_table()
+    )
 
 
 def append_history(path: Path, rows: Sequence[dict]) -> pa.Table:
@@ -76,8 +78,10 @@ def regressions(history: pa.Table) -> list[Regression]:
 
 
 def plot_trend(history: pa.Table, split: str, metric: str, path: Path) -> Path | None:
-    rows = sorted((r for r in history.to_pylist() if r["split"] == split and r["metric"] == metric),
-                  key=lambda r: r["evaluated_at"])
+    rows = sorted(
+        (r for r in history.to_pylist() if r["split"] == split and r["metric"] == metric),
+        key=lambda r: r["evaluated_at"],
+    )
     if not rows:
         return None
     series: dict[str, list[float]] = {}
@@ -86,4 +90,6 @@ def plot_trend(history: pa.Table, split: str, metric: str, path: Path) -> Path |
     for k in ks:
         by_time = {r["evaluated_at"]: r["value"] for r in rows if r["k"] == k}
         series[f"{metric} k={k}"] = [by_time.get(t, float("nan")) for t in runs]
-    return plot_training_curve(list(range(1, len(runs) + 1)), series, path, title=f"{split}: {metric} per re-evaluation")
+    return plot_training_curve(
+        list(range(1, len(runs) + 1)), series, path, title=f"{split}: {metric} per re-evaluation"
+    )

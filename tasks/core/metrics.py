@@ -131,17 +131,12 @@ def n_at_k_per_problem(
             out[i] = _solved_once(p, np.arange(k), n)
             continue
         rng = np.random.default_rng((seed, i))
-        hits = [
-            _solved_once(p, np.sort(rng.choice(len(p), size=k, replace=False)), n)
-            for _ in range(draws)
-        ]
+        hits = [_solved_once(p, np.sort(rng.choice(len(p), size=k, replace=False)), n) for _ in range(draws)]
         out[i] = np.mean(hits)
     return out
 
 
-def n_at_k(
-    problems: Sequence[ProblemSamples], n: int, k: int, draws: int = 100, seed: int = 0
-) -> float:
+def n_at_k(problems: Sequence[ProblemSamples], n: int, k: int, draws: int = 100, seed: int = 0) -> float:
     """AlphaCode's n@k: mean over problems of :func:`n_at_k_per_problem`."""
     if len(problems) == 0:
         raise ValueError("n_at_k needs at least one problem")

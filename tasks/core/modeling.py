@@ -24,8 +24,9 @@ in float32 on CPU (the training loop moves them).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -103,11 +104,15 @@ class ModelSpec(BaseModel):
     init_seed: int = 0
 
     @model_validator(mode="after")
-    def _path_matches_source(self) -> "ModelSpec":
+    def _path_matches_source(self) -> ModelSpec:
         if self.source == "pretrained" and not self.path:
-            raise ValueError("model.path is required for source='pretrained'; set it to a local HF model directory")
+            raise ValueError(
+                "model.path is required for source='pretrained'; set it to a local HF model directory"
+            )
         if self.source == "scratch" and self.path is not None:
-            raise ValueError("model.path must be unset for source='scratch'; use source='pretrained' to load it")
+            raise ValueError(
+                "model.path must be unset for source='scratch'; use source='pretrained' to load it"
+            )
         return self
 
 

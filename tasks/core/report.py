@@ -66,8 +66,14 @@ def _plot_curves(curves: Mapping[str, CurveData], path, title: str, ylabel: str)
         (line,) = ax.plot(ks, values, marker="o", label=label)
         if lo is not None and hi is not None:
             ax.fill_between(ks, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.annotate(f"{values[-1]:.1%}", (ks[-1], values[-1]), textcoords="offset points",
-                    xytext=(5, 0), va="center", color=line.get_color())
+        ax.annotate(
+            f"{values[-1]:.1%}",
+            (ks[-1], values[-1]),
+            textcoords="offset points",
+            xytext=(5, 0),
+            va="center",
+            color=line.get_color(),
+        )
     all_k = [k for ks, *_ in curves.values() for k in ks]
     if min(all_k) > 0 and max(all_k) / min(all_k) >= 10:
         ax.set_xscale("log")
@@ -81,20 +87,23 @@ def _plot_curves(curves: Mapping[str, CurveData], path, title: str, ylabel: str)
     return _save(fig, path)
 
 
-def plot_pass_at_k(curves: Mapping[str, CurveData], path: str | os.PathLike,
-                   title: str = "pass@k") -> Path:
+def plot_pass_at_k(curves: Mapping[str, CurveData], path: str | os.PathLike, title: str = "pass@k") -> Path:
     """One line per system (label -> (ks, values, lo, hi)), shaded confidence band."""
     return _plot_curves(curves, path, title, "pass@k (fraction of problems)")
 
 
-def plot_n_at_k(curves: Mapping[str, CurveData], path: str | os.PathLike,
-                title: str = "n@k (n submissions from k samples)") -> Path:
+def plot_n_at_k(
+    curves: Mapping[str, CurveData],
+    path: str | os.PathLike,
+    title: str = "n@k (n submissions from k samples)",
+) -> Path:
     """n@k curves, e.g. ``{"10@k": (ks, values, lo, hi), "10@k no clustering": ...}``."""
     return _plot_curves(curves, path, title, "problems solved")
 
 
-def plot_filter_funnel(stages: Sequence[tuple[str, int]], path: str | os.PathLike,
-                       title: str = "Sample filtering funnel") -> Path:
+def plot_filter_funnel(
+    stages: Sequence[tuple[str, int]], path: str | os.PathLike, title: str = "Sample filtering funnel"
+) -> Path:
     """Horizontal bars, one per stage (top = first), with count and % of the first stage;
     log x axis when the non-zero counts span a factor of 100 or more."""
     if not stages:
@@ -125,8 +134,12 @@ def plot_filter_funnel(stages: Sequence[tuple[str, int]], path: str | os.PathLik
     return _save(fig, path)
 
 
-def plot_cluster_sizes(sizes: Sequence[int], path: str | os.PathLike, highlight: int = 10,
-                       title: str = "Cluster sizes (rank vs size)") -> Path:
+def plot_cluster_sizes(
+    sizes: Sequence[int],
+    path: str | os.PathLike,
+    highlight: int = 10,
+    title: str = "Cluster sizes (rank vs size)",
+) -> Path:
     """Rank-size plot (log-log) of cluster sizes; the ``highlight`` largest are marked."""
     arr = np.sort(np.asarray(sizes, dtype=float))[::-1]
     if arr.size == 0 or (arr <= 0).any():
@@ -136,13 +149,11 @@ def plot_cluster_sizes(sizes: Sequence[int], path: str | os.PathLike, highlight:
     ax = fig.add_subplot()
     ax.plot(ranks, arr, color="tab:gray", marker=".", linestyle="-")
     top = min(highlight, arr.size)
-    ax.scatter(ranks[:top], arr[:top], color="tab:red", zorder=3,
-               label=f"{top} largest (submitted)")
+    ax.scatter(ranks[:top], arr[:top], color="tab:red", zorder=3, label=f"{top} largest (submitted)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     share = arr[:top].sum() / arr.sum()
-    ax.set_title(f"{title}: {arr.size:,} clusters, {int(arr.sum()):,} programs, "
-                 f"top {top} hold {share:.1%}")
+    ax.set_title(f"{title}: {arr.size:,} clusters, {int(arr.sum()):,} programs, top {top} hold {share:.1%}")
     ax.set_xlabel("cluster rank")
     ax.set_ylabel("programs in cluster")
     ax.grid(True, which="both", alpha=0.3)
@@ -158,8 +169,12 @@ def _ema(values: np.ndarray, span: int) -> np.ndarray:
     return out
 
 
-def plot_training_curve(steps: Sequence[float], series: Mapping[str, Sequence[float]],
-                        path: str | os.PathLike, title: str = "Training") -> Path:
+def plot_training_curve(
+    steps: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    title: str = "Training",
+) -> Path:
     """One panel per series (own y scale, shared x); raw values faint, EMA on top when the
     series has more than 20 points. NaN values are gaps."""
     x = np.asarray(steps, dtype=float)
@@ -167,8 +182,9 @@ def plot_training_curve(steps: Sequence[float], series: Mapping[str, Sequence[fl
         raise ValueError("plot_training_curve: give steps and at least one series")
     for name, values in series.items():
         if len(values) != x.size:
-            raise ValueError(f"plot_training_curve: series {name!r} has {len(values)} "
-                             f"values for {x.size} steps")
+            raise ValueError(
+                f"plot_training_curve: series {name!r} has {len(values)} values for {x.size} steps"
+            )
     fig = _figure(max(3.0, 2.4 * len(series)))
     axes = fig.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (name, values) in zip(axes, series.items()):
@@ -201,8 +217,10 @@ def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
         columns += [str(k) for k in row if str(k) not in columns]
     if not rows:
         return ""
-    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = [
+        "| " + " | ".join(_cell(c) for c in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
     for row in rows:
         by_name = {str(k): v for k, v in row.items()}
         lines.append("| " + " | ".join(_cell(by_name.get(c)) for c in columns) + " |")

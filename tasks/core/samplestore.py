@@ -60,9 +60,9 @@ import hashlib
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -183,7 +183,7 @@ def _check_shard_table(table: pa.Table, plan: ShardPlan) -> pa.Table:
     try:
         table = table.cast(SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise StoreError(f"shard {plan.problem_id}#{plan.shard_index} has wrong column types: {exc}")
+        raise StoreError(f"shard {plan.problem_id}#{plan.shard_index} has wrong column types: {exc}") from exc
     nulls = [c for c in SCHEMA.names if table[c].null_count]
     if nulls:
         raise StoreError(f"shard {plan.problem_id}#{plan.shard_index} has nulls in {nulls}")
@@ -266,7 +266,9 @@ class SampleStore:
         dataset = ds.dataset(files, schema=SCHEMA, format="parquet")
         wanted = list(columns) if columns else SCHEMA.names
         need = list(dict.fromkeys([*wanted, "problem_id", "sample_id"]))
-        table = dataset.to_table(columns=need).sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
+        table = dataset.to_table(columns=need).sort_by(
+            [("problem_id", "ascending"), ("sample_id", "ascending")]
+        )
         return table.select(wanted)
 
     def finalize(self, problem_ids: Iterable[str] | None = None) -> int:
@@ -315,7 +317,8 @@ class SampleStore:
                     "re-run sampling to fill the missing shards"
                 )
         flags = first_of_code_hash(
-            table["problem_id"].combine_chunks(), table["sample_id"].combine_chunks(),
+            table["problem_id"].combine_chunks(),
+            table["sample_id"].combine_chunks(),
             table["code_hash"].combine_chunks(),
         )
         if not table["is_first_of_code_hash"].combine_chunks().equals(flags):

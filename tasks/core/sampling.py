@@ -30,10 +30,11 @@ recomputed, not prefix-cached (vLLM does cache them).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Protocol, Sequence
+from typing import Literal, Protocol
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,10 +58,13 @@ class SamplingParams(BaseModel):
     samples_per_shard: int = Field(default=256, gt=0)
     backend: Literal["hf", "vllm"] = "hf"
     kv_cache: Literal["static", "dynamic"] = Field(
-        default="static", description="hf backend: preallocated KV cache (static) or grown per step")
+        default="static", description="hf backend: preallocated KV cache (static) or grown per step"
+    )
     attention: Literal["auto", "eager", "sdpa"] = Field(
-        default="auto", description="hf backend: auto = eager on CPU (faster for one-token decode "
-        "steps, tests/bench/bench_sampling.py), sdpa on GPUs")
+        default="auto",
+        description="hf backend: auto = eager on CPU (faster for one-token decode "
+        "steps, tests/bench/bench_sampling.py), sdpa on GPUs",
+    )
 
     @field_validator("n", mode="before")
     @classmethod
@@ -117,7 +121,11 @@ class SamplingBackend(Protocol):
     def count_prompt_tokens(self, prompt: str) -> int: ...
 
     def generate(
-        self, prompts: list[str], n: int, params: SamplingParams, seed: int,
+        self,
+        prompts: list[str],
+        n: int,
+        params: SamplingParams,
+        seed: int,
         progress: Progress | None = None,
     ) -> list[list[Generated]]: ...
 
@@ -193,9 +201,13 @@ class HFBatchedBackend:
 
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu",
-                 kv_cache: Literal["static", "dynamic"] = "static",
-                 attention: Literal["auto", "eager", "sdpa"] = "auto"):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str = "cpu",
+        kv_cache: Literal["static", "dynamic"] = "static",
+        attention: Literal["auto", "eager", "sdpa"] = "auto",
+    ):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -205,7 +217,8 @@ class HFBatchedBackend:
         if attention == "auto":
             attention = "eager" if device == "cpu" else "sdpa"
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_dir, dtype=torch.float32, attn_implementation=attention)
+            self.model_dir, dtype=torch.float32, attn_implementation=attention
+        )
         self.model.to(device).eval()
         self.device = device
         self.kv_cache = kv_cache  # static: no per-step cache growth (a copy of the whole cache)
@@ -332,7 +345,9 @@ def sample_shard(
 ) -> pa.Table:
     """Sample ``plan.num_samples`` completions of ``request`` under ``plan.seed``: store-schema rows."""
     if request.problem_id != plan.problem_id:
-        raise SamplingError(f"request is for {request.problem_id!r} but the shard plan for {plan.problem_id!r}")
+        raise SamplingError(
+            f"request is for {request.problem_id!r} but the shard plan for {plan.problem_id!r}"
+        )
     if plan.num_samples <= 0:
         raise SamplingError(f"shard {plan.problem_id}#{plan.shard_index} asks for zero samples")
     check_prompt_fits(backend, request, params)
@@ -394,7 +409,9 @@ def sample_to_store(
             if progress:
                 progress(plan.num_samples)
             continue
-        table = sample_shard(backend, requests[plan.problem_id], params, plan, model_id, extract_program, progress)
+        table = sample_shard(
+            backend, requests[plan.problem_id], params, plan, model_id, extract_program, progress
+        )
         store.write_shard(table, plan)
         done += 1
     store.finalize(sorted({p.problem_id for p in plans}))

@@ -82,13 +82,19 @@ class VLLMBackend:
                 requests.append(prompt)
                 sampling.append(
                     self._vllm.SamplingParams(
-                        n=1, temperature=params.temperature, top_p=params.top_p,
-                        max_tokens=params.max_new_tokens, stop=list(params.stop), logprobs=0,
+                        n=1,
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        max_tokens=params.max_new_tokens,
+                        stop=list(params.stop),
+                        logprobs=0,
                         seed=_sample_seed(seed, i),
                     )
                 )
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
-        result = [[self._convert(o.outputs[0]) for o in outputs[k * n : (k + 1) * n]] for k in range(len(prompts))]
+        result = [
+            [self._convert(o.outputs[0]) for o in outputs[k * n : (k + 1) * n]] for k in range(len(prompts))
+        ]
         if progress:
             progress(len(requests))
         return result

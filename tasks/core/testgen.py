@@ -106,8 +106,9 @@ def _frozen_counts(lines: list[_Line]) -> set[tuple[int, int]]:
                 break
             run += 1
         nearby = later[:3]
-        lengths = {len(lines[j].tokens[0]) for j in range(i + 1, min(i + 4, len(lines)))
-                   if len(lines[j].tokens) == 1}
+        lengths = {
+            len(lines[j].tokens[0]) for j in range(i + 1, min(i + 4, len(lines))) if len(lines[j].tokens) == 1
+        }
         sizes = {len(later), run, *nearby, *lengths}
         for t, tok in enumerate(line.tokens):
             if _kind(tok) == "int" and int(tok) in sizes:
@@ -147,13 +148,19 @@ class MutationInputGenerator:
                     break
         return out
 
-    def _mutant(self, base: list[_Line], rng: np.random.Generator,
-                ranges: dict[int, tuple[int, int]], alphabet: dict[int, str]) -> str:
+    def _mutant(
+        self,
+        base: list[_Line],
+        rng: np.random.Generator,
+        ranges: dict[int, tuple[int, int]],
+        alphabet: dict[int, str],
+    ) -> str:
         lines = [_Line(list(ln.tokens), list(ln.seps)) for ln in base]
         frozen = _frozen_counts(base) if self.mode == "values" else set()
         for _ in range(int(rng.integers(1, self.max_mutations + 1))):
-            spots = [(i, t) for i, ln in enumerate(lines) for t in range(len(ln.tokens))
-                     if (i, t) not in frozen]
+            spots = [
+                (i, t) for i, ln in enumerate(lines) for t in range(len(ln.tokens)) if (i, t) not in frozen
+            ]
             if not spots:
                 break
             i, t = spots[int(rng.integers(len(spots)))]
@@ -162,8 +169,7 @@ class MutationInputGenerator:
                 frozen = set()
                 continue
             tok = lines[i].tokens[t]
-            lines[i].tokens[t] = _mutate_token(tok, rng, ranges.get(i), alphabet,
-                                               self.mode == "structure")
+            lines[i].tokens[t] = _mutate_token(tok, rng, ranges.get(i), alphabet, self.mode == "structure")
         return _join(lines)
 
 
@@ -210,8 +216,7 @@ def _char_class(ch: str) -> int | None:
     return next((c for c, test in enumerate(_CLASSES) if test(ch)), None)
 
 
-def _mutate_str(token: str, rng: np.random.Generator, alphabet: dict[int, str],
-                resize: bool) -> str:
+def _mutate_str(token: str, rng: np.random.Generator, alphabet: dict[int, str], resize: bool) -> str:
     chars = list(token)
     roll = rng.random()
     if resize and roll < 0.3:
@@ -234,8 +239,9 @@ def _mutate_str(token: str, rng: np.random.Generator, alphabet: dict[int, str],
     return "".join(chars)
 
 
-def _mutate_token(token: str, rng: np.random.Generator, span: tuple[int, int] | None,
-                  alphabet: dict[int, str], resize: bool) -> str:
+def _mutate_token(
+    token: str, rng: np.random.Generator, span: tuple[int, int] | None, alphabet: dict[int, str], resize: bool
+) -> str:
     kind = _kind(token)
     if kind == "int":
         return str(_mutate_int(int(token), rng, span))
@@ -263,9 +269,7 @@ def keep_valid_inputs(
     than half of the programs did. ``clean_matrix`` is bool, programs x inputs."""
     clean = np.asarray(clean_matrix, dtype=bool)
     if clean.ndim != 2 or clean.shape[1] != len(inputs):
-        raise ValueError(
-            f"clean_matrix must be programs x inputs = (?, {len(inputs)}), got {clean.shape}"
-        )
+        raise ValueError(f"clean_matrix must be programs x inputs = (?, {len(inputs)}), got {clean.shape}")
     if reference_clean is not None:
         ref = np.asarray(reference_clean, dtype=bool)
         if ref.shape != (len(inputs),):

@@ -52,10 +52,10 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -92,7 +92,7 @@ class TrainHParams(BaseModel):
     max_grad_norm: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> "TrainHParams":
+    def _warmup_fits(self) -> TrainHParams:
         if self.warmup_steps >= self.max_steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} must be < max_steps={self.max_steps}; lower warmup_steps"
@@ -123,7 +123,7 @@ class Batch:
     def n_label_tokens(self) -> int:
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
 
 
@@ -373,9 +373,20 @@ def train(
             progress(metrics)
         if state.step % hp.checkpoint_every == 0 or state.step == hp.max_steps:
             if accelerator.is_main_process:
-                _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, hp, state, train_data, valid_data)
+                _save_checkpoint(
+                    ckpt,
+                    accelerator.unwrap_model(model),
+                    optimizer,
+                    scheduler,
+                    hp,
+                    state,
+                    train_data,
+                    valid_data,
+                )
             accelerator.wait_for_everyone()
-    return _finish(accelerator, model, tokenizer, hp, out_dir, state, resumed_from, trained_tokens, train_time)
+    return _finish(
+        accelerator, model, tokenizer, hp, out_dir, state, resumed_from, trained_tokens, train_time
+    )
 
 
 def _check_inputs(model, tokenizer, train_data, valid_data, hp: TrainHParams) -> None:
@@ -394,7 +405,9 @@ def _check_inputs(model, tokenizer, train_data, valid_data, hp: TrainHParams) ->
             )
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
-        raise TrainError(f"tokenizer has {len(tokenizer)} tokens, model embedding {rows} rows; they must match")
+        raise TrainError(
+            f"tokenizer has {len(tokenizer)} tokens, model embedding {rows} rows; they must match"
+        )
 
 
 def _optimizer(model, hp: TrainHParams) -> torch.optim.Optimizer:
@@ -418,7 +431,9 @@ def _token_loss_sum(model, batch: Batch, bf16: bool, device: torch.device) -> to
     )
 
 
-def _train_step(model, optimizer, scheduler, data, hp: TrainHParams, state: _State, accelerator) -> tuple[float, int]:
+def _train_step(
+    model, optimizer, scheduler, data, hp: TrainHParams, state: _State, accelerator
+) -> tuple[float, int]:
     world, rank = accelerator.num_processes, accelerator.process_index
     micro = []
     for _ in range(hp.grad_accum):
@@ -477,10 +492,15 @@ def _seed_everything(seed: int) -> None:
 
 
 def _fingerprints(train_data, valid_data) -> dict[str, str | None]:
-    return {"train": train_data.fingerprint, "valid": valid_data.fingerprint if valid_data is not None else None}
+    return {
+        "train": train_data.fingerprint,
+        "valid": valid_data.fingerprint if valid_data is not None else None,
+    }
 
 
-def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, hp, state: _State, train_data, valid_data) -> None:
+def _save_checkpoint(
+    ckpt: Path, model, optimizer, scheduler, hp, state: _State, train_data, valid_data
+) -> None:
     tmp = ckpt.parent / f"{CHECKPOINT_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -571,7 +591,9 @@ def _fsync_dir_files(directory: Path) -> None:
 # ----------------------------------------------------------------------------- outputs
 
 
-def _finish(accelerator, model, tokenizer, hp, out_dir: Path, state: _State, resumed_from, tokens, seconds) -> TrainResult:
+def _finish(
+    accelerator, model, tokenizer, hp, out_dir: Path, state: _State, resumed_from, tokens, seconds
+) -> TrainResult:
     metrics = state.metrics or []
     final_valid = next((m.valid_loss for m in reversed(metrics) if m.valid_loss is not None), None)
     result = TrainResult(

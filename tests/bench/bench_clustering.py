@@ -36,8 +36,7 @@ def synthetic_behaviour(rows: int, cols: int, seed: int = 0) -> np.ndarray:
     out = base[which]
     del base, which
     unique = rng.random(rows) < 0.30
-    out[unique] = rng.integers(1 << 63, 2**64 - 1, size=(int(unique.sum()), cols),
-                               dtype=np.uint64)
+    out[unique] = rng.integers(1 << 63, 2**64 - 1, size=(int(unique.sum()), cols), dtype=np.uint64)
     broken = np.flatnonzero(rng.random(rows) < 0.05)
     col = rng.integers(0, cols, size=broken.size)
     out[broken, col] = VERDICT_SENTINELS[Verdict.TIME_LIMIT_EXCEEDED]
@@ -57,9 +56,11 @@ def bench_exact(rows: int, cols: int) -> None:
     tracemalloc.stop()
     extra_mb = (peak - base) / 2**20
     sizes = np.bincount(ids)
-    print(f"exact_clusters: {rows:,} x {cols} ({matrix_mb:.0f} MiB matrix): {elapsed:.2f} s, "
-          f"{sizes.size:,} clusters (largest {sizes.max():,}); extra peak {extra_mb:.0f} MiB "
-          f"= {extra_mb / matrix_mb:.2f}x the matrix")
+    print(
+        f"exact_clusters: {rows:,} x {cols} ({matrix_mb:.0f} MiB matrix): {elapsed:.2f} s, "
+        f"{sizes.size:,} clusters (largest {sizes.max():,}); extra peak {extra_mb:.0f} MiB "
+        f"= {extra_mb / matrix_mb:.2f}x the matrix"
+    )
     t0 = time.perf_counter()
     picks = select_submissions(ids, 10)
     print(f"select_submissions(10) over {rows:,}: {time.perf_counter() - t0:.2f} s -> {picks}")
@@ -71,8 +72,10 @@ def bench_near(rows: int, cols: int) -> None:
     for method in ("dbscan", "agglomerative"):
         t0 = time.perf_counter()
         ids = near_duplicate_clusters(behaviour, 0.05, method=method)
-        print(f"near_duplicate_clusters[{method}]: {rows:,} x {cols} ({n_exact:,} unique rows)"
-              f": {time.perf_counter() - t0:.2f} s, {int(ids.max()) + 1:,} clusters")
+        print(
+            f"near_duplicate_clusters[{method}]: {rows:,} x {cols} ({n_exact:,} unique rows)"
+            f": {time.perf_counter() - t0:.2f} s, {int(ids.max()) + 1:,} clusters"
+        )
 
 
 def main() -> None:

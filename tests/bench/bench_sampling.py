@@ -37,17 +37,34 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 LINES = [
-    "n = int(input())", "a = list(map(int, input().split()))", "print(sum(a))", "ans = 0",
-    "for i in range(n):", "    ans += a[i] * i", "print(ans)", "a.sort()", "print(max(a) - min(a))",
-    "import sys", "input = sys.stdin.readline", "s = input().strip()", "print(s[::-1])",
-    "if n % 2 == 0:", "    print('YES')", "else:", "    print('NO')", "dp = [0] * (n + 1)",
-    "for j in range(1, n + 1):", "    dp[j] = max(dp[j - 1], a[j - 1])", "print(dp[n])",
+    "n = int(input())",
+    "a = list(map(int, input().split()))",
+    "print(sum(a))",
+    "ans = 0",
+    "for i in range(n):",
+    "    ans += a[i] * i",
+    "print(ans)",
+    "a.sort()",
+    "print(max(a) - min(a))",
+    "import sys",
+    "input = sys.stdin.readline",
+    "s = input().strip()",
+    "print(s[::-1])",
+    "if n % 2 == 0:",
+    "    print('YES')",
+    "else:",
+    "    print('NO')",
+    "dp = [0] * (n + 1)",
+    "for j in range(1, n + 1):",
+    "    dp[j] = max(dp[j - 1], a[j - 1])",
+    "print(dp[n])",
 ]
 
 
 def synthetic_table(plan, rng: random.Random):
-    from tasks.core.samplestore import SCHEMA, sha256_hex, with_first_flags
     import pyarrow as pa
+
+    from tasks.core.samplestore import SCHEMA, sha256_hex, with_first_flags
 
     codes = ["\n".join(rng.choice(LINES) for _ in range(rng.randint(3, 9))) for _ in plan.sample_ids]
     if len(codes) > 4:  # AlphaCode-like: a share of exact duplicate programs
@@ -55,14 +72,22 @@ def synthetic_table(plan, rng: random.Random):
             codes[i] = codes[(i * 7) % len(codes)]
     k = plan.num_samples
     cols = {
-        "problem_id": [plan.problem_id] * k, "sample_id": list(plan.sample_ids),
+        "problem_id": [plan.problem_id] * k,
+        "sample_id": list(plan.sample_ids),
         "prompt_hash": [sha256_hex(plan.problem_id)] * k,
-        "completion": [f"```python\n{c}\n```\n" for c in codes], "code": codes,
-        "code_hash": [sha256_hex(c) for c in codes], "num_tokens": [len(c) // 3 for c in codes],
-        "logprob_sum": [-rng.random() * 80 for _ in codes], "finish_reason": ["stop"] * k,
-        "temperature": [0.8] * k, "top_p": [0.95] * k, "seed": [plan.seed] * k,
-        "model_id": ["0" * 64] * k, "backend": ["hf"] * k,
-        "created_at": [datetime.now(timezone.utc)] * k, "is_first_of_code_hash": [False] * k,
+        "completion": [f"```python\n{c}\n```\n" for c in codes],
+        "code": codes,
+        "code_hash": [sha256_hex(c) for c in codes],
+        "num_tokens": [len(c) // 3 for c in codes],
+        "logprob_sum": [-rng.random() * 80 for _ in codes],
+        "finish_reason": ["stop"] * k,
+        "temperature": [0.8] * k,
+        "top_p": [0.95] * k,
+        "seed": [plan.seed] * k,
+        "model_id": ["0" * 64] * k,
+        "backend": ["hf"] * k,
+        "created_at": [datetime.now(timezone.utc)] * k,
+        "is_first_of_code_hash": [False] * k,
     }
     return with_first_flags(pa.table(cols, schema=SCHEMA))
 
@@ -79,8 +104,11 @@ def _measure(name: str, backend, prompt: str, n: int, params, repeats: int) -> f
     backend.generate([prompt], n, params, 0)
     rates = [_rate(backend, prompt, n, params, seed) for seed in range(1, repeats + 1)]
     med = statistics.median(rates)
-    print(f"{name:44s} median {med:7,.0f} tok/s (min {min(rates):,.0f} .. max {max(rates):,.0f}, "
-          f"{repeats} runs of {n} seq x <= {params.max_new_tokens} tok)", flush=True)
+    print(
+        f"{name:44s} median {med:7,.0f} tok/s (min {min(rates):,.0f} .. max {max(rates):,.0f}, "
+        f"{repeats} runs of {n} seq x <= {params.max_new_tokens} tok)",
+        flush=True,
+    )
     return med
 
 
@@ -94,22 +122,34 @@ def bench_backends(sequences: int, tokens: int, single: int, repeats: int) -> No
     params = lambda bs, **kw: SamplingParams(n=sequences, max_new_tokens=tokens, batch_size=bs, **kw)  # noqa: E731
     # the seed's loop: one sequence per generate call, transformers' defaults (sdpa, dynamic cache)
     seed_backend = HFBatchedBackend(model_dir, kv_cache="dynamic", attention="sdpa")
-    print(f"model: {sum(p.numel() for p in seed_backend.model.parameters()) / 1e6:.2f} M params, "
-          f"vocab {seed_backend.model.config.vocab_size}")
-    one = _measure("one-at-a-time loop (batch 1, sdpa, dynamic)", seed_backend, prompt, single,
-                   params(1), repeats)
+    print(
+        f"model: {sum(p.numel() for p in seed_backend.model.parameters()) / 1e6:.2f} M params, "
+        f"vocab {seed_backend.model.config.vocab_size}"
+    )
+    one = _measure(
+        "one-at-a-time loop (batch 1, sdpa, dynamic)", seed_backend, prompt, single, params(1), repeats
+    )
     ours = HFBatchedBackend(model_dir)  # the stage's defaults: static cache, eager on CPU
     same = _measure("loop with our settings (batch 1)", ours, prompt, single, params(1), repeats)
     results = {}
     for bs in sorted({sequences, 4 * sequences}):
-        results[bs] = _measure(f"HF batched (batch {bs}, static, eager)", ours, prompt, bs,
-                               params(bs), repeats)
-    plain = _measure(f"HF batched (batch {sequences}, sdpa, dynamic)", seed_backend, prompt,
-                     sequences, params(sequences), repeats)
-    print(f"batched {sequences} / loop = {results[sequences] / one:5.1f}x (goal >= 10x); "
-          f"batched {4 * sequences} / loop = {results[4 * sequences] / one:5.1f}x; "
-          f"transformers defaults batched {sequences} / loop = {plain / one:5.1f}x; "
-          f"loop with our settings = {same / one:4.2f}x the seed's loop")
+        results[bs] = _measure(
+            f"HF batched (batch {bs}, static, eager)", ours, prompt, bs, params(bs), repeats
+        )
+    plain = _measure(
+        f"HF batched (batch {sequences}, sdpa, dynamic)",
+        seed_backend,
+        prompt,
+        sequences,
+        params(sequences),
+        repeats,
+    )
+    print(
+        f"batched {sequences} / loop = {results[sequences] / one:5.1f}x (goal >= 10x); "
+        f"batched {4 * sequences} / loop = {results[4 * sequences] / one:5.1f}x; "
+        f"transformers defaults batched {sequences} / loop = {plain / one:5.1f}x; "
+        f"loop with our settings = {same / one:4.2f}x the seed's loop"
+    )
     try:
         from tasks.core.sampling_vllm import VLLMBackend
 
@@ -142,10 +182,14 @@ def bench_store(samples: int, per_shard: int) -> None:
                     row["created_at"] = row["created_at"].isoformat()
                     fh.write(json.dumps(row) + "\n")
         size = jsonl.stat().st_size
-    print(f"store: {samples:,} samples in {len(plans)} shards of {per_shard}: "
-          f"write {samples / elapsed:,.0f} samples/s")
-    print(f"size: Parquet {parquet / 1e6:.2f} MB vs JSONL {size / 1e6:.2f} MB -> {size / parquet:.1f}x smaller "
-          "(goal >= 5x)")
+    print(
+        f"store: {samples:,} samples in {len(plans)} shards of {per_shard}: "
+        f"write {samples / elapsed:,.0f} samples/s"
+    )
+    print(
+        f"size: Parquet {parquet / 1e6:.2f} MB vs JSONL {size / 1e6:.2f} MB -> {size / parquet:.1f}x smaller "
+        "(goal >= 5x)"
+    )
 
 
 def peak_rss_child(samples: int, per_shard: int) -> None:
@@ -177,33 +221,44 @@ def sample_rss_child(samples: int, per_shard: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model_dir(Path(tmp) / "model", hidden=64, layers=2)
         problems = [f"problem-{i:03d}" for i in range(max(1, samples // 1000))]
-        params = SamplingParams(n=samples // len(problems), max_new_tokens=4, batch_size=250,
-                                samples_per_shard=per_shard)
+        params = SamplingParams(
+            n=samples // len(problems), max_new_tokens=4, batch_size=250, samples_per_shard=per_shard
+        )
         requests = {p: SampleRequest(problem_id=p, prompt=f"# {p}\ndef solve():\n") for p in problems}
         plans = plan_shards(problems, params.n, per_shard)
         store = SampleStore(Path(tmp) / "store")
-        sample_to_store(HFBatchedBackend(model_dir), store, requests, plans, params, "0" * 64,
-                        extract_program)
+        sample_to_store(
+            HFBatchedBackend(model_dir), store, requests, plans, params, "0" * 64, extract_program
+        )
         rows = sum(1 for _ in store.root.rglob("*.parquet"))
     status = Path("/proc/self/status").read_text().splitlines()
     print(rows, int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024)
 
 
 def bench_memory(per_shard: int, with_model: bool) -> None:
-    modes = [("--rss-child", "writing synthetic")] + ([("--rss-sample", "sampling (model)")] if with_model else [])
+    modes = [("--rss-child", "writing synthetic")] + (
+        [("--rss-sample", "sampling (model)")] if with_model else []
+    )
     for flag, what in modes:
         peaks = {}
         for samples in (10_000, 100_000):
             start = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, __file__, flag, str(samples), "--per-shard", str(per_shard)],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout.split()[-1]
             peaks[samples] = float(out)
-            print(f"peak RSS {what} {samples:,} samples in shards of {per_shard}: "
-                  f"{peaks[samples]:.0f} MiB ({time.perf_counter() - start:.0f} s)", flush=True)
-        print(f"peak ratio {what} 100k/10k: {peaks[100_000] / peaks[10_000]:.2f} "
-              "(goal ~1: bounded by shard size)")
+            print(
+                f"peak RSS {what} {samples:,} samples in shards of {per_shard}: "
+                f"{peaks[samples]:.0f} MiB ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+        print(
+            f"peak ratio {what} 100k/10k: {peaks[100_000] / peaks[10_000]:.2f} "
+            "(goal ~1: bounded by shard size)"
+        )
 
 
 def main() -> None:
@@ -217,7 +272,9 @@ def main() -> None:
     parser.add_argument("--rss-sample", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-model", action="store_true")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared box)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared box)"
+    )
     args = parser.parse_args()
     if args.rss_child:
         peak_rss_child(args.rss_child, args.per_shard)

@@ -48,11 +48,13 @@ def test_sentinel_refuses_clean_verdicts():
 
 def test_hash_results_uses_stdout_digest_for_clean_runs():
     digest = "ab" * 32
-    row = hash_results([
-        SandboxResult(Verdict.ACCEPTED, stdout_sha256=digest),
-        SandboxResult(Verdict.WRONG_ANSWER, stdout_sha256=digest),
-        SandboxResult(Verdict.TIME_LIMIT_EXCEEDED),
-    ])
+    row = hash_results(
+        [
+            SandboxResult(Verdict.ACCEPTED, stdout_sha256=digest),
+            SandboxResult(Verdict.WRONG_ANSWER, stdout_sha256=digest),
+            SandboxResult(Verdict.TIME_LIMIT_EXCEEDED),
+        ]
+    )
     assert row[0] == row[1] == np.uint64(int(digest[:16], 16) | (1 << 63))
     assert row[2] == VERDICT_SENTINELS[Verdict.TIME_LIMIT_EXCEEDED]
 

@@ -22,8 +22,10 @@ def _assert_png(path):
 
 def test_plot_pass_at_k_writes_png(tmp_path):
     ks = [1, 10, 100]
-    curves = {"sft": (ks, [0.1, 0.3, 0.5], [0.05, 0.2, 0.4], [0.15, 0.4, 0.6]),
-              "rl": (ks, [0.2, 0.4, 0.6], None, None)}
+    curves = {
+        "sft": (ks, [0.1, 0.3, 0.5], [0.05, 0.2, 0.4], [0.15, 0.4, 0.6]),
+        "rl": (ks, [0.2, 0.4, 0.6], None, None),
+    }
     out = plot_pass_at_k(curves, tmp_path / "sub" / "pass.png")
     assert out == tmp_path / "sub" / "pass.png"
     _assert_png(out)
@@ -67,8 +69,7 @@ def test_plots_reject_empty_or_ragged_input(tmp_path):
 
 
 def test_markdown_table_unions_columns_and_formats_cells():
-    table = markdown_table([{"system": "sft", "pass@1": 0.123456},
-                            {"system": "a|b", "10@k": float("nan")}])
+    table = markdown_table([{"system": "sft", "pass@1": 0.123456}, {"system": "a|b", "10@k": float("nan")}])
     assert table.splitlines() == [
         "| system | pass@1 | 10@k |",
         "|---|---|---|",

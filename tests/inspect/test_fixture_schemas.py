@@ -14,8 +14,10 @@ from tasks.core.manifest import read_manifest
 
 
 def _manifests(run_dir: Path):
-    return tuple(read_manifest(run_dir / stage / key) for stage, key in (
-        ("sample", "sftsample001"), ("filter", "filt000001"), ("cluster", "clus000001")))
+    return tuple(
+        read_manifest(run_dir / stage / key)
+        for stage, key in (("sample", "sftsample001"), ("filter", "filt000001"), ("cluster", "clus000001"))
+    )
 
 
 def test_filter_outputs_match_stage_code(run_dir: Path):
@@ -45,7 +47,7 @@ def test_evaluate_per_sample_matches_stage_code(run_dir: Path):
 
 
 def test_store_dir_name_matches_sample_stage():
-    from tasks.core.inspect import STORE_DIR
+    from tasks.core.inspection import STORE_DIR
     from tasks.core.stages.sample import STORE
 
     assert STORE_DIR == STORE

@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from flows.cli_samples import register
-from tasks.core.inspect import SampleFilter, resolve_stores, samples_sql, scan_run
-from tests.inspect.conftest import code_of
+from tasks.core.inspection import SampleFilter, resolve_stores, samples_sql, scan_run
 from tasks.core.samplestore import sha256_hex
+from tests.inspect.conftest import code_of
 
 runner = CliRunner()
 
@@ -135,7 +135,13 @@ def test_query_passed_public_failed_hidden(run_dir: Path):
 def test_query_across_problems_and_flags_combine(run_dir: Path):
     failed_public = as_json("query", run_dir, "--failed-public")
     assert [(r["problem_id"], r["sample_id"]) for r in failed_public["rows"]] == [
-        ("p/1", 3), ("p/1", 4), ("q", 0), ("q", 1), ("q", 2), ("q", 3)]
+        ("p/1", 3),
+        ("p/1", 4),
+        ("q", 0),
+        ("q", 1),
+        ("q", 2),
+        ("q", 3),
+    ]
     selected = as_json("query", run_dir, "--selected", "--distinct")
     assert [(r["sample_id"], r["selection_rank"]) for r in selected["rows"]] == [(0, 0), (1, 1)]
 

@@ -22,9 +22,12 @@ import pytest
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = [
-    "pretrain.train.max_steps=40", "pretrain.train.checkpoint_every=4",
-    "sample.sampling.samples_per_shard=2", "judge.programs_per_shard=8",
-    "rl.grpo.steps=4", "rl.grpo.save_every=1",
+    "pretrain.train.max_steps=40",
+    "pretrain.train.checkpoint_every=4",
+    "sample.sampling.samples_per_shard=2",
+    "judge.programs_per_shard=8",
+    "rl.grpo.steps=4",
+    "rl.grpo.save_every=1",
 ]
 
 
@@ -34,7 +37,9 @@ def start(out: Path, home: Path) -> subprocess.Popen:
         args += ["--set", s]
     env = {**os.environ, "PREFECT_HOME": str(home)}
     log = open(out.parent / "run.log", "ab")
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout_s: float = 600) -> None:
@@ -83,7 +88,9 @@ def test_sigkill_in_each_long_stage_then_resume(tmp_path):
     out, home = tmp_path / "run", tmp_path / "home"
     out.mkdir()
     points = {
-        "training": lambda: any(no_manifest(p) for p in glob.glob(str(out / "pretrain/*/checkpoint/COMPLETE"))),
+        "training": lambda: any(
+            no_manifest(p) for p in glob.glob(str(out / "pretrain/*/checkpoint/COMPLETE"))
+        ),
         "sampling": lambda: len(glob.glob(str(out / "sample/*/samples/*/part-*.parquet"))) >= 3,
         "execution": lambda: len(glob.glob(str(out / "filter/*/executions/shard-*.parquet"))) >= 1,
         "rl": lambda: bool(glob.glob(str(out / "rl/*/checkpoints/checkpoint-*/trainer_state.json"))),
@@ -96,7 +103,7 @@ def test_sigkill_in_each_long_stage_then_resume(tmp_path):
     assert settle(home, out) == []
 
     log = (tmp_path / "run.log").read_text()
-    last = log[log.rfind("Beginning flow run"):]
+    last = log[log.rfind("Beginning flow run") :]
     assert re.search(r"Task run 'pretrain-\w+' - Finished in state Cached", last)
     assert re.search(r"Task run 'finetune-\w+' - Finished in state Cached", last)
     pretrain = json.loads(next((out / "pretrain").glob("*/manifest.json")).read_text())
@@ -107,8 +114,12 @@ def test_sigkill_in_each_long_stage_then_resume(tmp_path):
         m = json.loads(manifest.read_text())
         table = pq.read_table(manifest.parent / "samples")
         assert table.num_rows == m["metrics"]["problems"] * 6
-        assert len(set(zip(table["problem_id"].to_pylist(), table["sample_id"].to_pylist()))) == table.num_rows
+        assert (
+            len(set(zip(table["problem_id"].to_pylist(), table["sample_id"].to_pylist()))) == table.num_rows
+        )
     for manifest in (out / "filter").glob("*/manifest.json"):
         ex = pq.read_table(manifest.parent / "executions")
-        keys = list(zip(ex["problem_id"].to_pylist(), ex["code_hash"].to_pylist(), ex["test_index"].to_pylist()))
+        keys = list(
+            zip(ex["problem_id"].to_pylist(), ex["code_hash"].to_pylist(), ex["test_index"].to_pylist())
+        )
         assert len(keys) == len(set(keys))

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -53,8 +52,14 @@ def deployment_run(stack, name: str, params: dict, timeout: int = 540) -> subpro
     args = [prefect_bin(), "deployment", "run", name, "--watch", "--watch-timeout", str(timeout)]
     for key, value in params.items():
         args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    return subprocess.run(args, cwd=REPO_ROOT, env=stack_env(stack.api_url), capture_output=True, text=True,
-                          timeout=timeout + 60)
+    return subprocess.run(
+        args,
+        cwd=REPO_ROOT,
+        env=stack_env(stack.api_url),
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+    )
 
 
 def test_smoke_deployment_completes_with_overrides(stack, tmp_path):
@@ -69,8 +74,9 @@ def test_smoke_deployment_completes_with_overrides(stack, tmp_path):
 
 def test_bad_parameter_fails_fast_naming_the_field(stack, tmp_path):
     bad = {**TINY, "sample": {"sampling": {"n": 0}}}
-    proc = deployment_run(stack, "alphacode-pipeline/smoke", {"out_dir": str(tmp_path / "bad"), "overrides": bad},
-                          timeout=120)
+    proc = deployment_run(
+        stack, "alphacode-pipeline/smoke", {"out_dir": str(tmp_path / "bad"), "overrides": bad}, timeout=120
+    )
     assert proc.returncode != 0
     log = (stack.state_dir / "worker.log").read_text()
     assert "sample.sampling.n" in log

@@ -11,7 +11,15 @@ import pytest
 from tasks.core.config import ConfigError, RunnerConfig, load_profile, validate_config
 from tasks.runners import make_task_runner, require_runner
 
-EXEC_KEY_COLUMNS = ["problem_id", "code_hash", "test_set", "test_index", "verdict", "exit_code", "stdout_sha256"]
+EXEC_KEY_COLUMNS = [
+    "problem_id",
+    "code_hash",
+    "test_set",
+    "test_index",
+    "verdict",
+    "exit_code",
+    "stdout_sha256",
+]
 
 
 def runner_error(**fields) -> str:
@@ -34,7 +42,9 @@ def test_unknown_runner_kind_names_the_field():
 
 
 def test_address_needs_a_cluster_kind():
-    assert "runner.address only applies to runner.kind 'dask' or 'ray'" in runner_error(kind="thread", address="tcp://h:8786")
+    assert "runner.address only applies to runner.kind 'dask' or 'ray'" in runner_error(
+        kind="thread", address="tcp://h:8786"
+    )
 
 
 def test_address_and_local_cluster_size_conflict():
@@ -76,7 +86,9 @@ def test_dask_runner_starts_a_local_process_cluster():
 
 def test_dask_runner_connects_to_an_address():
     pytest.importorskip("prefect_dask")
-    assert make_task_runner(RunnerConfig(kind="dask", address="tcp://sched:8786")).address == "tcp://sched:8786"
+    assert (
+        make_task_runner(RunnerConfig(kind="dask", address="tcp://sched:8786")).address == "tcp://sched:8786"
+    )
 
 
 def test_ray_runner_sizes_a_local_instance():
@@ -87,25 +99,35 @@ def test_ray_runner_sizes_a_local_instance():
 
 def test_missing_extra_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prefect_dask" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "prefect_dask" else real(name, *a)
+    )
     with pytest.raises(ConfigError, match=r"pip install 'alphacode-pipeline\[dask\]'"):
         require_runner(RunnerConfig(kind="dask"))
 
 
 # --- sharded stages on real runners --------------------------------------------------------
 
+
 def sum_problem():
     from tasks.core.problems.schema import Problem, Tests
 
-    return Problem(name="sum", description="a+b", public_tests=Tests(input=("1 2\n", "4 4\n"), output=("3\n", "8\n")))
+    return Problem(
+        name="sum", description="a+b", public_tests=Tests(input=("1 2\n", "4 4\n"), output=("3\n", "8\n"))
+    )
 
 
 def sum_programs():
     from tasks.core.execution import Program
 
-    codes = ["a, b = map(int, input().split())\nprint(a + b)\n", "print(3)\n", "raise SystemExit(1)\n",
-             "print(int(input().split()[0]) * 2)\n", "import sys\nprint(sum(map(int, sys.stdin.read().split())))\n",
-             "print(input()\n"]
+    codes = [
+        "a, b = map(int, input().split())\nprint(a + b)\n",
+        "print(3)\n",
+        "raise SystemExit(1)\n",
+        "print(int(input().split()[0]) * 2)\n",
+        "import sys\nprint(sum(map(int, sys.stdin.read().split())))\n",
+        "print(input()\n",
+    ]
     return [Program("sum", f"h{i}", code) for i, code in enumerate(codes)]
 
 
@@ -165,7 +187,9 @@ def one_torch_thread():
 
 
 def on_dask(stage_flow, cluster):
-    return stage_flow.with_options(task_runner=make_task_runner(RunnerConfig(kind="dask", address=cluster.scheduler_address)))
+    return stage_flow.with_options(
+        task_runner=make_task_runner(RunnerConfig(kind="dask", address=cluster.scheduler_address))
+    )
 
 
 @pytest.mark.slow
@@ -175,8 +199,12 @@ def test_dask_execution_shards_equal_sequential(prefect_harness, dask_cluster, t
     before = executed_on_workers(dask_cluster)
     par = on_dask(exec_flow, dask_cluster)(str(tmp_path / "dask"), parallel=True)
     assert executed_on_workers(dask_cluster) - before == 3  # the 3 shards ran in the worker processes
-    assert Path(seq).relative_to(tmp_path / "seq") == Path(par).relative_to(tmp_path / "dask")  # same stage key
-    assert sorted(p.name for p in Path(par).glob("shard-*")) == sorted(p.name for p in Path(seq).glob("shard-*"))
+    assert Path(seq).relative_to(tmp_path / "seq") == Path(par).relative_to(
+        tmp_path / "dask"
+    )  # same stage key
+    assert sorted(p.name for p in Path(par).glob("shard-*")) == sorted(
+        p.name for p in Path(seq).glob("shard-*")
+    )
     assert len(list(Path(par).glob("shard-*"))) == 3
     rows = exec_rows(seq)
     assert rows == exec_rows(par)
@@ -189,11 +217,14 @@ def test_dask_sample_shards_equal_sequential(prefect_harness, dask_cluster, one_
     from tasks.core.config import SampleConfig
 
     problems, model = problems_and_model(tmp_path)
-    cfg = SampleConfig(sampling={"n": 4, "samples_per_shard": 2, "batch_size": 2, "max_new_tokens": 12, "seed": 7})
+    cfg = SampleConfig(
+        sampling={"n": 4, "samples_per_shard": 2, "batch_size": 2, "max_new_tokens": 12, "seed": 7}
+    )
     seq = sample_flow(cfg, model, problems, ("test_instances",), str(tmp_path / "seq"))
     before = executed_on_workers(dask_cluster)
-    par = on_dask(sample_flow, dask_cluster)(cfg, model, problems, ("test_instances",), str(tmp_path / "dask"),
-                                             parallel=True)
+    par = on_dask(sample_flow, dask_cluster)(
+        cfg, model, problems, ("test_instances",), str(tmp_path / "dask"), parallel=True
+    )
     assert executed_on_workers(dask_cluster) - before == 4  # 2 problems x 2 shards, in the worker processes
     assert seq.key == par.key and par.metrics["samples"] == 8
     assert sorted_store(seq).equals(sorted_store(par))
@@ -212,7 +243,9 @@ def test_thread_runner_sample_shards_equal_sequential(prefect_harness, one_torch
     from tasks.core.config import SampleConfig
 
     problems, model = problems_and_model(tmp_path)
-    cfg = SampleConfig(sampling={"n": 4, "samples_per_shard": 1, "batch_size": 1, "max_new_tokens": 12, "seed": 3})
+    cfg = SampleConfig(
+        sampling={"n": 4, "samples_per_shard": 1, "batch_size": 1, "max_new_tokens": 12, "seed": 3}
+    )
     seq = sample_flow(cfg, model, problems, ("test_instances",), str(tmp_path / "seq"))
     threads = sample_flow.with_options(task_runner=make_task_runner(RunnerConfig(kind="thread", workers=4)))
     par = threads(cfg, model, problems, ("test_instances",), str(tmp_path / "thread"), parallel=True)
@@ -249,7 +282,12 @@ def make_failing_flow():
 
     @flow(name="scaleout-failing")
     def failing(paths: list[str]) -> list[str]:
-        return _run_units(shard, [dict(path=p, fail=i == 0) for i, p in enumerate(paths)], parallel=True, description="test shards")
+        return _run_units(
+            shard,
+            [dict(path=p, fail=i == 0) for i, p in enumerate(paths)],
+            parallel=True,
+            description="test shards",
+        )
 
     return failing
 
@@ -257,13 +295,17 @@ def make_failing_flow():
 def test_parallel_failure_reraises_after_every_shard_finished(prefect_harness, tmp_path):
     paths = [str(tmp_path / f"s{i}") for i in range(4)]
     with pytest.raises(RuntimeError, match="shard .*s0 failed"):
-        make_failing_flow().with_options(task_runner=make_task_runner(RunnerConfig(kind="thread", workers=2)))(paths)
+        make_failing_flow().with_options(
+            task_runner=make_task_runner(RunnerConfig(kind="thread", workers=2))
+        )(paths)
     assert all(Path(p).read_text() == "done" for p in paths[1:])
 
 
 @pytest.mark.slow
 def test_ray_execution_shards_equal_sequential(prefect_harness, tmp_path):
-    pytest.importorskip("prefect_ray", reason="prefect-ray is not installed: pip install 'alphacode-pipeline[ray]'")
+    pytest.importorskip(
+        "prefect_ray", reason="prefect-ray is not installed: pip install 'alphacode-pipeline[ray]'"
+    )
     exec_flow = make_exec_flow()
     seq = exec_flow(str(tmp_path / "seq"), parallel=False)
     ray_flow = exec_flow.with_options(task_runner=make_task_runner(RunnerConfig(kind="ray", workers=2)))
@@ -272,14 +314,17 @@ def test_ray_execution_shards_equal_sequential(prefect_harness, tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_runs_sample_and_filter_on_the_configured_runner(prefect_harness, dask_cluster, one_torch_thread,
-                                                                  tmp_path):
+def test_pipeline_runs_sample_and_filter_on_the_configured_runner(
+    prefect_harness, dask_cluster, one_torch_thread, tmp_path
+):
     from flows.pipeline import _evaluate_into
 
     problems, model = problems_and_model(tmp_path)
-    overrides = {"problems": {"eval_splits": ["test_instances"]},
-                 "sample": {"sampling": {"n": 2, "samples_per_shard": 1, "batch_size": 2, "max_new_tokens": 8}},
-                 "judge": {"workers": 1, "programs_per_shard": 2}}
+    overrides = {
+        "problems": {"eval_splits": ["test_instances"]},
+        "sample": {"sampling": {"n": 2, "samples_per_shard": 1, "batch_size": 2, "max_new_tokens": 8}},
+        "judge": {"workers": 1, "programs_per_shard": 2},
+    }
     runs = {}
     for kind, runner in (("seq", {}), ("dask", {"kind": "dask", "address": dask_cluster.scheduler_address})):
         cfg = load_profile("smoke", {**overrides, "runner": runner})

@@ -8,19 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(cwd / ".prefect-home")}
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", "run", *args],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        timeout=120,
     )
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 
@@ -33,13 +35,17 @@ def test_unknown_profile(tmp_path):
 
 
 def test_invalid_config_field_value(tmp_path):
-    proc = run_cli("--profile", "smoke", "--set", "sample.sampling.temperature=-1", "--out", str(tmp_path), cwd=tmp_path)
+    proc = run_cli(
+        "--profile", "smoke", "--set", "sample.sampling.temperature=-1", "--out", str(tmp_path), cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert "sample.sampling.temperature" in one_error_line(proc)
 
 
 def test_unknown_config_field(tmp_path):
-    proc = run_cli("--profile", "smoke", "--set", "sample.sampling.tempreature=1", "--out", str(tmp_path), cwd=tmp_path)
+    proc = run_cli(
+        "--profile", "smoke", "--set", "sample.sampling.tempreature=1", "--out", str(tmp_path), cwd=tmp_path
+    )
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert "sample.sampling.tempreature" in line and "spelling" in line
@@ -52,8 +58,14 @@ def test_missing_corpus_dir_leaves_outputs_untouched(tmp_path):
     earlier.write_text("{}")
     before = earlier.stat().st_mtime_ns
     proc = run_cli(
-        "--profile", "smoke", "--out", str(out),
-        "--set", "pretrain.corpus.kind=directory", "--set", f"pretrain.corpus.path={tmp_path / 'missing'}",
+        "--profile",
+        "smoke",
+        "--out",
+        str(out),
+        "--set",
+        "pretrain.corpus.kind=directory",
+        "--set",
+        f"pretrain.corpus.path={tmp_path / 'missing'}",
         cwd=tmp_path,
     )
     assert proc.returncode == 2

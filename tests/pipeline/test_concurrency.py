@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from prefect import flow, task
@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent('''
         print("STATE", state.name, flush=True)
 
     one_stage(sys.argv[1])
-''')
+""")
 
 
 def test_concurrent_runs_lock_then_cached(tmp_path):
@@ -49,11 +49,21 @@ def test_concurrent_runs_lock_then_cached(tmp_path):
     procs = []
     for i in range(2):
         env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"home{i}"), "PYTHONPATH": str(REPO)}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(root), str(log)], cwd=REPO, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(root), str(log)],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    states = sorted(line.split()[-1] for out in outputs for line in out.splitlines() if line.startswith("STATE"))
+    states = sorted(
+        line.split()[-1] for out in outputs for line in out.splitlines() if line.startswith("STATE")
+    )
     assert states == ["Cached", "Completed"], outputs
     assert log.read_text().splitlines() == ["computed"]
     payload = next(root.glob("slow/*/payload.txt"))

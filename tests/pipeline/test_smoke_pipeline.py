@@ -37,7 +37,11 @@ def task_runs_since(started) -> list:
     with get_client(sync_client=True) as client:
         while page := client.read_task_runs(limit=200, offset=len(runs)):
             runs += page
-    return [r for r in runs if r.created and r.created >= started and r.state.state_details.child_flow_run_id is None]
+    return [
+        r
+        for r in runs
+        if r.created and r.created >= started and r.state.state_details.child_flow_run_id is None
+    ]
 
 
 def test_every_stage_published(smoke_run):

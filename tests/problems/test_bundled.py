@@ -30,7 +30,7 @@ def test_held_out_families_are_15_to_20_percent_and_never_in_train_or_valid():
 def test_split_names_are_disjoint():
     names = {s: {p.name for p in bundled_problems(s, per_family=10)} for s in BUNDLED_SPLITS}
     for i, a in enumerate(BUNDLED_SPLITS):
-        for b in BUNDLED_SPLITS[i + 1:]:
+        for b in BUNDLED_SPLITS[i + 1 :]:
             assert names[a].isdisjoint(names[b]), (a, b)
 
 
@@ -85,8 +85,10 @@ def test_public_examples_are_shown_in_the_statement():
 
 
 def test_all_variants_and_phrasings_are_covered():
-    seen = {(p.tags["family"], p.tags["variant"], p.tags["phrasing"])
-            for p in bundled_problems("train", per_family=9)}
+    seen = {
+        (p.tags["family"], p.tags["variant"], p.tags["phrasing"])
+        for p in bundled_problems("train", per_family=9)
+    }
     for name in list_families("train"):
         family = get_family(name)
         expected = len(family.variants) * min(3, 9 // len(family.variants))

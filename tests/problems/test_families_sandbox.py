@@ -49,8 +49,13 @@ def test_references_pass_and_wrong_programs_fail_in_sandbox():
 @pytest.mark.slow
 def test_references_pass_on_many_instances_of_every_split_in_sandbox():
     problems = [p for s in BUNDLED_SPLITS for p in bundled_problems(s, seed=5, per_family=6)]
-    jobs = [_job(p.solutions.solution[0], p.public_tests.pairs() + p.private_tests.pairs()
-                 + p.generated_tests.pairs()) for p in problems]
+    jobs = [
+        _job(
+            p.solutions.solution[0],
+            p.public_tests.pairs() + p.private_tests.pairs() + p.generated_tests.pairs(),
+        )
+        for p in problems
+    ]
     with sandbox.Judge(workers=2) as judge:
         results = judge.run_many(jobs)
     bad = [p.name for p, r in zip(problems, results) if not r.passed]

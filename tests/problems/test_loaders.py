@@ -8,35 +8,69 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.core.problems import (Language, ProblemLoadError, Source, TestStyle, bundled_problems,
-                                 export_problems, load_code_contests, load_humaneval,
-                                 load_problem_source, load_problems, load_sandboxfusion_jsonl)
+from tasks.core.problems import (
+    Language,
+    ProblemLoadError,
+    Source,
+    TestStyle,
+    bundled_problems,
+    export_problems,
+    load_code_contests,
+    load_humaneval,
+    load_problem_source,
+    load_problems,
+    load_sandboxfusion_jsonl,
+)
 
 # Written independently of the loader: the schema of deepmind/code_contests on the HF hub.
 _S, _I = pa.string(), pa.int64()
 _TESTS = pa.struct([("input", pa.list_(_S)), ("output", pa.list_(_S))])
 _SOLS = pa.struct([("language", pa.list_(_I)), ("solution", pa.list_(_S))])
-HF_SCHEMA = pa.schema([
-    ("name", _S), ("description", _S), ("public_tests", _TESTS), ("private_tests", _TESTS),
-    ("generated_tests", _TESTS), ("source", _I), ("difficulty", _I), ("solutions", _SOLS),
-    ("incorrect_solutions", _SOLS), ("cf_contest_id", _I), ("cf_index", _S),
-    ("cf_points", pa.float32()), ("cf_rating", _I), ("cf_tags", pa.list_(_S)),
-    ("is_description_translated", pa.bool_()), ("untranslated_description", _S),
-    ("time_limit", pa.struct([("seconds", _I), ("nanos", _I)])), ("memory_limit_bytes", _I),
-    ("input_file", _S), ("output_file", _S),
-])
+HF_SCHEMA = pa.schema(
+    [
+        ("name", _S),
+        ("description", _S),
+        ("public_tests", _TESTS),
+        ("private_tests", _TESTS),
+        ("generated_tests", _TESTS),
+        ("source", _I),
+        ("difficulty", _I),
+        ("solutions", _SOLS),
+        ("incorrect_solutions", _SOLS),
+        ("cf_contest_id", _I),
+        ("cf_index", _S),
+        ("cf_points", pa.float32()),
+        ("cf_rating", _I),
+        ("cf_tags", pa.list_(_S)),
+        ("is_description_translated", pa.bool_()),
+        ("untranslated_description", _S),
+        ("time_limit", pa.struct([("seconds", _I), ("nanos", _I)])),
+        ("memory_limit_bytes", _I),
+        ("input_file", _S),
+        ("output_file", _S),
+    ]
+)
 ROW = {
-    "name": "1548_A. Web of Lies", "description": "Statement\n\nInput\nn\n\nOutput\nx\n",
+    "name": "1548_A. Web of Lies",
+    "description": "Statement\n\nInput\nn\n\nOutput\nx\n",
     "public_tests": {"input": ["1 2\n"], "output": ["3\n"]},
     "private_tests": {"input": ["4 5\n", "6 7\n"], "output": ["9\n", "13\n"]},
     "generated_tests": {"input": ["0 0\n"], "output": ["0\n"]},
-    "source": 5, "difficulty": 8,
+    "source": 5,
+    "difficulty": 8,
     "solutions": {"language": [3, 2], "solution": ["print(3)", "int main(){}"]},
     "incorrect_solutions": {"language": [1], "solution": ["print 4"]},
-    "cf_contest_id": 1548, "cf_index": "A", "cf_points": 500.0, "cf_rating": 1400,
-    "cf_tags": ["brute force", "graphs"], "is_description_translated": True,
-    "untranslated_description": "Условие", "time_limit": {"seconds": 2, "nanos": 500000000},
-    "memory_limit_bytes": 256000000, "input_file": "in.txt", "output_file": "out.txt",
+    "cf_contest_id": 1548,
+    "cf_index": "A",
+    "cf_points": 500.0,
+    "cf_rating": 1400,
+    "cf_tags": ["brute force", "graphs"],
+    "is_description_translated": True,
+    "untranslated_description": "Условие",
+    "time_limit": {"seconds": 2, "nanos": 500000000},
+    "memory_limit_bytes": 256000000,
+    "input_file": "in.txt",
+    "output_file": "out.txt",
 }
 
 
@@ -79,8 +113,9 @@ def test_code_contests_missing_split_is_a_clear_error(tmp_path):
 
 def test_missing_column_names_file_and_field(tmp_path):
     schema = pa.schema([f for f in HF_SCHEMA if f.name != "cf_tags"])
-    path = _write_hf(tmp_path / "test-00000-of-00001.parquet",
-                     [{k: v for k, v in ROW.items() if k != "cf_tags"}], schema)
+    path = _write_hf(
+        tmp_path / "test-00000-of-00001.parquet", [{k: v for k, v in ROW.items() if k != "cf_tags"}], schema
+    )
     with pytest.raises(ProblemLoadError, match="cf_tags") as info:
         next(load_code_contests(tmp_path, "test"))
     assert info.value.path == str(path) and info.value.field == "cf_tags"

@@ -4,17 +4,28 @@ import random
 
 import pytest
 
-from tasks.core.problems import (END_MARKER, Problem, Tests, bundled_problems, extract_program,
-                                 format_prompt, format_training_example)
+from tasks.core.problems import (
+    END_MARKER,
+    Problem,
+    Tests,
+    bundled_problems,
+    extract_program,
+    format_prompt,
+    format_training_example,
+)
 
 
 def _secret_problem(**kw) -> Problem:
     return Problem(
-        name="secret", description="Add two numbers.\n\nInput\na b\n\nOutput\na+b\n",
+        name="secret",
+        description="Add two numbers.\n\nInput\na b\n\nOutput\na+b\n",
         public_tests=Tests(input=("1 2\n",), output=("3\n",)),
         private_tests=Tests(input=("PRIVATE_IN 777\n",), output=("PRIVATE_OUT 888\n",)),
         generated_tests=Tests(input=("GENERATED_IN 999\n",), output=("GENERATED_OUT 555\n",)),
-        cf_rating=1200, cf_tags=("math", "greedy"), **kw)
+        cf_rating=1200,
+        cf_tags=("math", "greedy"),
+        **kw,
+    )
 
 
 def test_hidden_tests_never_appear_in_prompt():
@@ -72,8 +83,11 @@ def test_extract_program_keeps_leading_indentation():
 
 
 def test_bundled_prompts_are_compact():
-    longest = max(len(format_prompt(p) + p.solutions.solution[0])
-                  for s in ("train", "test_families") for p in bundled_problems(s, per_family=6))
+    longest = max(
+        len(format_prompt(p) + p.solutions.solution[0])
+        for s in ("train", "test_families")
+        for p in bundled_problems(s, per_family=6)
+    )
     assert longest < 1200  # characters; well inside 512 tokens of any byte-level BPE
 
 

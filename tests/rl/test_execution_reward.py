@@ -40,8 +40,12 @@ def test_one_batched_run_many_per_call(judge):
 def test_records_pass_rate_and_logs_it(judge):
     logged = []
     reward = reward_for(judge)
-    reward(["p"] * 4, [SUM, PRINT_3, SUM, "x"], problem_id=["add"] * 4,
-           log_metric=lambda name, value: logged.append((name, value)))
+    reward(
+        ["p"] * 4,
+        [SUM, PRINT_3, SUM, "x"],
+        problem_id=["add"] * 4,
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
     assert reward.last_pass_rate == 0.5 and logged == [("pass_rate", 0.5)]
 
 

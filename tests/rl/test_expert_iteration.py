@@ -13,13 +13,26 @@ from tasks.core.rl.expert_iteration import ExpertIterationParams, passing_pairs,
 from tests.rl.conftest import make_problem, parity_extract, plain_prompt
 
 PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
-SMOKE = dict(rounds=2, samples_per_problem=6, max_completion_length=8, lr=1e-3, epochs=2.0,
-             batch_size=4, sample_batch_size=12, checkpoint_every=2)
+SMOKE = dict(
+    rounds=2,
+    samples_per_problem=6,
+    max_completion_length=8,
+    lr=1e-3,
+    epochs=2.0,
+    batch_size=4,
+    sample_batch_size=12,
+    checkpoint_every=2,
+)
 
 
 def test_passing_pairs_keep_duplicates_and_cap_per_problem():
-    pairs = passing_pairs(["p1"] * 4 + ["p2"] * 2, ["a"] * 4 + ["b"] * 2,
-                          ["x", "x", "y", "z", "u", "v"], [1.0, 1.0, 0.0, 1.0, 0.0, None], 2)
+    pairs = passing_pairs(
+        ["p1"] * 4 + ["p2"] * 2,
+        ["a"] * 4 + ["b"] * 2,
+        ["x", "x", "y", "z", "u", "v"],
+        [1.0, 1.0, 0.0, 1.0, 0.0, None],
+        2,
+    )
     assert pairs == [("p1", "x"), ("p1", "x")]
 
 
@@ -42,9 +55,16 @@ def progress_calls() -> list:
 @pytest.fixture(scope="module")
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("ei")
-    return train_expert_iteration(tiny_model_dir, PROBLEMS, judge, ExpertIterationParams(**SMOKE), out,
-                                  plain_prompt, parity_extract,
-                                  progress=lambda step, total, m: progress_calls.append((step, total, m)))
+    return train_expert_iteration(
+        tiny_model_dir,
+        PROBLEMS,
+        judge,
+        ExpertIterationParams(**SMOKE),
+        out,
+        plain_prompt,
+        parity_extract,
+        progress=lambda step, total, m: progress_calls.append((step, total, m)),
+    )
 
 
 def test_smoke_trains_on_passing_samples_and_writes_outputs(smoke, tiny_model_dir, progress_calls):
@@ -63,18 +83,28 @@ def test_resume_skips_complete_rounds(smoke, tiny_model_dir, judge, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(smoke.model_dir.parent, out)
     params = ExpertIterationParams(**{**SMOKE, "rounds": 3})
-    result = train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)
+    result = train_expert_iteration(
+        tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract
+    )
     assert result.resumed_from_step == 2 and result.steps == 3
     assert pq.read_table(result.metrics_path).to_pydict()["step"] == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="other params"):
-        train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params.model_copy(update={"lr": 1e-4}),
-                               out, plain_prompt, parity_extract)
+        train_expert_iteration(
+            tiny_model_dir,
+            PROBLEMS,
+            judge,
+            params.model_copy(update={"lr": 1e-4}),
+            out,
+            plain_prompt,
+            parity_extract,
+        )
 
 
 def test_round_without_a_passing_sample_trains_nothing(tiny_model_dir, judge, tmp_path):
     params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
-    result = train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt,
-                                    lambda completion: "print(3)\n")
+    result = train_expert_iteration(
+        tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, lambda completion: "print(3)\n"
+    )
     rows = pq.read_table(result.metrics_path).to_pydict()
     assert rows["pairs"] == [0.0] and rows["train_steps"] == [0.0] and rows["pass_rate"] == [0.0]
     before = load_file(tiny_model_dir / "model.safetensors")
@@ -82,8 +112,9 @@ def test_round_without_a_passing_sample_trains_nothing(tiny_model_dir, judge, tm
     assert all(after[k].equal(before[k]) for k in before)
 
 
-def test_interrupted_round_resumes_its_training_from_the_checkpoint(tiny_model_dir, judge, tmp_path,
-                                                                    monkeypatch):
+def test_interrupted_round_resumes_its_training_from_the_checkpoint(
+    tiny_model_dir, judge, tmp_path, monkeypatch
+):
     import tasks.core.rl.expert_iteration as ei
 
     params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
@@ -98,12 +129,15 @@ def test_interrupted_round_resumes_its_training_from_the_checkpoint(tiny_model_d
 
     monkeypatch.setattr(ei, "_kl_nll_sums", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
-        train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract)
+        train_expert_iteration(
+            tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract
+        )
     assert (tmp_path / "rounds" / "round-0" / "checkpoint.pt").is_file()  # written at step 2
     monkeypatch.setattr(ei, "_kl_nll_sums", real)
     seen = []
     monkeypatch.setattr(ei, "_kl_nll_sums", lambda *a, **k: seen.append(1) or real(*a, **k))
-    result = train_expert_iteration(tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt,
-                                    parity_extract)
+    result = train_expert_iteration(
+        tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract
+    )
     steps = pq.read_table(result.metrics_path).to_pydict()["train_steps"][0]
     assert len(seen) == steps - 2  # only the steps after the checkpoint

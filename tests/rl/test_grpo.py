@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -39,9 +38,16 @@ def progress_calls() -> list:
 @pytest.fixture(scope="module")
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("grpo")
-    return train_grpo(tiny_model_dir, PROBLEMS, judge, GRPOParams(**SMOKE), out,
-                      plain_prompt, parity_extract,
-                      progress=lambda step, total, m: progress_calls.append((step, total, m)))
+    return train_grpo(
+        tiny_model_dir,
+        PROBLEMS,
+        judge,
+        GRPOParams(**SMOKE),
+        out,
+        plain_prompt,
+        parity_extract,
+        progress=lambda step, total, m: progress_calls.append((step, total, m)),
+    )
 
 
 def test_smoke_writes_model_metrics_and_plot(smoke):
@@ -76,8 +82,9 @@ def test_reference_is_frozen_stage2_model(tiny_model_dir, judge, tmp_path):
     from transformers import AutoModelForCausalLM
 
     stage2 = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).state_dict()
-    reward = ExecutionReward(judge=judge, problems={p.name: p for p in PROBLEMS},
-                             extract_program=parity_extract)
+    reward = ExecutionReward(
+        judge=judge, problems={p.name: p for p in PROBLEMS}, extract_program=parity_extract
+    )
     params = GRPOParams(**{**SMOKE, "steps": 1})
     trainer = build_grpo_trainer(tiny_model_dir, PROBLEMS, reward, params, tmp_path, plain_prompt)
     assert trainer.ref_model is not None

@@ -7,12 +7,19 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.core.rl.ppo import PPOParams, VALUE_HEAD_FILE, train_ppo
+from tasks.core.rl.ppo import VALUE_HEAD_FILE, PPOParams, train_ppo
 from tests.rl.conftest import make_problem, parity_extract, plain_prompt
 
 PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
-SMOKE = dict(steps=2, samples_per_prompt=4, minibatch_size=2, ppo_epochs=2,
-             max_completion_length=16, save_every=1, lr=1e-3)
+SMOKE = dict(
+    steps=2,
+    samples_per_prompt=4,
+    minibatch_size=2,
+    ppo_epochs=2,
+    max_completion_length=16,
+    save_every=1,
+    lr=1e-3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +30,16 @@ def progress_calls() -> list:
 @pytest.fixture(scope="module")
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("ppo")
-    return train_ppo(tiny_model_dir, PROBLEMS, judge, PPOParams(**SMOKE), out,
-                     plain_prompt, parity_extract,
-                     progress=lambda step, total, m: progress_calls.append((step, total, m)))
+    return train_ppo(
+        tiny_model_dir,
+        PROBLEMS,
+        judge,
+        PPOParams(**SMOKE),
+        out,
+        plain_prompt,
+        parity_extract,
+        progress=lambda step, total, m: progress_calls.append((step, total, m)),
+    )
 
 
 def test_smoke_writes_model_with_value_head(smoke):

@@ -4,7 +4,11 @@ import pytest
 
 from tasks.core.samplestore import plan_shards
 from tasks.core.sampling import (
-    HFBatchedBackend, SampleRequest, SamplingError, SamplingParams, sample_shard,
+    HFBatchedBackend,
+    SampleRequest,
+    SamplingError,
+    SamplingParams,
+    sample_shard,
 )
 from tests.sampling.tiny import build_model_dir
 
@@ -35,14 +39,18 @@ def test_prompt_longer_than_context(hf_backend):
     params = SamplingParams(n=2, max_new_tokens=16)
     [plan, _] = plan_shards(["long-one"], 2, 1)
     request = SampleRequest(problem_id="long-one", prompt="print(n) " * 200)
-    with pytest.raises(SamplingError, match=r"problem 'long-one': prompt is \d+ tokens \+ max_new_tokens 16 > .* 256"):
+    with pytest.raises(
+        SamplingError, match=r"problem 'long-one': prompt is \d+ tokens \+ max_new_tokens 16 > .* 256"
+    ):
         sample_shard(hf_backend, request, params, plan, "m", lambda c: c)
 
 
 def test_request_plan_mismatch(hf_backend):
     [plan] = plan_shards(["a"], 1, 1)
     with pytest.raises(SamplingError, match="request is for 'b'"):
-        sample_shard(hf_backend, SampleRequest(problem_id="b", prompt="x"), SamplingParams(n=1), plan, "m", str)
+        sample_shard(
+            hf_backend, SampleRequest(problem_id="b", prompt="x"), SamplingParams(n=1), plan, "m", str
+        )
 
 
 def test_missing_vllm_gives_install_hint(tiny_model_dir, monkeypatch):

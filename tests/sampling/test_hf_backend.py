@@ -101,7 +101,11 @@ def test_samples_do_not_depend_on_earlier_calls(tiny_model_dir):
 
     params = SamplingParams(n=4, max_new_tokens=12, batch_size=2)
     used = HFBatchedBackend(tiny_model_dir)
-    used.generate(["import sys\nfor line in sys.stdin:\n    print(line)\n" * 3], 4,
-                  params.model_copy(update={"max_new_tokens": 40, "batch_size": 4}), 5)
+    used.generate(
+        ["import sys\nfor line in sys.stdin:\n    print(line)\n" * 3],
+        4,
+        params.model_copy(update={"max_new_tokens": 40, "batch_size": 4}),
+        5,
+    )
     fresh = HFBatchedBackend(tiny_model_dir)
     assert used.generate([PROMPT], 4, params, 9) == fresh.generate([PROMPT], 4, params, 9)

@@ -8,7 +8,14 @@ import pytest
 
 import tasks.core.samplestore as samplestore
 from tasks.core.samplestore import (
-    SCHEMA, SampleStore, ShardPlan, StoreError, derive_seed, plan_shards, sha256_hex, with_first_flags,
+    SCHEMA,
+    SampleStore,
+    ShardPlan,
+    StoreError,
+    derive_seed,
+    plan_shards,
+    sha256_hex,
+    with_first_flags,
 )
 
 

@@ -8,7 +8,6 @@ from tasks.core.samplestore import plan_shards
 from tasks.core.sampling import SampleRequest, SamplingParams, sample_shard
 
 
-
 def _vllm_importable() -> bool:
     try:
         import vllm  # noqa: F401

@@ -21,7 +21,8 @@ def build_tokenizer(vocab_size: int = 300):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<eos>", "<pad>"],
+        vocab_size=vocab_size,
+        special_tokens=["<eos>", "<pad>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS * 4, trainer)
@@ -29,8 +30,16 @@ def build_tokenizer(vocab_size: int = 300):
 
 
 def build_model_dir(
-    out: Path, *, hidden: int = 64, layers: int = 2, heads: int = 4, intermediate: int = 128,
-    context: int = 256, model_vocab: int | None = None, uniform: bool = False, tokenizer_vocab: int = 300,
+    out: Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    intermediate: int = 128,
+    context: int = 256,
+    model_vocab: int | None = None,
+    uniform: bool = False,
+    tokenizer_vocab: int = 300,
     seed: int = 0,
 ) -> Path:
     """Save a random Llama + tokenizer to ``out``. ``uniform`` zeroes lm_head: every token has prob 1/V."""
@@ -40,10 +49,17 @@ def build_model_dir(
     tokenizer = build_tokenizer(tokenizer_vocab)
     vocab = model_vocab if model_vocab is not None else len(tokenizer)
     config = LlamaConfig(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=heads, intermediate_size=intermediate, vocab_size=vocab,
-        max_position_embeddings=context, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=False,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        max_position_embeddings=context,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

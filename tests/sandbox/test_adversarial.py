@@ -37,9 +37,11 @@ def marker_processes(marker: str) -> list[int]:
 
 
 def connect_probe(family: str, address: str) -> str:
-    return (f"import socket\ntry:\n    s = socket.socket(socket.{family}, socket.SOCK_STREAM)\n"
-            f"    s.settimeout(1)\n    s.connect({address})\n    print('OPEN')\n"
-            "except OSError as e:\n    print('BLOCKED', e)\n")
+    return (
+        f"import socket\ntry:\n    s = socket.socket(socket.{family}, socket.SOCK_STREAM)\n"
+        f"    s.settimeout(1)\n    s.connect({address})\n    print('OPEN')\n"
+        "except OSError as e:\n    print('BLOCKED', e)\n"
+    )
 
 
 def assert_no_connection(listener: socket.socket) -> None:
@@ -80,9 +82,11 @@ def test_cannot_send_udp_to_host(judge):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv:
         srv.bind(("127.0.0.1", 0))
         port = srv.getsockname()[1]
-        prog = ("import socket\ntry:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                f"    s.sendto(b'leak', ('127.0.0.1', {port}))\n    print('SENT')\n"
-                "except OSError as e:\n    print('BLOCKED', e)\n")
+        prog = (
+            "import socket\ntry:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"    s.sendto(b'leak', ('127.0.0.1', {port}))\n    print('SENT')\n"
+            "except OSError as e:\n    print('BLOCKED', e)\n"
+        )
         res = run1(judge, prog)
         assert res.stdout_prefix.startswith("BLOCKED")
         srv.setblocking(False)
@@ -91,8 +95,10 @@ def test_cannot_send_udp_to_host(judge):
 
 
 def test_dns_does_not_resolve(judge):
-    prog = ("import socket\ntry:\n    print('RESOLVED', socket.getaddrinfo('pypi.org', 443))\n"
-            "except OSError as e:\n    print('BLOCKED', e)\n")
+    prog = (
+        "import socket\ntry:\n    print('RESOLVED', socket.getaddrinfo('pypi.org', 443))\n"
+        "except OSError as e:\n    print('BLOCKED', e)\n"
+    )
     assert run1(judge, prog).stdout_prefix.startswith("BLOCKED")
 
 
@@ -108,10 +114,12 @@ def test_cannot_reach_host_abstract_unix_socket(judge):
 
 # ------------------------------------------------------------------ files and environment
 def read_probe(path: str) -> str:
-    return (f"import os\np = {path!r}\ntry:\n    if os.path.isdir(p):\n"
-            "        print('OPEN', os.listdir(p))\n    else:\n"
-            "        print('OPEN', open(p, 'rb').read(64))\nexcept OSError as e:\n"
-            "    print('BLOCKED', e)\n")
+    return (
+        f"import os\np = {path!r}\ntry:\n    if os.path.isdir(p):\n"
+        "        print('OPEN', os.listdir(p))\n    else:\n"
+        "        print('OPEN', open(p, 'rb').read(64))\nexcept OSError as e:\n"
+        "    print('BLOCKED', e)\n"
+    )
 
 
 def test_cannot_read_root_home(judge):
@@ -131,10 +139,12 @@ def test_cannot_read_project_dir(judge):
 def test_host_environment_is_not_visible(judge, monkeypatch):
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     monkeypatch.setenv("ALPHACODE_TEST_SECRET", secret)
-    prog = ("import os, sys\nname = sys.stdin.read()\nprint(sorted(os.environ))\n"
-            "print(os.environ.get(name))\nfor pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):\n"
-            "    try:\n        print(pid, name.encode() in open(f'/proc/{pid}/environ', 'rb').read())\n"
-            "    except OSError as e:\n        print(pid, 'BLOCKED')\n")
+    prog = (
+        "import os, sys\nname = sys.stdin.read()\nprint(sorted(os.environ))\n"
+        "print(os.environ.get(name))\nfor pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    try:\n        print(pid, name.encode() in open(f'/proc/{pid}/environ', 'rb').read())\n"
+        "    except OSError as e:\n        print(pid, 'BLOCKED')\n"
+    )
     res = run1(judge, prog, stdin="ALPHACODE_TEST_SECRET")
     lines = res.stdout_prefix.splitlines()
     assert lines[0] == "['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']" and lines[1] == "None"
@@ -144,10 +154,19 @@ def test_host_environment_is_not_visible(judge, monkeypatch):
 
 def test_writes_outside_scratch_fail_and_host_is_untouched(judge):
     mark = f"alphacode-sbx-{uuid.uuid4().hex}"
-    targets = [f"/{mark}", f"/usr/{mark}", f"/dev/{mark}", f"/dev/shm/{mark}",
-               f"/sandbox/{mark}", "/sandbox/runner.py", f"/tmp/{mark}"]
-    prog = (f"for p in {targets!r}:\n    try:\n        open(p, 'a').write('x')\n"
-            "        print('WROTE', p)\n    except OSError as e:\n        print('BLOCKED', p)\n")
+    targets = [
+        f"/{mark}",
+        f"/usr/{mark}",
+        f"/dev/{mark}",
+        f"/dev/shm/{mark}",
+        f"/sandbox/{mark}",
+        "/sandbox/runner.py",
+        f"/tmp/{mark}",
+    ]
+    prog = (
+        f"for p in {targets!r}:\n    try:\n        open(p, 'a').write('x')\n"
+        "        print('WROTE', p)\n    except OSError as e:\n        print('BLOCKED', p)\n"
+    )
     res = run1(judge, prog)
     lines = res.stdout_prefix.splitlines()
     assert lines[:-1] == [f"BLOCKED {t}" for t in targets[:-1]]
@@ -162,8 +181,11 @@ def test_cannot_read_runner_memory(judge):
 
 # ------------------------------------------------------------------ resources
 def test_memory_bomb_is_memory_limit_exceeded(judge):
-    res = run1(judge, "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 24))\n",
-               limits=Limits(time_s=2.0, memory_mb=64))
+    res = run1(
+        judge,
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 24))\n",
+        limits=Limits(time_s=2.0, memory_mb=64),
+    )
     assert res.verdict is Verdict.MEMORY_LIMIT_EXCEEDED
 
 
@@ -196,10 +218,12 @@ def test_file_size_bomb_is_runtime_error(judge):
 
 
 def test_tmpfs_fill_is_bounded_and_cleaned_between_tests(judge):
-    prog = ("import os, sys\nif sys.stdin.read() == 'fill':\n    i = 0\n    try:\n"
-            "        while True:\n            open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 20))\n"
-            "            i += 1\n    except OSError as e:\n        print('FULL', i, e.errno)\n"
-            "else:\n    print(sorted(os.listdir('/tmp')))\n")
+    prog = (
+        "import os, sys\nif sys.stdin.read() == 'fill':\n    i = 0\n    try:\n"
+        "        while True:\n            open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 20))\n"
+        "            i += 1\n    except OSError as e:\n        print('FULL', i, e.errno)\n"
+        "else:\n    print(sorted(os.listdir('/tmp')))\n"
+    )
     res = judge.run(Job(program=prog, tests=(TestCase("fill", None), TestCase("list", None))))
     first, second = res.results
     assert first.stdout_prefix.startswith("FULL") and first.stdout_prefix.split()[2] == "28"
@@ -208,17 +232,21 @@ def test_tmpfs_fill_is_bounded_and_cleaned_between_tests(judge):
 
 
 def test_many_open_files_are_capped(judge):
-    prog = ("fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\n"
-            "except OSError as e:\n    print(len(fs), e.errno)\n")
+    prog = (
+        "fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\n"
+        "except OSError as e:\n    print(len(fs), e.errno)\n"
+    )
     res = run1(judge, prog)
     count, errno = map(int, res.stdout_prefix.split())
     assert errno == 24 and count < judge.limits.open_files
 
 
 def test_thread_bomb_is_capped(judge):
-    prog = ("import threading, time\nn = 0\ntry:\n    for _ in range(10000):\n"
-            "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n"
-            "        n += 1\nexcept RuntimeError:\n    pass\nprint(n)\n")
+    prog = (
+        "import threading, time\nn = 0\ntry:\n    for _ in range(10000):\n"
+        "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n"
+        "        n += 1\nexcept RuntimeError:\n    pass\nprint(n)\n"
+    )
     res = run1(judge, prog)
     assert res.verdict is Verdict.ACCEPTED and int(res.stdout_prefix) < judge.limits.processes
 
@@ -230,9 +258,11 @@ def sandbox_uid_processes() -> list[int]:
 
 
 def fork_bomb(mark: str) -> str:
-    return ("import os\nn = 0\nfor _ in range(500):\n    try:\n        pid = os.fork()\n"
-            "    except OSError:\n        break\n    if pid == 0:\n"
-            f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    n += 1\nprint(n)\n")
+    return (
+        "import os\nn = 0\nfor _ in range(500):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n"
+        f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    n += 1\nprint(n)\n"
+    )
 
 
 def test_fork_bomb_is_bounded_and_leaves_nothing(judge):
@@ -249,8 +279,9 @@ def test_fork_bomb_is_bounded_and_leaves_nothing(judge):
 def test_closing_the_judge_leaves_no_process_of_its_uids(monkeypatch):
     used: list[int] = []
     real_release = bwrap_mod.UidPool.release
-    monkeypatch.setattr(bwrap_mod.UidPool, "release",
-                        lambda self, uid: (used.append(uid), real_release(self, uid))[1])
+    monkeypatch.setattr(
+        bwrap_mod.UidPool, "release", lambda self, uid: (used.append(uid), real_release(self, uid))[1]
+    )
     mark = f"{uuid.uuid4().int % 10**6}.4343"
     with Judge(backend="bwrap", workers=2, limits=FAST) as fresh:
         assert fresh.run_many([Job(program=fork_bomb(mark), tests=(TestCase("", None),))] * 2)
@@ -261,15 +292,19 @@ def test_closing_the_judge_leaves_no_process_of_its_uids(monkeypatch):
 
 def test_state_of_one_job_is_gone_for_the_next_on_the_same_warm_sandbox(judge):
     mark = f"{uuid.uuid4().int % 10**6}.6161"
-    plant = ("import os, subprocess\nos.makedirs('/tmp/d/e', exist_ok=True)\n"
-             "open('/tmp/d/e/f', 'w').write('x')\nopen('/tmp/.hidden', 'w').write('x')\n"
-             "os.chmod('/tmp/d/e', 0o500)\nos.chmod('/tmp/d', 0o500)\n"
-             f"subprocess.Popen(['/usr/bin/sleep', '{mark}'], start_new_session=True)\n"
-             "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-             "print('shmget', libc.shmget(0x4242, 4096, 0o1666), ctypes.get_errno())\n")
-    looks = ("import os\nprint(sorted(os.listdir('/tmp')))\n"
-             "print(sorted(open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[0].decode()\n"
-             "             for p in os.listdir('/proc') if p.isdigit()))\n")
+    plant = (
+        "import os, subprocess\nos.makedirs('/tmp/d/e', exist_ok=True)\n"
+        "open('/tmp/d/e/f', 'w').write('x')\nopen('/tmp/.hidden', 'w').write('x')\n"
+        "os.chmod('/tmp/d/e', 0o500)\nos.chmod('/tmp/d', 0o500)\n"
+        f"subprocess.Popen(['/usr/bin/sleep', '{mark}'], start_new_session=True)\n"
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('shmget', libc.shmget(0x4242, 4096, 0o1666), ctypes.get_errno())\n"
+    )
+    looks = (
+        "import os\nprint(sorted(os.listdir('/tmp')))\n"
+        "print(sorted(open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[0].decode()\n"
+        "             for p in os.listdir('/proc') if p.isdigit()))\n"
+    )
     planted = run1(judge, plant)
     assert planted.verdict is Verdict.ACCEPTED and "shmget -1 1" in planted.stdout_prefix
     seen = run1(judge, looks).stdout_prefix.splitlines()
@@ -280,18 +315,22 @@ def test_state_of_one_job_is_gone_for_the_next_on_the_same_warm_sandbox(judge):
 
 def test_setsid_escape_is_killed(judge):
     mark = f"{uuid.uuid4().int % 10**6}.5151"
-    prog = ("import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-            f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    os._exit(0)\n"
-            "print('parent done')\n")
+    prog = (
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    os._exit(0)\n"
+        "print('parent done')\n"
+    )
     res = judge.run(Job(program=prog, tests=(TestCase("", None), TestCase("", None))))
     assert res.passed
     assert marker_processes(mark) == []
 
 
 def test_cannot_kill_runner_or_pid1(judge):
-    prog = ("import os, signal\nfor pid in (os.getppid(), 1, -1, 2):\n    try:\n"
-            "        os.kill(pid, signal.SIGKILL)\n        print('KILLED', pid)\n"
-            "    except OSError as e:\n        print('BLOCKED', pid, e.errno)\n")
+    prog = (
+        "import os, signal\nfor pid in (os.getppid(), 1, -1, 2):\n    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n        print('KILLED', pid)\n"
+        "    except OSError as e:\n        print('BLOCKED', pid, e.errno)\n"
+    )
     res = judge.run(Job(program=prog, tests=(TestCase("", None), TestCase("", None))))
     assert [r.verdict for r in res.results] == [Verdict.ACCEPTED, Verdict.ACCEPTED]
     assert all(line.startswith("BLOCKED") for line in res.results[0].stdout_prefix.splitlines())
@@ -299,27 +338,34 @@ def test_cannot_kill_runner_or_pid1(judge):
 
 
 def test_unshare_and_chroot_are_denied(judge):
-    prog = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-            "for flag in (0x10000000, 0x20000, 0x40000000):\n"
-            "    print('unshare', libc.unshare(flag), ctypes.get_errno())\n"
-            "try:\n    os.chroot('/tmp')\n    print('chroot OK')\nexcept OSError as e:\n"
-            "    print('chroot BLOCKED', e.errno)\n")
+    prog = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "for flag in (0x10000000, 0x20000, 0x40000000):\n"
+        "    print('unshare', libc.unshare(flag), ctypes.get_errno())\n"
+        "try:\n    os.chroot('/tmp')\n    print('chroot OK')\nexcept OSError as e:\n"
+        "    print('chroot BLOCKED', e.errno)\n"
+    )
     out = run1(judge, prog).stdout_prefix.splitlines()
     assert out == ["unshare -1 1"] * 3 + ["chroot BLOCKED 1"]
 
 
 def test_proc_self_status_shows_no_caps_no_new_privs_and_seccomp(judge):
     out = run1(judge, "print(open('/proc/self/status').read())").stdout_prefix
-    res = run1(judge, "import sys\nfor l in open('/proc/self/status'):\n"
-                      "    if l.split(':')[0] in ('CapEff', 'NoNewPrivs', 'Seccomp'):\n"
-                      "        print(l.strip())\n")
+    res = run1(
+        judge,
+        "import sys\nfor l in open('/proc/self/status'):\n"
+        "    if l.split(':')[0] in ('CapEff', 'NoNewPrivs', 'Seccomp'):\n"
+        "        print(l.strip())\n",
+    )
     fields = dict(line.split(":\t") for line in res.stdout_prefix.splitlines())
     assert fields == {"CapEff": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"}, out
 
 
 def test_cpp_fork_bomb_and_memory_bomb(judge):
-    prog = ("#include <unistd.h>\n#include <vector>\nint main(){int n=0;"
-            "for(int i=0;i<1000;i++){pid_t p=fork(); if(p<0)break; if(p==0){pause();_exit(0);} n++;}"
-            "std::vector<char> v((size_t)1<<31, 1); return v[n];}\n")
+    prog = (
+        "#include <unistd.h>\n#include <vector>\nint main(){int n=0;"
+        "for(int i=0;i<1000;i++){pid_t p=fork(); if(p<0)break; if(p==0){pause();_exit(0);} n++;}"
+        "std::vector<char> v((size_t)1<<31, 1); return v[n];}\n"
+    )
     res = judge.run(Job(program=prog, language="cpp", tests=(TestCase("", None),))).results[0]
     assert res.verdict is Verdict.MEMORY_LIMIT_EXCEEDED

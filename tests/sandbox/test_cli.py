@@ -39,8 +39,9 @@ def write_tests(path, rows):
 def test_judge_all_accepted_exits_zero_with_json(app, tmp_path):
     prog = tmp_path / "add.py"
     prog.write_text(ADD)
-    tests = write_tests(tmp_path / "t.jsonl", [{"input": "1 2", "output": "3"},
-                                               {"input": "2 2", "output": "4"}])
+    tests = write_tests(
+        tmp_path / "t.jsonl", [{"input": "1 2", "output": "3"}, {"input": "2 2", "output": "4"}]
+    )
     res = invoke(app, "judge", str(prog), "--tests", str(tests), "--json")
     lines = [json.loads(x) for x in res.output.splitlines()]
     assert res.exit_code == 0
@@ -66,10 +67,21 @@ def test_judge_without_tests_passes_on_clean_exit(app, tmp_path):
 
 def test_judge_cpp_with_limits(app, tmp_path):
     prog = tmp_path / "a.cpp"
-    prog.write_text("#include <cstdio>\nint main(){int a,b;scanf(\"%d %d\",&a,&b);printf(\"%d\\n\",a*b);}\n")
+    prog.write_text('#include <cstdio>\nint main(){int a,b;scanf("%d %d",&a,&b);printf("%d\\n",a*b);}\n')
     tests = write_tests(tmp_path / "t.jsonl", [{"input": "3 4", "output": "12"}])
-    res = invoke(app, "judge", str(prog), "--tests", str(tests), "--language", "cpp",
-                 "--time-limit", "1", "--memory-mb", "64")
+    res = invoke(
+        app,
+        "judge",
+        str(prog),
+        "--tests",
+        str(tests),
+        "--language",
+        "cpp",
+        "--time-limit",
+        "1",
+        "--memory-mb",
+        "64",
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -101,13 +113,17 @@ def test_humaneval_scores_and_writes_results(app, tmp_path):
     ids = ["HumanEval/0", "HumanEval/2"]
     rows = [{"task_id": t, "completion": problems[t]["canonical_solution"]} for t in ids]
     rows += [{"task_id": t, "completion": "    return None\n"} for t in ids]
-    rows += [{"task_id": "HumanEval/0", "completion": "    while True:\n        pass\n"},
-             {"task_id": "HumanEval/2", "completion": "    return 0.5\n"}]
+    rows += [
+        {"task_id": "HumanEval/0", "completion": "    while True:\n        pass\n"},
+        {"task_id": "HumanEval/2", "completion": "    return 0.5\n"},
+    ]
     samples = write_tests(tmp_path / "samples.jsonl", rows)
     res = invoke(app, "humaneval", "--samples", str(samples), "-k", "1,2,10", "--timeout", "0.5")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"pass@1": pytest.approx(1 / 3),
-                                                               "pass@2": pytest.approx(2 / 3)}
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {
+        "pass@1": pytest.approx(1 / 3),
+        "pass@2": pytest.approx(2 / 3),
+    }
     out = [json.loads(x) for x in (tmp_path / "samples.jsonl_results.jsonl").read_text().splitlines()]
     assert [r["passed"] for r in out] == [True, True, False, False, False, False]
     assert out[4]["result"] == "timed out" and out[2]["result"].startswith("failed:")

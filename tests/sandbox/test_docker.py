@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.sandbox import Job, JobResult, Judge, Limits, SandboxUnavailable, TestCase
-from tasks.core.sandbox import Verdict
+from tasks.core.sandbox import Job, JobResult, Judge, Limits, SandboxUnavailable, TestCase, Verdict
 from tasks.core.sandbox.docker_backend import OWNER_LABEL, connect, ensure_image
 from tests.sandbox.conftest import FAST
 from tests.sandbox.test_adversarial import assert_no_connection, connect_probe, marker_processes
@@ -80,8 +79,11 @@ def test_time_limit_cpu_and_wall(djudge):
 
 @pytest.mark.docker
 def test_memory_limit_exceeded(djudge):
-    res = run1(djudge, "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 24))\n",
-               limits=Limits(time_s=2.0, memory_mb=64))
+    res = run1(
+        djudge,
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 24))\n",
+        limits=Limits(time_s=2.0, memory_mb=64),
+    )
     assert res.verdict is Verdict.MEMORY_LIMIT_EXCEEDED
 
 
@@ -94,8 +96,7 @@ def test_runtime_error_reports_exit_code_and_stderr(djudge):
 
 @pytest.mark.docker
 def test_cpp_compiles_and_runs(djudge):
-    r = djudge.run(Job(program=CPP_ADD, language="cpp",
-                       tests=(TestCase("1 2", "3"), TestCase("2 2", "5"))))
+    r = djudge.run(Job(program=CPP_ADD, language="cpp", tests=(TestCase("1 2", "3"), TestCase("2 2", "5"))))
     assert verdicts(r) == ["ACCEPTED", "WRONG_ANSWER"]
 
 
@@ -114,10 +115,12 @@ def test_cannot_connect_to_host_loopback_listener(djudge):
 def test_host_environment_is_not_visible(djudge, monkeypatch):
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     monkeypatch.setenv("ALPHACODE_TEST_SECRET", secret)
-    prog = ("import os\nprint(sorted(os.environ))\nfor p in os.listdir('/proc'):\n"
-            "    if p.isdigit():\n        try:\n"
-            "            print(open(f'/proc/{p}/environ', 'rb').read())\n"
-            "        except OSError:\n            pass\n")
+    prog = (
+        "import os\nprint(sorted(os.environ))\nfor p in os.listdir('/proc'):\n"
+        "    if p.isdigit():\n        try:\n"
+        "            print(open(f'/proc/{p}/environ', 'rb').read())\n"
+        "        except OSError:\n            pass\n"
+    )
     res = run1(djudge, prog)
     assert res.stdout_prefix.splitlines()[0] == "['HOME', 'LANG', 'PATH', 'PWD', 'TMPDIR']"
     assert secret not in res.stdout_prefix and "ALPHACODE" not in res.stdout_prefix
@@ -127,9 +130,11 @@ def test_host_environment_is_not_visible(djudge, monkeypatch):
 def test_root_is_read_only_and_project_invisible(djudge):
     mark = f"alphacode-sbx-{uuid.uuid4().hex}"
     targets = [f"/{mark}", f"/usr/{mark}", f"/etc/{mark}", f"/dev/shm/{mark}", f"/tmp/{mark}"]
-    prog = (f"import os\nfor p in {targets!r}:\n    try:\n        open(p, 'a').write('x')\n"
-            "        print('WROTE', p)\n    except OSError:\n        print('BLOCKED', p)\n"
-            f"print(os.path.exists({str(REPO / 'pyproject.toml')!r}), os.getuid() != 0)\n")
+    prog = (
+        f"import os\nfor p in {targets!r}:\n    try:\n        open(p, 'a').write('x')\n"
+        "        print('WROTE', p)\n    except OSError:\n        print('BLOCKED', p)\n"
+        f"print(os.path.exists({str(REPO / 'pyproject.toml')!r}), os.getuid() != 0)\n"
+    )
     lines = run1(djudge, prog).stdout_prefix.splitlines()
     assert lines == [f"BLOCKED {t}" for t in targets[:-1]] + [f"WROTE /tmp/{mark}", "False True"]
     assert not Path(f"/tmp/{mark}").exists()
@@ -138,9 +143,11 @@ def test_root_is_read_only_and_project_invisible(djudge):
 @pytest.mark.docker
 def test_fork_bomb_is_bounded_and_leaves_nothing(djudge):
     mark = f"{uuid.uuid4().int % 10**6}.4343"
-    prog = ("import os\nn = 0\nfor _ in range(500):\n    try:\n        pid = os.fork()\n"
-            "    except OSError:\n        break\n    if pid == 0:\n"
-            f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    n += 1\nprint(n)\n")
+    prog = (
+        "import os\nn = 0\nfor _ in range(500):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n"
+        f"        os.execv('/usr/bin/sleep', ['sleep', '{mark}'])\n    n += 1\nprint(n)\n"
+    )
     res = run1(djudge, prog)
     assert res.verdict is Verdict.ACCEPTED
     assert 0 < int(res.stdout_prefix) < djudge.limits.processes
@@ -151,10 +158,14 @@ def test_fork_bomb_is_bounded_and_leaves_nothing(djudge):
 @pytest.mark.docker
 def test_jobs_on_one_worker_do_not_see_each_other(client):
     with Judge(backend="docker", workers=1, limits=FAST) as judge:
-        first = ("import os, subprocess\nopen('/tmp/left', 'w').write('x')\n"
-                 "subprocess.Popen(['/usr/bin/sleep', '30'], start_new_session=True)\n")
-        check = ("import os\nprocs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
-                 "print(sorted(os.listdir('/tmp')), len(procs))\n")
+        first = (
+            "import os, subprocess\nopen('/tmp/left', 'w').write('x')\n"
+            "subprocess.Popen(['/usr/bin/sleep', '30'], start_new_session=True)\n"
+        )
+        check = (
+            "import os\nprocs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+            "print(sorted(os.listdir('/tmp')), len(procs))\n"
+        )
         assert judge.run(Job(program=first)).passed
         out = run1(judge, check).stdout_prefix
     assert out == "['.prog'] 3\n"  # server (pid 1) + runner + this program
@@ -164,8 +175,11 @@ def test_jobs_on_one_worker_do_not_see_each_other(client):
 @pytest.mark.docker
 def test_stop_on_first_failure_aborts_the_rest_at_once(client):
     with Judge(backend="docker", workers=1, limits=Limits(time_s=1.0, wall_factor=2.0)) as judge:
-        slow = Job(program="import time\nprint(1)\ntime.sleep(1.5)\n", stop_on_first_failure=True,
-                   tests=(TestCase("", "2"),) + (TestCase("", "1"),) * 5)
+        slow = Job(
+            program="import time\nprint(1)\ntime.sleep(1.5)\n",
+            stop_on_first_failure=True,
+            tests=(TestCase("", "2"),) + (TestCase("", "1"),) * 5,
+        )
         r = judge.run(slow)
         start = time.monotonic()
         nxt = judge.run(Job(program=ADD, tests=(TestCase("1 1", "2"),)))
@@ -185,9 +199,11 @@ def test_dead_container_is_retried_on_a_fresh_one(client):
 
 @pytest.mark.docker
 def test_close_and_host_exit_leave_no_container(client):
-    script = ("import os\nfrom tasks.core.sandbox import Judge, Job\n"
-              "j = Judge(backend='docker', workers=1)\n"
-              "assert j.run(Job(program='print(1)')).passed\nos._exit(0)\n")
+    script = (
+        "import os\nfrom tasks.core.sandbox import Judge, Job\n"
+        "j = Judge(backend='docker', workers=1)\n"
+        "assert j.run(Job(program='print(1)')).passed\nos._exit(0)\n"
+    )
     before = {c.id for c in our_containers(client)}
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
     deadline = time.monotonic() + 10
@@ -203,8 +219,12 @@ def test_close_and_host_exit_leave_no_container(client):
 # ------------------------------------------------------------------ parity with bwrap
 PARITY = [
     Job(program=ADD, tests=(TestCase("1 2", "3"), TestCase("2 2", "5"))),
-    Job(program="def f(x):\n    return x * 2\n", style="call", entry_point="f",
-        tests=(TestCase("[2]", "4"), TestCase("[3]", "7"))),
+    Job(
+        program="def f(x):\n    return x * 2\n",
+        style="call",
+        entry_point="f",
+        tests=(TestCase("[2]", "4"), TestCase("[3]", "7")),
+    ),
     Job(program="def f(x): return x + 1\nassert f(1) == 2\n", style="assert"),
     Job(program="import sys\nsys.exit(3)\n", tests=(TestCase("", ""),)),
     Job(program="while True:\n    pass\n", tests=(TestCase("", ""),)),
@@ -220,5 +240,9 @@ def test_same_verdicts_as_bwrap(judge, djudge):
     ours = [verdicts(r) for r in djudge.run_many(PARITY)]
     theirs = [verdicts(r) for r in judge.run_many(PARITY)]
     assert ours == theirs
-    assert ours[3:7] == [["RUNTIME_ERROR"], ["TIME_LIMIT_EXCEEDED"], ["MEMORY_LIMIT_EXCEEDED"],
-                         ["OUTPUT_LIMIT_EXCEEDED"]]
+    assert ours[3:7] == [
+        ["RUNTIME_ERROR"],
+        ["TIME_LIMIT_EXCEEDED"],
+        ["MEMORY_LIMIT_EXCEEDED"],
+        ["OUTPUT_LIMIT_EXCEEDED"],
+    ]

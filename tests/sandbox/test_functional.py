@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tasks.core.sandbox import Job, Judge, JobResult, Limits, SandboxError, TestCase, Verdict
+from tasks.core.sandbox import Job, JobResult, Judge, Limits, SandboxError, TestCase, Verdict
 from tests.sandbox.conftest import FAST
 
 ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
@@ -34,8 +34,7 @@ def test_stdio_float_tolerance(judge):
 
 
 def test_stdio_whitespace_rules(judge):
-    r = judge.run(Job(program="print(' 1   2 ');print();print('3  ')",
-                      tests=(TestCase("", "1 2\n3"),)))
+    r = judge.run(Job(program="print(' 1   2 ');print();print('3  ')", tests=(TestCase("", "1 2\n3"),)))
     assert verdicts(r) == ["ACCEPTED"]
 
 
@@ -58,15 +57,22 @@ def test_sys_exit_nonzero_is_runtime_error(judge):
 
 
 def test_call_style_accepted_and_wrong(judge):
-    job = Job(program="def add(a, b):\n    return [a + b, a / b]\n", style="call",
-              entry_point="add",
-              tests=(TestCase("[1, 3]", "[4, 0.3333333]"), TestCase("[2, 2]", "[5, 1.0]")))
+    job = Job(
+        program="def add(a, b):\n    return [a + b, a / b]\n",
+        style="call",
+        entry_point="add",
+        tests=(TestCase("[1, 3]", "[4, 0.3333333]"), TestCase("[2, 2]", "[5, 1.0]")),
+    )
     assert verdicts(judge.run(job)) == ["ACCEPTED", "WRONG_ANSWER"]
 
 
 def test_call_style_ignores_prints(judge):
-    job = Job(program="def f(x):\n    print('debug')\n    return x * 2\n", style="call",
-              entry_point="f", tests=(TestCase("[21]", "42"),))
+    job = Job(
+        program="def f(x):\n    print('debug')\n    return x * 2\n",
+        style="call",
+        entry_point="f",
+        tests=(TestCase("[21]", "42"),),
+    )
     r = judge.run(job)
     assert verdicts(r) == ["ACCEPTED"] and r.results[0].stdout_prefix == "42"
 
@@ -78,14 +84,14 @@ def test_assert_style_pass_and_fail(judge):
 
 
 def test_cpp_accepted_and_wrong_answer(judge):
-    r = judge.run(Job(program=CPP_ADD, language="cpp",
-                      tests=(TestCase("1 2", "3"), TestCase("2 2", "5"))))
+    r = judge.run(Job(program=CPP_ADD, language="cpp", tests=(TestCase("1 2", "3"), TestCase("2 2", "5"))))
     assert verdicts(r) == ["ACCEPTED", "WRONG_ANSWER"]
 
 
 def test_cpp_compile_error_for_every_test(judge):
-    r = judge.run(Job(program="int main( { return 0; }", language="cpp",
-                      tests=(TestCase("", "1"), TestCase("", "2"))))
+    r = judge.run(
+        Job(program="int main( { return 0; }", language="cpp", tests=(TestCase("", "1"), TestCase("", "2")))
+    )
     assert verdicts(r) == ["COMPILE_ERROR", "COMPILE_ERROR"]
     assert "error" in r.results[0].stderr_prefix
 
@@ -135,8 +141,9 @@ def test_garbage_cpp_is_compile_error(judge):
 
 def test_fifty_megabyte_program_does_not_break_the_batch(judge):
     huge = "x = 1\n" + "#" * (50 << 20) + "\nprint(x)\n"
-    results = judge.run_many([Job(program=huge, tests=(TestCase("", "1"),)),
-                              Job(program="print(2)", tests=(TestCase("", "2"),))])
+    results = judge.run_many(
+        [Job(program=huge, tests=(TestCase("", "1"),)), Job(program="print(2)", tests=(TestCase("", "2"),))]
+    )
     assert [verdicts(r) for r in results] == [["ACCEPTED"], ["ACCEPTED"]]
 
 
@@ -154,8 +161,7 @@ def test_unknown_language_is_rejected_when_the_job_is_built():
 
 def test_call_style_needs_json_arguments():
     with pytest.raises(ValueError, match="JSON"):
-        Job(program="def f(x): return x", style="call", entry_point="f",
-            tests=(TestCase("not json", "1"),))
+        Job(program="def f(x): return x", style="call", entry_point="f", tests=(TestCase("not json", "1"),))
 
 
 class _FlakyBackend:
@@ -190,8 +196,10 @@ def test_persistent_sandbox_error_is_reported_not_scored(needs_sandbox):
 
 
 def test_per_call_limits_override(judge):
-    r = judge.run(Job(program="import time; time.sleep(0.6)", tests=(TestCase("", None),)),
-                  limits=Limits(time_s=0.2, wall_factor=2.0))
+    r = judge.run(
+        Job(program="import time; time.sleep(0.6)", tests=(TestCase("", None),)),
+        limits=Limits(time_s=0.2, wall_factor=2.0),
+    )
     assert verdicts(r) == ["TIME_LIMIT_EXCEEDED"]
 
 

@@ -21,7 +21,8 @@ from tasks.core.sandbox import Judge
 from tasks.core.sandbox.types import Limits
 
 SUM = Problem(
-    name="sum", description="a+b",
+    name="sum",
+    description="a+b",
     public_tests=Tests(input=("1 2\n",), output=("3\n",)),
     private_tests=Tests(input=("5 5\n", "-1 1\n"), output=("10\n", "0\n")),
 )
@@ -41,9 +42,19 @@ def programs(*codes: str) -> list[Program]:
 
 
 def test_distinct_programs_keeps_first_of_each_hash():
-    samples = pa.table({"problem_id": ["p", "p", "p", "q"], "sample_id": [0, 1, 2, 0],
-                        "code_hash": ["a", "a", "b", "a"], "code": ["x", "x", "y", "x"]})
-    assert [(p.problem_id, p.code_hash) for p in distinct_programs(samples)] == [("p", "a"), ("p", "b"), ("q", "a")]
+    samples = pa.table(
+        {
+            "problem_id": ["p", "p", "p", "q"],
+            "sample_id": [0, 1, 2, 0],
+            "code_hash": ["a", "a", "b", "a"],
+            "code": ["x", "x", "y", "x"],
+        }
+    )
+    assert [(p.problem_id, p.code_hash) for p in distinct_programs(samples)] == [
+        ("p", "a"),
+        ("p", "b"),
+        ("q", "a"),
+    ]
 
 
 def test_plan_covers_every_program_once():

@@ -41,12 +41,18 @@ def main(out_dir: str, sleep_s: float) -> None:
         time.sleep(sleep_s)
 
     result = run(out_dir, progress)
-    print("RESULT " + json.dumps({
-        "loss": result.final_train_loss,
-        "valid": result.final_valid_loss,
-        "resumed": result.resumed_from_step,
-        "steps": result.steps,
-    }), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "loss": result.final_train_loss,
+                "valid": result.final_valid_loss,
+                "resumed": result.resumed_from_step,
+                "steps": result.steps,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def test_text_kind_splits_on_separator(tmp_path):
 def test_parquet_kind_reads_the_column_and_names_a_wrong_one(tmp_path):
     path = tmp_path / "c.parquet"
     pq.write_table(pa.table({"content": ["a = 1", None, "b = 2"]}), path)
-    corpus = load_corpus(CorpusSpec(kind="parquet", path=str(path), text_column="content", valid_fraction=0.0))
+    corpus = load_corpus(
+        CorpusSpec(kind="parquet", path=str(path), text_column="content", valid_fraction=0.0)
+    )
     assert sorted(corpus.train_texts) == ["a = 1", "b = 2"]
     with pytest.raises(CorpusError, match="text_column"):
         load_corpus(CorpusSpec(kind="parquet", path=str(path), text_column="text"))

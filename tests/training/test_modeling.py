@@ -45,9 +45,7 @@ class _VocabOnly:
         return 4096
 
 
-@pytest.mark.parametrize(
-    "preset,low,high", [("tiny", 1e6, 2e6), ("small", 5e6, 7e6), ("base", 20e6, 30e6)]
-)
+@pytest.mark.parametrize("preset,low,high", [("tiny", 1e6, 2e6), ("small", 5e6, 7e6), ("base", 20e6, 30e6)])
 def test_preset_parameter_counts(preset, low, high):
     model = build_model(ModelSpec(preset=preset), _VocabOnly())
     assert low <= count_parameters(model) <= high

@@ -130,7 +130,7 @@ def _run_worker(out_dir: Path, sleep_s: float) -> dict:
         [sys.executable, str(WORKER), str(out_dir), str(sleep_s)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
 
@@ -138,9 +138,7 @@ def _run_worker(out_dir: Path, sleep_s: float) -> dict:
 def test_sigkill_then_rerun_reaches_the_uninterrupted_loss(tmp_path):
     reference = resume_worker.run(str(tmp_path / "ref"))  # in-process, 1 thread like the worker
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(out), "0.2"], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(out), "0.2"], stdout=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:
             if line.strip() == "step 10":

@@ -27,7 +27,8 @@ generalisation; two instances may even show the same statement.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .families import FAMILIES, HELD_OUT_FAMILIES, Family, Variant, fill
 from .schema import Duration, Language, Problem, Solutions, Source, Tests
@@ -97,20 +98,24 @@ def make_instance(family: Family, split: str, seed: int, index: int) -> Problem:
         source=Source.UNKNOWN_SOURCE,
         difficulty=_DIFFICULTY_BY_RATING.get(family.rating, 0),
         solutions=Solutions(language=(Language.PYTHON3,), solution=(family.reference(variant, k),)),
-        incorrect_solutions=Solutions(
-            language=(Language.PYTHON3,), solution=(family.incorrect(variant, k),)
-        ),
+        incorrect_solutions=Solutions(language=(Language.PYTHON3,), solution=(family.incorrect(variant, k),)),
         cf_rating=family.rating,
         cf_tags=family.tags,
         time_limit=TIME_LIMIT,
         memory_limit_bytes=MEMORY_LIMIT_BYTES,
-        tags={"family": family.name, "variant": variant.name, "phrasing": str(phrasing),
-              "split": split, "k": "" if k is None else str(k)},
+        tags={
+            "family": family.name,
+            "variant": variant.name,
+            "phrasing": str(phrasing),
+            "split": split,
+            "k": "" if k is None else str(k),
+        },
     )
 
 
-def _tests(family: Family, variant: Variant, k: Any, rng: random.Random, count: int,
-           edges: tuple[Any, ...]) -> Tests:
+def _tests(
+    family: Family, variant: Variant, k: Any, rng: random.Random, count: int, edges: tuple[Any, ...]
+) -> Tests:
     inputs, outputs = [], []
     for i in range(count):
         cases = [edges[i]] if i < len(edges) else [family.gen(rng, k)]

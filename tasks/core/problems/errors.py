@@ -8,8 +8,9 @@ from __future__ import annotations
 
 
 class ProblemLoadError(ValueError):
-    def __init__(self, path: str, reason: str, *, row: int | None = None,
-                 field: str | None = None, fix: str = "") -> None:
+    def __init__(
+        self, path: str, reason: str, *, row: int | None = None, field: str | None = None, fix: str = ""
+    ) -> None:
         self.path, self.row, self.field, self.reason = str(path), row, field, reason
         where = self.path
         if row is not None:

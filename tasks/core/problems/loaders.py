@@ -30,8 +30,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 from .bundled import bundled_problems
 from .errors import ProblemLoadError
@@ -40,9 +41,11 @@ from .schema import Language, Problem, Solutions, Source, Tests, TestStyle
 
 CODE_CONTESTS_SPLITS = ("train", "valid", "test")
 DIFFICULTY_NAMES: dict[str, int] = {
-    name: i for i, name in enumerate(
+    name: i
+    for i, name in enumerate(
         ["UNKNOWN_DIFFICULTY", "EASY", "MEDIUM", "HARD", "HARDER", "HARDEST", "EXTERNAL"]
-        + [chr(c) for c in range(ord("A"), ord("V") + 1)])
+        + [chr(c) for c in range(ord("A"), ord("V") + 1)]
+    )
 }
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 _KEY = re.compile(r'"(\w+)"\s*:')
@@ -57,8 +60,10 @@ def code_contests_files(directory: str | os.PathLike[str], split: str) -> list[P
         files = sorted(folder.glob(f"{split}-*.parquet"))
         if files:
             return files
-    raise FileNotFoundError(f"no {split}-*.parquet shard in {root} or {root / 'data'}; "
-                            "download deepmind/code_contests there first")
+    raise FileNotFoundError(
+        f"no {split}-*.parquet shard in {root} or {root / 'data'}; "
+        "download deepmind/code_contests there first"
+    )
 
 
 def load_code_contests(directory: str | os.PathLike[str], split: str) -> Iterator[Problem]:
@@ -80,10 +85,14 @@ def load_humaneval(path: str | os.PathLike[str] | None = None) -> Iterator[Probl
             entry, prompt = obj["entry_point"], obj["prompt"]
             harness = f"{obj['test']}\n\ncheck({entry})\n"
             data = {
-                "name": obj["task_id"], "description": prompt, "test_style": TestStyle.ASSERT,
-                "entry_point": entry, "private_tests": Tests(input=(harness,), output=("",)),
-                "solutions": Solutions(language=(Language.PYTHON3,),
-                                       solution=(prompt + obj["canonical_solution"],)),
+                "name": obj["task_id"],
+                "description": prompt,
+                "test_style": TestStyle.ASSERT,
+                "entry_point": entry,
+                "private_tests": Tests(input=(harness,), output=("",)),
+                "solutions": Solutions(
+                    language=(Language.PYTHON3,), solution=(prompt + obj["canonical_solution"],)
+                ),
                 "tags": {"dataset": "humaneval"},
             }
         except KeyError as exc:
@@ -104,7 +113,8 @@ def load_sandboxfusion_jsonl(path: str | os.PathLike[str]) -> Iterator[Problem]:
             outputs = tuple(t["output"]["stdout"] for t in tests)
             field = "content"
             data = {
-                "name": labels.get("name") or str(obj["id"]), "description": obj["content"],
+                "name": labels.get("name") or str(obj["id"]),
+                "description": obj["content"],
                 "source": Source.__members__.get(labels.get("source", ""), Source.UNKNOWN_SOURCE),
                 "difficulty": DIFFICULTY_NAMES.get(labels.get("difficulty", ""), 0),
                 "private_tests": Tests(input=inputs, output=outputs),
@@ -124,7 +134,7 @@ def _open_text(path: Path, mode: str, gz: bool | None = None) -> IO[str]:
 
 def _truncated_field(line: str, pos: int) -> str | None:
     fields = set(Problem.model_fields)
-    keys = [m.group(1) for m in _KEY.finditer(line[:pos + 1]) if m.group(1) in fields]
+    keys = [m.group(1) for m in _KEY.finditer(line[: pos + 1]) if m.group(1) in fields]
     return keys[-1] if keys else None
 
 
@@ -136,9 +146,13 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ProblemLoadError(path, f"invalid JSON ({exc.msg} at column {exc.colno})",
-                                       row=line_no, field=_truncated_field(line, exc.pos),
-                                       fix="the line is truncated or corrupt") from exc
+                raise ProblemLoadError(
+                    path,
+                    f"invalid JSON ({exc.msg} at column {exc.colno})",
+                    row=line_no,
+                    field=_truncated_field(line, exc.pos),
+                    fix="the line is truncated or corrupt",
+                ) from exc
 
 
 def _check_suffix(path: Path) -> None:
@@ -194,6 +208,8 @@ def load_problem_source(spec: str, split: str, **kw: Any) -> Iterator[Problem]:
         return load_sandboxfusion_jsonl(spec.split(":", 1)[1])
     if Path(spec).is_file():
         return load_problems(spec)
-    raise ValueError(f"unknown problem source {spec!r}: use 'bundled', 'humaneval', "
-                     "'code_contests:<dir>', 'sandboxfusion:<file>' or an existing "
-                     ".jsonl/.jsonl.gz/.parquet file")
+    raise ValueError(
+        f"unknown problem source {spec!r}: use 'bundled', 'humaneval', "
+        "'code_contests:<dir>', 'sandboxfusion:<file>' or an existing "
+        ".jsonl/.jsonl.gz/.parquet file"
+    )

@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,14 +36,26 @@ _SOLUTIONS = pa.struct([("language", pa.list_(_I64)), ("solution", pa.list_(_STR
 _DURATION = pa.struct([("seconds", _I64), ("nanos", _I64)])
 
 HF_COLUMNS: dict[str, pa.DataType] = {
-    "name": _STR, "description": _STR,
-    "public_tests": _TESTS, "private_tests": _TESTS, "generated_tests": _TESTS,
-    "source": _I64, "difficulty": _I64,
-    "solutions": _SOLUTIONS, "incorrect_solutions": _SOLUTIONS,
-    "cf_contest_id": _I64, "cf_index": _STR, "cf_points": pa.float32(), "cf_rating": _I64,
-    "cf_tags": pa.list_(_STR), "is_description_translated": pa.bool_(),
-    "untranslated_description": _STR, "time_limit": _DURATION, "memory_limit_bytes": _I64,
-    "input_file": _STR, "output_file": _STR,
+    "name": _STR,
+    "description": _STR,
+    "public_tests": _TESTS,
+    "private_tests": _TESTS,
+    "generated_tests": _TESTS,
+    "source": _I64,
+    "difficulty": _I64,
+    "solutions": _SOLUTIONS,
+    "incorrect_solutions": _SOLUTIONS,
+    "cf_contest_id": _I64,
+    "cf_index": _STR,
+    "cf_points": pa.float32(),
+    "cf_rating": _I64,
+    "cf_tags": pa.list_(_STR),
+    "is_description_translated": pa.bool_(),
+    "untranslated_description": _STR,
+    "time_limit": _DURATION,
+    "memory_limit_bytes": _I64,
+    "input_file": _STR,
+    "output_file": _STR,
 }
 EXTRA_COLUMNS: dict[str, pa.DataType] = {"test_style": _STR, "entry_point": _STR, "tags": _STR}
 WRITE_SCHEMA = pa.schema(list(HF_COLUMNS.items()) + list(EXTRA_COLUMNS.items()))
@@ -56,12 +69,15 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
         if not t.is_struct(actual):
             return False
         names = {actual.field(i).name: actual.field(i).type for i in range(actual.num_fields)}
-        return all(expected.field(i).name in names
-                   and _compatible(names[expected.field(i).name], expected.field(i).type)
-                   for i in range(expected.num_fields))
+        return all(
+            expected.field(i).name in names
+            and _compatible(names[expected.field(i).name], expected.field(i).type)
+            for i in range(expected.num_fields)
+        )
     if t.is_list(expected):
         return (t.is_list(actual) or t.is_large_list(actual)) and _compatible(
-            actual.value_type, expected.value_type)
+            actual.value_type, expected.value_type
+        )
     checks: dict[Callable[[Any], bool], Callable[[Any], bool]] = {
         t.is_string: lambda a: t.is_string(a) or t.is_large_string(a),
         t.is_integer: t.is_integer,
@@ -75,12 +91,12 @@ def check_schema(path: Path, schema: pa.Schema) -> list[str]:
     """Raise on a missing or mistyped HF column; return the columns to read."""
     for name, expected in HF_COLUMNS.items():
         if name not in schema.names:
-            raise ProblemLoadError(path, "column missing", field=name,
-                                   fix="write the file in the deepmind/code_contests schema")
+            raise ProblemLoadError(
+                path, "column missing", field=name, fix="write the file in the deepmind/code_contests schema"
+            )
         actual = schema.field(name).type
         if not _compatible(actual, expected):
-            raise ProblemLoadError(path, f"column has type {actual}, expected {expected}",
-                                   field=name)
+            raise ProblemLoadError(path, f"column has type {actual}, expected {expected}", field=name)
     extras = [n for n in EXTRA_COLUMNS if n in schema.names]
     return list(HF_COLUMNS) + extras
 
@@ -112,27 +128,40 @@ def _solutions(value: dict | None) -> dict:
 def row_to_problem(r: dict[str, Any], path: Path, row: int) -> Problem:
     hf_source = r["source"] or 0
     if hf_source not in HF_SOURCE_TO_PROTO:
-        raise ProblemLoadError(path, f"unknown source {hf_source}", row=row, field="source",
-                               fix=f"HF numbering is 0..{max(HF_SOURCE_TO_PROTO)}")
+        raise ProblemLoadError(
+            path,
+            f"unknown source {hf_source}",
+            row=row,
+            field="source",
+            fix=f"HF numbering is 0..{max(HF_SOURCE_TO_PROTO)}",
+        )
     try:
         tags = json.loads(r["tags"]) if r.get("tags") else {}
     except json.JSONDecodeError as exc:
         raise ProblemLoadError(path, f"not a JSON object: {exc}", row=row, field="tags") from exc
     data = {
-        "name": r["name"], "description": r["description"] or "",
-        "public_tests": _tests(r["public_tests"]), "private_tests": _tests(r["private_tests"]),
+        "name": r["name"],
+        "description": r["description"] or "",
+        "public_tests": _tests(r["public_tests"]),
+        "private_tests": _tests(r["private_tests"]),
         "generated_tests": _tests(r["generated_tests"]),
-        "source": HF_SOURCE_TO_PROTO[hf_source], "difficulty": r["difficulty"] or 0,
+        "source": HF_SOURCE_TO_PROTO[hf_source],
+        "difficulty": r["difficulty"] or 0,
         "solutions": _solutions(r["solutions"]),
         "incorrect_solutions": _solutions(r["incorrect_solutions"]),
-        "cf_contest_id": r["cf_contest_id"] or 0, "cf_index": r["cf_index"] or "",
-        "cf_points": r["cf_points"] or 0.0, "cf_rating": r["cf_rating"] or 0,
+        "cf_contest_id": r["cf_contest_id"] or 0,
+        "cf_index": r["cf_index"] or "",
+        "cf_points": r["cf_points"] or 0.0,
+        "cf_rating": r["cf_rating"] or 0,
         "cf_tags": r["cf_tags"] or [],
         "is_description_translated": bool(r["is_description_translated"]),
         "untranslated_description": r["untranslated_description"] or "",
-        "time_limit": r["time_limit"], "memory_limit_bytes": r["memory_limit_bytes"] or 0,
-        "input_file": r["input_file"] or "", "output_file": r["output_file"] or "",
-        "test_style": r.get("test_style") or "stdio", "entry_point": r.get("entry_point") or "",
+        "time_limit": r["time_limit"],
+        "memory_limit_bytes": r["memory_limit_bytes"] or 0,
+        "input_file": r["input_file"] or "",
+        "output_file": r["output_file"] or "",
+        "test_style": r.get("test_style") or "stdio",
+        "entry_point": r.get("entry_point") or "",
         "tags": tags,
     }
     return validate(data, path, row)
@@ -154,8 +183,7 @@ def problem_to_row(p: Problem) -> dict[str, Any]:
     return {name: d[name] for name in WRITE_SCHEMA.names}
 
 
-def write_parquet(problems: Iterable[Problem], path: str | os.PathLike[str],
-                  batch_rows: int = 256) -> int:
+def write_parquet(problems: Iterable[Problem], path: str | os.PathLike[str], batch_rows: int = 256) -> int:
     """Write atomically; return the number of problems written."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

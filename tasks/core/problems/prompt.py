@@ -35,21 +35,28 @@ END_MARKER = "<END>"
 SOLUTION_HEADER = "SOLUTION:\n"
 SAMPLED_RATINGS: tuple[int, ...] = tuple(range(800, 1300, 100))
 POPULAR_TAGS: tuple[str, ...] = (
-    "implementation", "math", "strings", "sortings", "brute force", "greedy",
-    "number theory", "constructive algorithms",
+    "implementation",
+    "math",
+    "strings",
+    "sortings",
+    "brute force",
+    "greedy",
+    "number theory",
+    "constructive algorithms",
 )
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _HAS_EXAMPLE = re.compile(r"^\s*examples?\s*$", re.IGNORECASE | re.MULTILINE)
 
 
-def format_prompt(problem: Problem, *, language: str = "PYTHON3",
-                  rng: random.Random | None = None) -> str:
+def format_prompt(problem: Problem, *, language: str = "PYTHON3", rng: random.Random | None = None) -> str:
     """Statement + metadata + ``SOLUTION:`` line; the program follows directly."""
     if language not in Language.__members__:
         raise ValueError(f"unknown language {language!r}; use one of {', '.join(Language.__members__)}")
     rating, tags = _metadata(problem, rng)
-    header = (f"RATING: {rating}\nTAGS: {', '.join(tags) if tags else 'none'}\n"
-              f"LANGUAGE: {language}\n{SOLUTION_HEADER}")
+    header = (
+        f"RATING: {rating}\nTAGS: {', '.join(tags) if tags else 'none'}\n"
+        f"LANGUAGE: {language}\n{SOLUTION_HEADER}"
+    )
     return _statement(problem).rstrip("\n") + "\n\n" + header
 
 
@@ -78,8 +85,9 @@ def assemble_program(problem: Problem, code: str) -> str:
 def _statement(problem: Problem) -> str:
     text = problem.description
     if problem.public_tests.input and not _HAS_EXAMPLE.search(text):
-        blocks = [f"Example\nInput\n{i.rstrip()}\nOutput\n{o.rstrip()}"
-                  for i, o in problem.public_tests.pairs()]
+        blocks = [
+            f"Example\nInput\n{i.rstrip()}\nOutput\n{o.rstrip()}" for i, o in problem.public_tests.pairs()
+        ]
         text = text.rstrip("\n") + "\n\n" + "\n\n".join(blocks)
     return text
 

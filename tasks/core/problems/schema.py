@@ -68,7 +68,7 @@ class Tests(_Frozen):
     output: tuple[str, ...] = ()
 
     @model_validator(mode="after")
-    def _same_length(self) -> "Tests":
+    def _same_length(self) -> Tests:
         if len(self.input) != len(self.output):
             raise ValueError(
                 f"tests have {len(self.input)} inputs but {len(self.output)} outputs; "
@@ -88,7 +88,7 @@ class Solutions(_Frozen):
     solution: tuple[str, ...] = ()
 
     @model_validator(mode="after")
-    def _same_length(self) -> "Solutions":
+    def _same_length(self) -> Solutions:
         if len(self.language) != len(self.solution):
             raise ValueError("solutions.language and solutions.solution differ in length")
         return self

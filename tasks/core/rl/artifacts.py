@@ -59,9 +59,7 @@ def write_metrics(rows: Sequence[Mapping[str, float]], path: Path) -> Path:
     import pyarrow.parquet as pq
 
     columns = sorted({k for row in rows for k in row})
-    table = pa.table(
-        {c: pa.array([row.get(c) for row in rows], type=pa.float64()) for c in columns}
-    )
+    table = pa.table({c: pa.array([row.get(c) for row in rows], type=pa.float64()) for c in columns})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -84,9 +82,7 @@ def _series(rows: Sequence[Mapping[str, float]], key: str) -> tuple[list[float],
     return xs, ys
 
 
-def plot_curve(
-    rows: Sequence[Mapping[str, float]], path: Path, keys: Sequence[str], title: str
-) -> Path:
+def plot_curve(rows: Sequence[Mapping[str, float]], path: Path, keys: Sequence[str], title: str) -> Path:
     """Line plot of ``keys`` against ``step`` (absent keys are skipped), saved as PNG."""
     import matplotlib
 
@@ -150,7 +146,7 @@ def last_checkpoint(checkpoints: Path, prefix: str, marker: str) -> tuple[Path, 
         return None
     found = []
     for child in checkpoints.iterdir():
-        suffix = child.name[len(prefix):]
+        suffix = child.name[len(prefix) :]
         complete = (child / marker).is_file()
         if child.is_dir() and child.name.startswith(prefix) and suffix.isdigit() and complete:
             found.append((int(suffix), child))

@@ -79,15 +79,22 @@ class ExpertIterationParams(BaseModel):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _beta_positive(self) -> "ExpertIterationParams":
+    def _beta_positive(self) -> ExpertIterationParams:
         if self.beta == 0 and not self.allow_zero_beta:
-            raise ValueError("beta=0 drops the KL penalty to the stage-2 model; use beta>0 "
-                             "(default 0.04) or set allow_zero_beta=True deliberately")
+            raise ValueError(
+                "beta=0 drops the KL penalty to the stage-2 model; use beta>0 "
+                "(default 0.04) or set allow_zero_beta=True deliberately"
+            )
         return self
 
 
-def passing_pairs(prompts: Sequence[str], problem_ids: Sequence[str], completions: Sequence[str],
-                  rewards: Sequence[float | None], keep_per_problem: int) -> list[tuple[str, str]]:
+def passing_pairs(
+    prompts: Sequence[str],
+    problem_ids: Sequence[str],
+    completions: Sequence[str],
+    rewards: Sequence[float | None],
+    keep_per_problem: int,
+) -> list[tuple[str, str]]:
     """The (prompt, completion) pairs whose reward is 1.0, at most ``keep_per_problem`` per problem,
     in input order."""
     kept: dict[str, int] = {}
@@ -102,9 +109,12 @@ def passing_pairs(prompts: Sequence[str], problem_ids: Sequence[str], completion
 def _sample(model_dir: Path, prompts: list[str], params: ExpertIterationParams, seed: int) -> list[list[str]]:
     from tasks.core.sampling import HFBatchedBackend, SamplingParams
 
-    sampling = SamplingParams(n=params.samples_per_problem, temperature=params.temperature,
-                              max_new_tokens=params.max_completion_length,
-                              batch_size=params.sample_batch_size)
+    sampling = SamplingParams(
+        n=params.samples_per_problem,
+        temperature=params.temperature,
+        max_new_tokens=params.max_completion_length,
+        batch_size=params.sample_batch_size,
+    )
     backend = HFBatchedBackend(model_dir)
     gens = backend.generate(prompts, params.samples_per_problem, sampling, seed)
     return [[g.text for g in group] for group in gens]
@@ -125,14 +135,21 @@ def _kl_nll_sums(policy, ref, batch, bf16: bool):
     mask = labels != IGNORE_INDEX
     logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
     logq = F.log_softmax(ref_logits[:, :-1].float(), dim=-1)
-    nll = F.nll_loss(logp.reshape(-1, logp.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX,
-                     reduction="sum")
+    nll = F.nll_loss(
+        logp.reshape(-1, logp.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
     kl = ((logp.exp() * (logp - logq)).sum(-1) * mask).sum()
     return nll, kl
 
 
-def _train_round(model_dir: Path, ref_dir: Path, pairs: list[tuple[str, str]],
-                 params: ExpertIterationParams, round_dir: Path, seed: int) -> tuple[int, float, float]:
+def _train_round(
+    model_dir: Path,
+    ref_dir: Path,
+    pairs: list[tuple[str, str]],
+    params: ExpertIterationParams,
+    round_dir: Path,
+    seed: int,
+) -> tuple[int, float, float]:
     """Train on ``pairs`` with loss NLL + beta * KL(policy || frozen ref) per label token into
     ``round_dir/model``; resumes from ``round_dir/checkpoint.pt``. (steps, last loss, last KL)."""
     import torch
@@ -146,13 +163,21 @@ def _train_round(model_dir: Path, ref_dir: Path, pairs: list[tuple[str, str]],
     max_len = min(params.seq_len, policy.config.max_position_embeddings)
     data = PromptCompletionDataset(pairs, tokenizer, max_len, seed=seed)
     steps = max(2, round(params.epochs * len(pairs) / params.batch_size))
-    hp = TrainHParams(max_steps=steps, batch_size=params.batch_size, lr=params.lr,
-                      warmup_steps=min(10, steps // 5), seq_len=max_len, seed=seed)
+    hp = TrainHParams(
+        max_steps=steps,
+        batch_size=params.batch_size,
+        lr=params.lr,
+        warmup_steps=min(10, steps // 5),
+        seq_len=max_len,
+        seed=seed,
+    )
     matrices = [p for p in policy.parameters() if p.dim() >= 2]  # as stage 2: decay matrices only
     others = [p for p in policy.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.1},
-                                   {"params": others, "weight_decay": 0.0}],
-                                  lr=params.lr, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": matrices, "weight_decay": 0.1}, {"params": others, "weight_decay": 0.0}],
+        lr=params.lr,
+        betas=(0.9, 0.95),
+    )
     step, position, loss, kl = 0, DataPosition(), float("nan"), float("nan")
     ckpt = round_dir / "checkpoint.pt"
     if ckpt.is_file():
@@ -175,32 +200,58 @@ def _train_round(model_dir: Path, ref_dir: Path, pairs: list[tuple[str, str]],
         step, loss, kl = step + 1, nll_sum.item() / tokens, kl_sum.item() / tokens
         if step % params.checkpoint_every == 0 and step < steps:
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "position": (position.epoch, position.index)}, tmp)
+            torch.save(
+                {
+                    "model": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "position": (position.epoch, position.index),
+                },
+                tmp,
+            )
             tmp.replace(ckpt)
     save_model_atomic(policy, tokenizer, round_dir / "model")
     return steps, loss, kl
 
 
-def _round(r: int, model_dir: Path, ref_dir: Path, problems: Sequence[Problem], reward: ExecutionReward,
-           params: ExpertIterationParams, round_dir: Path, format_prompt: Callable[[Problem], str]) -> None:
+def _round(
+    r: int,
+    model_dir: Path,
+    ref_dir: Path,
+    problems: Sequence[Problem],
+    reward: ExecutionReward,
+    params: ExpertIterationParams,
+    round_dir: Path,
+    format_prompt: Callable[[Problem], str],
+) -> None:
     """Sample, score, keep the passing completions, train on them; ``round.json`` last."""
     started = time.perf_counter()
     prompts = [format_prompt(p) for p in problems]
     groups = _sample(model_dir, prompts, params, params.seed + r)
     flat = [(prompt, p.name, c) for prompt, p, group in zip(prompts, problems, groups) for c in group]
     rewards = reward([f[0] for f in flat], [f[2] for f in flat], problem_id=[f[1] for f in flat])
-    pairs = passing_pairs([f[0] for f in flat], [f[1] for f in flat], [f[2] for f in flat], rewards,
-                          params.keep_per_problem)
+    pairs = passing_pairs(
+        [f[0] for f in flat], [f[1] for f in flat], [f[2] for f in flat], rewards, params.keep_per_problem
+    )
     solved = len({pid for (_, pid, _), rw in zip(flat, rewards) if rw == 1.0})
     steps, loss, kl = 0, float("nan"), float("nan")
     if pairs:
         steps, loss, kl = _train_round(model_dir, ref_dir, pairs, params, round_dir, params.seed + r)
-    row = {"step": float(r + 1), "reward": reward.last_pass_rate, "pass_rate": reward.last_pass_rate,
-           "solved_problems": float(solved), "pairs": float(len(pairs)), "train_steps": float(steps),
-           "train_loss": loss, "kl": kl, "step_time": time.perf_counter() - started}
-    atomic_write_text(round_dir / ROUND_MARKER, json.dumps(
-        {"row": row, "trained": bool(pairs), "params": _resume_key(params)}))
+    row = {
+        "step": float(r + 1),
+        "reward": reward.last_pass_rate,
+        "pass_rate": reward.last_pass_rate,
+        "solved_problems": float(solved),
+        "pairs": float(len(pairs)),
+        "train_steps": float(steps),
+        "train_loss": loss,
+        "kl": kl,
+        "step_time": time.perf_counter() - started,
+    }
+    atomic_write_text(
+        round_dir / ROUND_MARKER,
+        json.dumps({"row": row, "trained": bool(pairs), "params": _resume_key(params)}),
+    )
 
 
 def _resume_key(params: ExpertIterationParams) -> dict:
@@ -222,9 +273,14 @@ def train_expert_iteration(
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     check_inputs(model_dir, problems, "train_expert_iteration")
-    reward = ExecutionReward(judge=judge, problems={p.name: p for p in problems},
-                             extract_program=extract_program, reward="all_pass",
-                             max_tests=params.max_tests, limits=Limits(time_s=params.time_limit_s))
+    reward = ExecutionReward(
+        judge=judge,
+        problems={p.name: p for p in problems},
+        extract_program=extract_program,
+        reward="all_pass",
+        max_tests=params.max_tests,
+        limits=Limits(time_s=params.time_limit_s),
+    )
     rows, current, resumed = [], model_dir, None
     for r in range(params.rounds):
         round_dir = out_dir / ROUNDS_DIR / f"round-{r}"
@@ -232,8 +288,10 @@ def train_expert_iteration(
         if marker.is_file():
             resumed = r + 1
             if json.loads(marker.read_text())["params"] != _resume_key(params):
-                raise ValueError(f"{round_dir} was written with other params; use a new out_dir "
-                                 "(only `rounds` may change on resume)")
+                raise ValueError(
+                    f"{round_dir} was written with other params; use a new out_dir "
+                    "(only `rounds` may change on resume)"
+                )
         else:
             round_dir.mkdir(parents=True, exist_ok=True)
             _round(r, current, model_dir, problems, reward, params, round_dir, format_prompt)
@@ -248,6 +306,11 @@ def train_expert_iteration(
     save_model_atomic(model, tokenizer, out_dir / MODEL_DIR)
     metrics = write_metrics(rows, out_dir / METRICS_FILE)
     plot = plot_curve(rows, out_dir / PLOT_FILE, CURVE_KEYS, "expert iteration")
-    return RLResult(model_dir=out_dir / MODEL_DIR, steps=params.rounds, metrics_path=metrics,
-                    plot_path=plot, final_reward_mean=float(rows[-1]["reward"] or 0.0),
-                    resumed_from_step=resumed)
+    return RLResult(
+        model_dir=out_dir / MODEL_DIR,
+        steps=params.rounds,
+        metrics_path=metrics,
+        plot_path=plot,
+        final_reward_mean=float(rows[-1]["reward"] or 0.0),
+        resumed_from_step=resumed,
+    )

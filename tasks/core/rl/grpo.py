@@ -77,7 +77,7 @@ class GRPOParams(BaseModel):
     gradient_checkpointing: bool = False  # TRL's GRPOConfig turns it on; ~1/3 slower steps on CPU
 
     @model_validator(mode="after")
-    def _beta_positive(self) -> "GRPOParams":
+    def _beta_positive(self) -> GRPOParams:
         if self.beta == 0 and not self.allow_zero_beta:
             raise ValueError(
                 "beta=0 drops the KL penalty and TRL then loads no reference model; "

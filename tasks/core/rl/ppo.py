@@ -156,9 +156,7 @@ def ppo_losses(
     old_values, returns = old_values.detach(), returns.detach()
     log_ratio = new_logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
-    surrogate = torch.max(
-        -advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)
-    )
+    surrogate = torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps))
     value_error = (values - returns) ** 2
     if value_clip is not None:
         clipped = old_values + torch.clamp(values - old_values, -value_clip, value_clip)
@@ -212,7 +210,7 @@ class PPOParams(BaseModel):
     save_total_limit: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
-    def _beta_positive(self) -> "PPOParams":
+    def _beta_positive(self) -> PPOParams:
         if self.beta == 0 and not self.allow_zero_beta:
             raise ValueError(
                 "beta=0 removes the KL penalty to the stage-2 model; use beta>0 (default 0.04) "
@@ -341,9 +339,9 @@ def _save_checkpoint(state: _State, params: PPOParams, checkpoints: Path) -> Non
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     kept = sorted(
-        (int(p.name[len(CHECKPOINT_PREFIX):]), p)
+        (int(p.name[len(CHECKPOINT_PREFIX) :]), p)
         for p in checkpoints.iterdir()
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit()
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
     )
     for _, old in kept[: -params.save_total_limit]:
         shutil.rmtree(old, ignore_errors=True)
@@ -385,9 +383,7 @@ def _rollout(state: _State, prompts: list[str], params: PPOParams) -> tuple[Roll
         state.policy, state.head, sequences, attention, prompt_len, params.temperature
     )
     ref_logprobs, _, _ = _forward(state.ref, None, sequences, attention, prompt_len, params.temperature)
-    texts = [
-        tok.decode(row[: int(m.sum())], skip_special_tokens=True) for row, m in zip(completions, mask)
-    ]
+    texts = [tok.decode(row[: int(m.sum())], skip_special_tokens=True) for row, m in zip(completions, mask)]
     rollout = Rollout(sequences, attention, mask, prompt_len, logprobs, values, ref_logprobs)
     return rollout, texts
 
@@ -407,19 +403,31 @@ def _select(rollout: Rollout, keep: torch.Tensor) -> Rollout:
 def _update(
     state: _State, ro: Rollout, advantages: torch.Tensor, returns: torch.Tensor, params: PPOParams
 ) -> dict[str, float]:
-    stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
-                                                    "clip_frac", "approx_kl", "ratio_dev")}
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_frac", "approx_kl", "ratio_dev")
+    }
     n = ro.sequences.shape[0]
     for _ in range(params.ppo_epochs):
         for idx in torch.randperm(n).split(params.minibatch_size):
             logprobs, values, entropy = _forward(
-                state.policy, state.head, ro.sequences[idx], ro.attention_mask[idx],
-                ro.prompt_len, params.temperature,
+                state.policy,
+                state.head,
+                ro.sequences[idx],
+                ro.attention_mask[idx],
+                ro.prompt_len,
+                params.temperature,
             )
             mask = ro.mask[idx]
             losses = ppo_losses(
-                logprobs, ro.old_logprobs[idx], advantages[idx], values, ro.old_values[idx],
-                returns[idx], mask, params.clip_eps, params.value_clip,
+                logprobs,
+                ro.old_logprobs[idx],
+                advantages[idx],
+                values,
+                ro.old_values[idx],
+                returns[idx],
+                mask,
+                params.clip_eps,
+                params.value_clip,
             )
             ent = masked_mean(entropy, mask)
             loss = losses.policy_loss + params.vf_coef * losses.value_loss - params.ent_coef * ent
@@ -441,16 +449,20 @@ def _update(
 
 
 def _ppo_step(
-    state: _State, reward: ExecutionReward, problems: Sequence[Problem],
-    format_prompt: Callable[[Problem], str], params: PPOParams,
+    state: _State,
+    reward: ExecutionReward,
+    problems: Sequence[Problem],
+    format_prompt: Callable[[Problem], str],
+    params: PPOParams,
 ) -> dict[str, float]:
     started = time.perf_counter()
     torch.manual_seed(params.seed * 1_000_003 + state.step)
     chosen = _problems_for_step(problems, state.step, params)
     rollout, texts = _rollout(state, [format_prompt(p) for p in chosen], params)
     ids = [p.name for p in chosen for _ in range(params.samples_per_prompt)]
-    scores = reward([format_prompt(p) for p in chosen for _ in range(params.samples_per_prompt)],
-                    texts, problem_id=ids)
+    scores = reward(
+        [format_prompt(p) for p in chosen for _ in range(params.samples_per_prompt)], texts, problem_id=ids
+    )
     keep = torch.tensor([s is not None for s in scores])
     row: dict[str, float] = {"step": float(state.step + 1), "excluded": float((~keep).sum())}
     row["pass_rate"] = reward.last_pass_rate if reward.last_pass_rate is not None else float("nan")
@@ -490,8 +502,12 @@ def train_ppo(
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     check_inputs(model_dir, problems, "train_ppo")
     reward = ExecutionReward(
-        judge=judge, problems={p.name: p for p in problems}, extract_program=extract_program,
-        reward=params.reward, on_sandbox_error=params.on_sandbox_error, max_tests=params.max_tests,
+        judge=judge,
+        problems={p.name: p for p in problems},
+        extract_program=extract_program,
+        reward=params.reward,
+        on_sandbox_error=params.on_sandbox_error,
+        max_tests=params.max_tests,
         limits=Limits(time_s=params.time_limit_s),
     )
     checkpoints = out_dir / CHECKPOINTS_DIR
@@ -508,7 +524,9 @@ def train_ppo(
         if state.step % params.save_every == 0 or state.step == params.steps:
             _save_checkpoint(state, params, checkpoints)
     model_path = save_model_atomic(
-        state.policy, state.tokenizer, out_dir / MODEL_DIR,
+        state.policy,
+        state.tokenizer,
+        out_dir / MODEL_DIR,
         extra=lambda d: torch.save(state.head.state_dict(), d / VALUE_HEAD_FILE),
     )
     metrics = write_metrics(state.rows, out_dir / METRICS_FILE)

@@ -93,14 +93,10 @@ def pass_fraction(
     results: Sequence[JobResult], on_sandbox_error: OnSandboxError = "raise"
 ) -> list[float | None]:
     """Fraction of tests accepted, in [0, 1]."""
-    return _score(
-        results, lambda r: sum(t.passed for t in r.results) / len(r.results), on_sandbox_error
-    )
+    return _score(results, lambda r: sum(t.passed for t in r.results) / len(r.results), on_sandbox_error)
 
 
-def all_pass(
-    results: Sequence[JobResult], on_sandbox_error: OnSandboxError = "raise"
-) -> list[float | None]:
+def all_pass(results: Sequence[JobResult], on_sandbox_error: OnSandboxError = "raise") -> list[float | None]:
     """1.0 when every test is accepted, else 0.0."""
     return _score(results, lambda r: 1.0 if r.passed else 0.0, on_sandbox_error)
 

@@ -5,12 +5,20 @@ types from ``types.py``. See ``judge.py`` for the verdict rules and ``bwrap.py``
 Importing this package starts no process.
 """
 
-from .types import SandboxError, SandboxUnavailable
 from .compare import compare_json, compare_outputs
 from .judge import Judge
-from .types import Job, JobResult, Limits, TestCase, TestResult, Verdict
+from .types import Job, JobResult, Limits, SandboxError, SandboxUnavailable, TestCase, TestResult, Verdict
 
 __all__ = [
-    "Judge", "SandboxUnavailable", "SandboxError", "compare_outputs", "compare_json",
-    "Job", "JobResult", "Limits", "TestCase", "TestResult", "Verdict",
+    "Judge",
+    "SandboxUnavailable",
+    "SandboxError",
+    "compare_outputs",
+    "compare_json",
+    "Job",
+    "JobResult",
+    "Limits",
+    "TestCase",
+    "TestResult",
+    "Verdict",
 ]

@@ -39,19 +39,22 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from . import runner as runner_mod
 from . import seccomp
 from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
 from .types import SandboxError, SandboxUnavailable
+
 BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own env: pid 1's /proc/1/environ is readable
 UID_BASE = 61000
 UID_COUNT = 1000
-INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
-                "`dnf install bubblewrap`) or use backend='docker'")
+INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
+    "`dnf install bubblewrap`) or use backend='docker'"
+)
 
 
 def _live_pids_of(uid: int) -> list[int]:
@@ -192,8 +195,7 @@ class _Sandbox:
     def stderr(self) -> str:
         return self.err.decode("utf-8", "replace").strip()[-1000:]
 
-    def execute(self, request: dict, timeout_s: float,
-                on_frame: Callable[[dict, bytes], bool]) -> None:
+    def execute(self, request: dict, timeout_s: float, on_frame: Callable[[dict, bytes], bool]) -> None:
         self.seq += 1
         self.jobs += 1
         seq, deadline = self.seq, time.monotonic() + timeout_s
@@ -215,8 +217,10 @@ class _Sandbox:
                     self.poller.unregister(fd)
                 continue
             if not chunk:
-                raise SandboxError(f"sandbox exited before finishing (exit {self.proc.wait()}): "
-                                   f"{self.stderr() or 'no stderr'}")
+                raise SandboxError(
+                    f"sandbox exited before finishing (exit {self.proc.wait()}): "
+                    f"{self.stderr() or 'no stderr'}"
+                )
             self.envelopes.feed(chunk)
 
     def close(self) -> None:
@@ -251,16 +255,50 @@ class BwrapBackend:
     # ------------------------------------------------------------ command line
     def _argv(self, filter_fd: int, argv: list[str], as_pid_1: bool) -> list[str]:
         cmd = [
-            self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
-            "--die-with-parent", "--new-session", "--clearenv", "--uid", "1000", "--gid", "1000",
-            "--hostname", "sandbox",
-            "--ro-bind", "/usr", "/usr",
-            "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-            "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-            "--size", str(self.tmpfs_bytes), "--tmpfs", "/tmp",
-            "--remount-ro", "/",
-            "--seccomp", str(filter_fd), "--chdir", "/tmp",
+            self.bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+            "--uid",
+            "1000",
+            "--gid",
+            "1000",
+            "--hostname",
+            "sandbox",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/sbin",
+            "/sbin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(self.tmpfs_bytes),
+            "--tmpfs",
+            "/tmp",
+            "--remount-ro",
+            "/",
+            "--seccomp",
+            str(filter_fd),
+            "--chdir",
+            "/tmp",
         ]
         for key, value in runner_mod.ENV.items():
             cmd += ["--setenv", key, value]
@@ -268,19 +306,30 @@ class BwrapBackend:
             cmd.append("--as-pid-1")
         return cmd + ["--", *argv]
 
-    def _spawn(self, argv: list[str], uid: int | None, stdin, as_pid_1: bool = False,
-               ) -> subprocess.Popen:
+    def _spawn(
+        self,
+        argv: list[str],
+        uid: int | None,
+        stdin,
+        as_pid_1: bool = False,
+    ) -> subprocess.Popen:
         filter_fd = _data_pipe(self._filter)
         try:
             cmd, extra = self._argv(filter_fd, argv, as_pid_1), {}
             if uid is not None and self.setpriv:  # lets subprocess use vfork
-                cmd = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
-                       *cmd]
+                cmd = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *cmd]
             elif uid is not None:
                 extra = {"user": uid, "group": uid, "extra_groups": []}
             return subprocess.Popen(
-                cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(filter_fd,), close_fds=True, env=BWRAP_ENV, **extra)
+                cmd,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(filter_fd,),
+                close_fds=True,
+                env=BWRAP_ENV,
+                **extra,
+            )
         finally:
             os.close(filter_fd)
 
@@ -296,8 +345,7 @@ class BwrapBackend:
     def _probe_once(self) -> str | None:
         uid = _POOL.acquire() if self.as_root else None
         try:
-            proc = self._spawn(["/usr/bin/python3", "-I", "-S", "-c", "print('ok')"], uid,
-                               subprocess.DEVNULL)
+            proc = self._spawn(["/usr/bin/python3", "-I", "-S", "-c", "print('ok')"], uid, subprocess.DEVNULL)
             out, err = proc.communicate(timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bwrap could not be started: {exc}; {INSTALL_HINT}"
@@ -305,12 +353,14 @@ class BwrapBackend:
             if uid is not None:
                 _POOL.release(uid)
         if proc.returncode != 0 or out.strip() != b"ok":
-            return ("bwrap cannot create a sandbox on this machine "
-                    f"(exit {proc.returncode}: {err.decode(errors='replace').strip()}). "
-                    "Enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1"
-                    " and user.max_user_namespaces>0; on Ubuntu 24.04+ also "
-                    "kernel.apparmor_restrict_unprivileged_userns=0), run as root, "
-                    "or use backend='docker'")
+            return (
+                "bwrap cannot create a sandbox on this machine "
+                f"(exit {proc.returncode}: {err.decode(errors='replace').strip()}). "
+                "Enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1"
+                " and user.max_user_namespaces>0; on Ubuntu 24.04+ also "
+                "kernel.apparmor_restrict_unprivileged_userns=0), run as root, "
+                "or use backend='docker'"
+            )
         return None
 
     # ------------------------------------------------------------ warm sandboxes
@@ -359,8 +409,7 @@ class BwrapBackend:
         box.close()
 
     # ------------------------------------------------------------ one job
-    def execute(self, request: dict, timeout_s: float,
-                on_frame: Callable[[dict, bytes], bool]) -> None:
+    def execute(self, request: dict, timeout_s: float, on_frame: Callable[[dict, bytes], bool]) -> None:
         box = self._checkout()
         healthy = False
         try:

@@ -60,9 +60,9 @@ def compare_json(actual: object, expected: object) -> bool:
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
         return actual == expected or _close(float(actual), float(expected))
     if isinstance(expected, list) and isinstance(actual, list):
-        return len(actual) == len(expected) and all(
-            compare_json(a, e) for a, e in zip(actual, expected))
+        return len(actual) == len(expected) and all(compare_json(a, e) for a, e in zip(actual, expected))
     if isinstance(expected, dict) and isinstance(actual, dict):
         return actual.keys() == expected.keys() and all(
-            compare_json(actual[k], expected[k]) for k in expected)
+            compare_json(actual[k], expected[k]) for k in expected
+        )
     return type(actual) is type(expected) and actual == expected

@@ -43,21 +43,22 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import runner as runner_mod
 from .bwrap import UidPool
-from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
 from .docker_image import IMAGE, ImageBuildError, ensure_image
+from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
 from .types import Limits, SandboxError, SandboxUnavailable
 
 UIDS = UidPool(base=62000, count=1000)  # disjoint from bwrap's 61000+ pool
 OWNER_LABEL = "alphacode.judge.owner"
 STDERR_KEEP = 4096
-START_HINT = ("start a Docker engine (Debian: `apt-get install -y docker.io` then, as root, "
-              "`tests/sandbox/docker_env.sh start`) or use backend='bwrap'")
-
+START_HINT = (
+    "start a Docker engine (Debian: `apt-get install -y docker.io` then, as root, "
+    "`tests/sandbox/docker_env.sh start`) or use backend='bwrap'"
+)
 
 
 def connect(timeout_s: float = 30.0):
@@ -65,8 +66,9 @@ def connect(timeout_s: float = 30.0):
     try:
         import docker
     except ImportError:
-        raise SandboxUnavailable("the `docker` Python package is missing: pip install docker; "
-                                 f"then {START_HINT}") from None
+        raise SandboxUnavailable(
+            f"the `docker` Python package is missing: pip install docker; then {START_HINT}"
+        ) from None
     try:
         client = docker.from_env(timeout=int(timeout_s))
         client.ping()
@@ -91,10 +93,10 @@ class _Stream:
             if len(self.raw) < 8 + size:
                 return
             if self.raw[0] == 1:
-                self.envelopes.feed(bytes(self.raw[8:8 + size]))
+                self.envelopes.feed(bytes(self.raw[8 : 8 + size]))
             else:
-                self.err += self.raw[8:8 + size]
-            del self.raw[:8 + size]
+                self.err += self.raw[8 : 8 + size]
+            del self.raw[: 8 + size]
         del self.err[:-STDERR_KEEP]
 
     def receive(self, deadline: float, timeout_s: float) -> None:
@@ -119,11 +121,16 @@ class Worker:
     def __init__(self, client, image: str, uid: int, config: dict, setup: bytes) -> None:
         self.client, self.uid, self.seq = client, uid, 0
         self.container = client.containers.create(
-            image, ["/usr/bin/python3", "-I", "-S", "-c", SERVER], user=f"{uid}:{uid}",
-            name=f"alphacode-judge-{os.getpid()}-{uuid.uuid4().hex[:8]}", **config)
+            image,
+            ["/usr/bin/python3", "-I", "-S", "-c", SERVER],
+            user=f"{uid}:{uid}",
+            name=f"alphacode-judge-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            **config,
+        )
         try:
             self._wrapper = client.api.attach_socket(
-                self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
             sock = getattr(self._wrapper, "_sock", self._wrapper)
             self.stream = _Stream(sock)
             self.container.start()
@@ -132,8 +139,7 @@ class Worker:
             self.remove()
             raise
 
-    def execute(self, request: dict, timeout_s: float,
-                on_frame: Callable[[dict, bytes], bool]) -> None:
+    def execute(self, request: dict, timeout_s: float, on_frame: Callable[[dict, bytes], bool]) -> None:
         self.seq += 1
         stream, seq = self.stream, self.seq
         deadline = time.monotonic() + timeout_s
@@ -142,8 +148,12 @@ class Worker:
         stream.sock.sendall(message({"seq": seq, "request": request}))
         stream.sock.setblocking(True)
         while True:
-            if serve_frames(stream.envelopes, on_frame, stream.stderr,
-                            lambda: stream.sock.sendall(message({"seq": seq, "abort": True}))):
+            if serve_frames(
+                stream.envelopes,
+                on_frame,
+                stream.stderr,
+                lambda: stream.sock.sendall(message({"seq": seq, "abort": True})),
+            ):
                 return
             stream.receive(deadline, timeout_s)
 
@@ -165,15 +175,24 @@ class Worker:
 def _container_config(limits: Limits, tmpfs_mb: int, cpus: float) -> dict:
     memory_mb = max(2048, int(limits.memory_mb) + 512)  # g++ runs under a 2 GiB RLIMIT_AS
     return {
-        "network_mode": "none", "read_only": True, "ipc_mode": "none",
+        "network_mode": "none",
+        "read_only": True,
+        "ipc_mode": "none",
         "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
-        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
-        "mem_limit": f"{memory_mb}m", "memswap_limit": f"{memory_mb}m",
-        "pids_limit": max(64, 4 * int(limits.processes) + 16), "nano_cpus": int(cpus * 1e9),
-        "hostname": "sandbox", "working_dir": "/tmp", "environment": dict(runner_mod.ENV),
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": f"{memory_mb}m",
+        "memswap_limit": f"{memory_mb}m",
+        "pids_limit": max(64, 4 * int(limits.processes) + 16),
+        "nano_cpus": int(cpus * 1e9),
+        "hostname": "sandbox",
+        "working_dir": "/tmp",
+        "environment": dict(runner_mod.ENV),
         "labels": {OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
-        "log_config": {"type": "none", "config": {}}, "stop_signal": "SIGKILL",
-        "stdin_open": True, "auto_remove": True,
+        "log_config": {"type": "none", "config": {}},
+        "stop_signal": "SIGKILL",
+        "stdin_open": True,
+        "auto_remove": True,
     }
 
 
@@ -192,8 +211,9 @@ def _remove_orphans(client) -> None:
 class DockerBackend:
     """Pool of warm worker containers (thread-safe; at most ``workers`` exist at once)."""
 
-    def __init__(self, workers: int = 2, limits: Limits = Limits(), tmpfs_mb: int = 128,
-                 cpus: float = 1.0) -> None:
+    def __init__(
+        self, workers: int = 2, limits: Limits = Limits(), tmpfs_mb: int = 128, cpus: float = 1.0
+    ) -> None:
         self.workers = workers
         self._config = _container_config(limits, tmpfs_mb, cpus)
         self._lock = threading.Lock()
@@ -225,11 +245,23 @@ class DockerBackend:
         except Exception as exc:  # ImageBuildError or a Docker API error
             return f"cannot build/find the judge image {IMAGE}: {exc}"
         frames: list[dict] = []
-        request = {"language": "python", "style": "stdio", "entry_point": "",
-                   "program": "print('ok')", "inputs": [""],
-                   "limits": {"time_s": 5.0, "wall_s": 10.0, "memory_bytes": 256 << 20,
-                              "output_bytes": 1 << 10, "file_size_bytes": 1 << 10,
-                              "processes": 4, "open_files": 64, "compile_time_s": 5.0}}
+        request = {
+            "language": "python",
+            "style": "stdio",
+            "entry_point": "",
+            "program": "print('ok')",
+            "inputs": [""],
+            "limits": {
+                "time_s": 5.0,
+                "wall_s": 10.0,
+                "memory_bytes": 256 << 20,
+                "output_bytes": 1 << 10,
+                "file_size_bytes": 1 << 10,
+                "processes": 4,
+                "open_files": 64,
+                "compile_time_s": 5.0,
+            },
+        }
         try:
             self._run_job(request, 60.0, lambda m, b: frames.append(m) or True)
         except SandboxError as exc:
@@ -244,8 +276,7 @@ class DockerBackend:
             if self._idle:
                 return self._idle.pop()
             if self._count >= self.workers:
-                raise SandboxError(f"more than {self.workers} concurrent jobs on {self.workers} "
-                                   "workers")
+                raise SandboxError(f"more than {self.workers} concurrent jobs on {self.workers} workers")
             self._count += 1
         uid = UIDS.acquire()
         try:
@@ -266,13 +297,11 @@ class DockerBackend:
             self._count -= 1
 
     # ------------------------------------------------------------ one job
-    def execute(self, request: dict, timeout_s: float,
-                on_frame: Callable[[dict, bytes], bool]) -> None:
+    def execute(self, request: dict, timeout_s: float, on_frame: Callable[[dict, bytes], bool]) -> None:
         self.probe()
         self._run_job(request, timeout_s, on_frame)
 
-    def _run_job(self, request: dict, timeout_s: float,
-                             on_frame: Callable[[dict, bytes], bool]) -> None:
+    def _run_job(self, request: dict, timeout_s: float, on_frame: Callable[[dict, bytes], bool]) -> None:
         worker = self._checkout()
         healthy = False
         try:

@@ -34,19 +34,58 @@ IMAGE = "alphacode-judge:py311"
 LABEL = "alphacode.judge.fingerprint"
 BUILD_VERSION = "1"
 PACKAGES = (
-    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libc6-dev",
-    "g++-12", "gcc-12", "cpp-12", "libstdc++-12-dev", "libgcc-12-dev", "libstdc++6", "libgcc-s1",
-    "linux-libc-dev", "libcrypt-dev", "binutils", "binutils-x86-64-linux-gnu", "libbinutils",
-    "libctf0", "libctf-nobfd0", "libgprofng0", "libjansson4", "libisl23", "libmpc3", "libmpfr6",
-    "libgmp10", "libzstd1", "zlib1g", "libcc1-0", "libgomp1", "libitm1", "libatomic1",
-    "libquadmath0", "coreutils",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libc6",
+    "libc6-dev",
+    "g++-12",
+    "gcc-12",
+    "cpp-12",
+    "libstdc++-12-dev",
+    "libgcc-12-dev",
+    "libstdc++6",
+    "libgcc-s1",
+    "linux-libc-dev",
+    "libcrypt-dev",
+    "binutils",
+    "binutils-x86-64-linux-gnu",
+    "libbinutils",
+    "libctf0",
+    "libctf-nobfd0",
+    "libgprofng0",
+    "libjansson4",
+    "libisl23",
+    "libmpc3",
+    "libmpfr6",
+    "libgmp10",
+    "libzstd1",
+    "zlib1g",
+    "libcc1-0",
+    "libgomp1",
+    "libitm1",
+    "libatomic1",
+    "libquadmath0",
+    "coreutils",
 )
-EXCLUDED = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/",
-            "/usr/share/lintian/", "/usr/lib/python3.11/test/", "/usr/lib/python3.11/idlelib/",
-            "/usr/lib/python3.11/ensurepip/", "/usr/lib/python3.11/tkinter/")
-SKIPPED = frozenset({  # big compilers the judge never runs (it compiles C++ only, without LTO)
-    "/usr/lib/gcc/x86_64-linux-gnu/12/cc1", "/usr/lib/gcc/x86_64-linux-gnu/12/lto1",
-    "/usr/bin/x86_64-linux-gnu-lto-dump-12"})
+EXCLUDED = (
+    "/usr/share/doc/",
+    "/usr/share/man/",
+    "/usr/share/info/",
+    "/usr/share/locale/",
+    "/usr/share/lintian/",
+    "/usr/lib/python3.11/test/",
+    "/usr/lib/python3.11/idlelib/",
+    "/usr/lib/python3.11/ensurepip/",
+    "/usr/lib/python3.11/tkinter/",
+)
+SKIPPED = frozenset(
+    {  # big compilers the judge never runs (it compiles C++ only, without LTO)
+        "/usr/lib/gcc/x86_64-linux-gnu/12/cc1",
+        "/usr/lib/gcc/x86_64-linux-gnu/12/lto1",
+        "/usr/bin/x86_64-linux-gnu-lto-dump-12",
+    }
+)
 TOP_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 EXTRA_FILES = ("/etc/ld.so.cache",)
 EMPTY_DIRS = ("tmp", "proc", "sys", "dev", "etc", "sandbox")
@@ -62,8 +101,9 @@ def _run(argv: list[str]) -> str:
     try:
         return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     except FileNotFoundError:
-        raise ImageBuildError(f"{argv[0]} not found: the judge image is built from a Debian/"
-                              "Ubuntu host's packages") from None
+        raise ImageBuildError(
+            f"{argv[0]} not found: the judge image is built from a Debian/Ubuntu host's packages"
+        ) from None
     except subprocess.CalledProcessError as exc:
         raise ImageBuildError(f"{' '.join(argv[:3])} failed: {exc.stderr.strip()[:500]}") from None
 
@@ -82,8 +122,10 @@ def _canonical(path: str) -> str:
 def _package_files() -> set[str]:
     missing = [p for p in PACKAGES if not _installed(p)]
     if missing:
-        raise ImageBuildError(f"host packages missing for the judge image: {' '.join(missing)}; "
-                              f"fix: apt-get install -y {' '.join(missing)}")
+        raise ImageBuildError(
+            f"host packages missing for the judge image: {' '.join(missing)}; "
+            f"fix: apt-get install -y {' '.join(missing)}"
+        )
     paths = set()
     for line in _run(["dpkg", "-L", *PACKAGES]).splitlines():
         if line.startswith("/") and not line.startswith(EXCLUDED) and line not in SKIPPED:
@@ -101,8 +143,7 @@ def _is_leaf(path: str) -> bool:
 
 
 def _installed(package: str) -> bool:
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", package], capture_output=True,
-                         text=True)
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", package], capture_output=True, text=True)
     return out.returncode == 0 and out.stdout.endswith(" installed")
 
 
@@ -130,7 +171,7 @@ def _shared_libs(paths: set[str]) -> set[str]:
     elves = sorted(p for p in paths if not os.path.islink(p) and _is_elf(p))
     libs: set[str] = set()
     for start in range(0, len(elves), 200):
-        proc = subprocess.run(["ldd", *elves[start:start + 200]], capture_output=True, text=True)
+        proc = subprocess.run(["ldd", *elves[start : start + 200]], capture_output=True, text=True)
         libs.update(_canonical(m) for m in _LDD_PATH.findall(proc.stdout))
     return libs
 
@@ -198,8 +239,10 @@ def ensure_image(client) -> str:
     if shutil.which("dpkg-query") is None:
         if client.images.list(name=IMAGE):
             return IMAGE  # not a Debian host: use whatever image was provided
-        raise ImageBuildError(f"image {IMAGE} is missing and can only be built on a Debian/"
-                              "Ubuntu host (dpkg); build it there and `docker save`/`load` it")
+        raise ImageBuildError(
+            f"image {IMAGE} is missing and can only be built on a Debian/"
+            "Ubuntu host (dpkg); build it there and `docker save`/`load` it"
+        )
     wanted = fingerprint()
     if _current(client, wanted):
         return IMAGE
@@ -208,12 +251,14 @@ def ensure_image(client) -> str:
         write_rootfs(tarball)
         repo, tag = IMAGE.split(":")
         client.api.import_image_from_file(
-            str(tarball), repository=repo, tag=tag,
-            changes=[f"LABEL {LABEL}={wanted}", "ENV PATH=/usr/bin:/bin", "WORKDIR /tmp"])
+            str(tarball),
+            repository=repo,
+            tag=tag,
+            changes=[f"LABEL {LABEL}={wanted}", "ENV PATH=/usr/bin:/bin", "WORKDIR /tmp"],
+        )
     if not _current(client, wanted):
         raise ImageBuildError(f"docker import did not produce {IMAGE} with label {LABEL}")
     return IMAGE
 
 
-__all__ = ["IMAGE", "ImageBuildError", "ensure_image", "fingerprint", "rootfs_files",
-           "write_rootfs"]
+__all__ = ["IMAGE", "ImageBuildError", "ensure_image", "fingerprint", "rootfs_files", "write_rootfs"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import runner as runner_mod
 from .types import SandboxError
@@ -32,9 +32,14 @@ def message(obj: dict) -> bytes:
 def setup_message(base_filter: bool) -> bytes:
     """The server's first message: runner and seccomp sources, the programs' environment, and
     whether the server must load the base seccomp filter itself."""
-    return message({"runner": (HERE / "runner.py").read_text(),
-                    "seccomp": (HERE / "seccomp.py").read_text(),
-                    "env": dict(runner_mod.ENV, PWD="/tmp"), "base_filter": base_filter})
+    return message(
+        {
+            "runner": (HERE / "runner.py").read_text(),
+            "seccomp": (HERE / "seccomp.py").read_text(),
+            "env": dict(runner_mod.ENV, PWD="/tmp"),
+            "base_filter": base_filter,
+        }
+    )
 
 
 def handle_frame(meta: dict, blob: bytes, on_frame: Callable[[dict, bytes], object]) -> bool:
@@ -49,8 +54,12 @@ def handle_frame(meta: dict, blob: bytes, on_frame: Callable[[dict, bytes], obje
     return on_frame(meta, blob) is False
 
 
-def serve_frames(envelopes: "Envelopes", on_frame: Callable[[dict, bytes], object],
-                 stderr: Callable[[], str], abort: Callable[[], None]) -> bool:
+def serve_frames(
+    envelopes: Envelopes,
+    on_frame: Callable[[dict, bytes], object],
+    stderr: Callable[[], str],
+    abort: Callable[[], None],
+) -> bool:
     """Hand the frames received so far to ``on_frame``; True once the job is over (after
     ``abort()`` when it stopped early). A job the server ended before the runner said ``done``
     is a SandboxError."""
@@ -60,8 +69,10 @@ def serve_frames(envelopes: "Envelopes", on_frame: Callable[[dict, bytes], objec
                 abort()
             return True
     if envelopes.ended is not None:
-        raise SandboxError(f"runner exited (wait status {envelopes.ended.get('status')}) "
-                           f"before finishing: {stderr() or 'no stderr'}")
+        raise SandboxError(
+            f"runner exited (wait status {envelopes.ended.get('status')}) "
+            f"before finishing: {stderr() or 'no stderr'}"
+        )
     return False
 
 
@@ -84,7 +95,7 @@ class Envelopes:
             total = ENVELOPE.size + size
             if len(self.out) < total:
                 return
-            data = bytes(self.out[ENVELOPE.size:total])
+            data = bytes(self.out[ENVELOPE.size : total])
             del self.out[:total]
             if env_seq != self.seq:
                 continue  # the tail of an earlier, stopped job
@@ -101,7 +112,7 @@ class Envelopes:
             total = head + meta_len + blob_len
             if len(self.frames) < total:
                 return
-            meta = json.loads(bytes(self.frames[head:head + meta_len]))
-            blob = bytes(self.frames[head + meta_len:total])
+            meta = json.loads(bytes(self.frames[head : head + meta_len]))
+            blob = bytes(self.frames[head + meta_len : total])
             del self.frames[:total]
             yield meta, blob

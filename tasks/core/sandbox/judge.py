@@ -39,8 +39,16 @@ BACKENDS = ("bwrap", "docker")
 
 
 def validate_limits(limits: Limits) -> Limits:
-    for name in ("time_s", "memory_mb", "output_bytes", "file_size_bytes", "processes",
-                 "open_files", "wall_factor", "compile_time_s"):
+    for name in (
+        "time_s",
+        "memory_mb",
+        "output_bytes",
+        "file_size_bytes",
+        "processes",
+        "open_files",
+        "wall_factor",
+        "compile_time_s",
+    ):
         value = getattr(limits, name)
         if not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
@@ -52,13 +60,20 @@ def validate_limits(limits: Limits) -> Limits:
 def build_request(job: Job, limits: Limits) -> dict:
     """The JSON request for the in-sandbox runner (test inputs only, never expected outputs)."""
     return {
-        "language": job.language, "style": job.style, "entry_point": job.entry_point,
-        "program": job.program, "inputs": [t.input for t in job.tests],
+        "language": job.language,
+        "style": job.style,
+        "entry_point": job.entry_point,
+        "program": job.program,
+        "inputs": [t.input for t in job.tests],
         "limits": {
-            "time_s": float(limits.time_s), "wall_s": float(limits.wall_s),
-            "memory_bytes": int(limits.memory_mb) << 20, "output_bytes": int(limits.output_bytes),
-            "file_size_bytes": int(limits.file_size_bytes), "processes": int(limits.processes),
-            "open_files": int(limits.open_files), "compile_time_s": float(limits.compile_time_s),
+            "time_s": float(limits.time_s),
+            "wall_s": float(limits.wall_s),
+            "memory_bytes": int(limits.memory_mb) << 20,
+            "output_bytes": int(limits.output_bytes),
+            "file_size_bytes": int(limits.file_size_bytes),
+            "processes": int(limits.processes),
+            "open_files": int(limits.open_files),
+            "compile_time_s": float(limits.compile_time_s),
         },
     }
 
@@ -75,10 +90,14 @@ def _decode(data: bytes) -> str:
 
 def _common(meta: dict, blob: bytes) -> dict:
     return {
-        "wall_s": float(meta.get("wall_s", 0.0)), "cpu_s": float(meta.get("cpu_s", 0.0)),
-        "peak_memory_kb": meta.get("maxrss_kb"), "exit_code": meta.get("exit_code"),
-        "signal": meta.get("signal"), "stdout_sha256": hashlib.sha256(blob).hexdigest(),
-        "stdout_prefix": _decode(blob), "stderr_prefix": meta.get("stderr_prefix", "")[:PREFIX_BYTES],
+        "wall_s": float(meta.get("wall_s", 0.0)),
+        "cpu_s": float(meta.get("cpu_s", 0.0)),
+        "peak_memory_kb": meta.get("maxrss_kb"),
+        "exit_code": meta.get("exit_code"),
+        "signal": meta.get("signal"),
+        "stdout_sha256": hashlib.sha256(blob).hexdigest(),
+        "stdout_prefix": _decode(blob),
+        "stderr_prefix": meta.get("stderr_prefix", "")[:PREFIX_BYTES],
     }
 
 
@@ -159,8 +178,9 @@ class _Collector:
 class Judge:
     """Thread-safe front door: ``run``/``run_many`` with retries of harness failures."""
 
-    def __init__(self, backend: str = "bwrap", workers: int = 2, limits: Limits = Limits(),
-                 max_retries: int = 2) -> None:
+    def __init__(
+        self, backend: str = "bwrap", workers: int = 2, limits: Limits = Limits(), max_retries: int = 2
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
         if not isinstance(workers, int) or workers < 1:
@@ -177,7 +197,7 @@ class Judge:
         else:
             self._backend = BwrapBackend()
 
-    def __enter__(self) -> "Judge":
+    def __enter__(self) -> Judge:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -219,8 +239,9 @@ class Judge:
             try:
                 self._backend.execute(request, job_timeout(job, limits), collector)
                 if not collector.complete():
-                    raise SandboxError(f"runner finished after {len(collector.results)} of "
-                                       f"{len(job.tests)} tests")
+                    raise SandboxError(
+                        f"runner finished after {len(collector.results)} of {len(job.tests)} tests"
+                    )
                 return JobResult(results=tuple(collector.results), sandbox_retries=attempt)
             except SandboxError as exc:
                 errors.append(str(exc))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import functools
 import io  # noqa: F401  (warm for the test children)
 import json
 import os
@@ -58,6 +59,7 @@ CHUNK = 1 << 16
 
 # ---------------------------------------------------------------- framing (host uses these too)
 
+
 def encode_request(request: dict) -> bytes:
     body = json.dumps(request, ensure_ascii=True).encode("ascii")
     return REQUEST.pack(len(body)) + body
@@ -82,10 +84,11 @@ def _read_exact(fd: int, n: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 # ---------------------------------------------------------------- process helpers
+
 
 def _prctl():
     import ctypes
@@ -175,6 +178,7 @@ def _clean_tmp() -> None:
 
 # ---------------------------------------------------------------- the supervised run
 
+
 class Runner:
     def __init__(self, request: dict, guard) -> None:
         self.req = request
@@ -204,8 +208,10 @@ class Runner:
         for fd in (in_fd, out_w, err_w, res_w, st_w):
             if fd >= 0:
                 os.close(fd)
-        caps = {"out": Capture(out_r, lim["output_bytes"], lim["output_bytes"]),
-                "err": Capture(err_r, STDERR_PREFIX, lim["output_bytes"])}
+        caps = {
+            "out": Capture(out_r, lim["output_bytes"], lim["output_bytes"]),
+            "err": Capture(err_r, STDERR_PREFIX, lim["output_bytes"]),
+        }
         if want_result:
             caps["res"] = Capture(res_r, lim["output_bytes"], lim["output_bytes"])
         meta = self._supervise(pid, start, caps, lim["wall_s"])
@@ -217,8 +223,9 @@ class Runner:
             stdout_total=main.total,
             stderr_prefix=bytes(err.data).decode("utf-8", "replace"),
             stderr_total=err.total,
-            memory_error=(b"MemoryError" in err.tail or b"std::bad_alloc" in err.tail
-                          or b"std::bad_alloc" in err.data),
+            memory_error=(
+                b"MemoryError" in err.tail or b"std::bad_alloc" in err.tail or b"std::bad_alloc" in err.data
+            ),
         )
         if want_result:
             meta["printed_total"] = caps["out"].total
@@ -302,6 +309,7 @@ class Runner:
 
 # ---------------------------------------------------------------- children
 
+
 def _exit_code(exc: SystemExit) -> int:
     code = exc.code
     if code is None:
@@ -320,12 +328,9 @@ def _json_default(obj):
 
 def python_child(program: str, style: str, entry_point: str, test_input: str) -> None:
     """Body of a forked Python test child: run ``program`` as ``__main__`` and exit."""
-    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", errors="surrogateescape",
-                                     closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="surrogateescape",
-                                       closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace",
-                                       closefd=False)
+    sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.argv = ["main.py"]
     module = types.ModuleType("__main__")
     module.__builtins__ = builtins
@@ -362,15 +367,28 @@ def exec_child(argv: list) -> None:
 
 # ---------------------------------------------------------------- job
 
+
 def _compile_cpp(runner: Runner, lim: dict) -> tuple[dict, bool]:
-    with open(os.path.join(PROG_DIR, "main.cpp"), "w", encoding="utf-8",
-              errors="surrogateescape") as f:
+    with open(os.path.join(PROG_DIR, "main.cpp"), "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(runner.req["program"])
-    cl = dict(lim, time_s=lim["compile_time_s"], wall_s=lim["compile_time_s"] * 2,
-              processes=max(lim["processes"], 8), open_files=256, output_bytes=1 << 20,
-              file_size_bytes=256 << 20)
-    argv = ["/usr/bin/g++", "-std=c++17", "-O2", "-pipe", "-o", os.path.join(PROG_DIR, "a.out"),
-            os.path.join(PROG_DIR, "main.cpp")]
+    cl = dict(
+        lim,
+        time_s=lim["compile_time_s"],
+        wall_s=lim["compile_time_s"] * 2,
+        processes=max(lim["processes"], 8),
+        open_files=256,
+        output_bytes=1 << 20,
+        file_size_bytes=256 << 20,
+    )
+    argv = [
+        "/usr/bin/g++",
+        "-std=c++17",
+        "-O2",
+        "-pipe",
+        "-o",
+        os.path.join(PROG_DIR, "a.out"),
+        os.path.join(PROG_DIR, "main.cpp"),
+    ]
     meta, _ = runner.run_child(lambda: exec_child(argv), b"", cl, 2 << 30, False)
     ok = meta["exit_code"] == 0 and not meta["timed_out"]
     return dict(meta, kind="compile", ok=ok), ok
@@ -391,11 +409,11 @@ def run_job(request: dict, guard, out_fd: int) -> None:
     for index, test_input in enumerate(request["inputs"]):
         if language == "python":
             stdin = b"" if style == "call" else test_input.encode("utf-8", "surrogateescape")
-            body = (lambda t=test_input: python_child(program, style, request["entry_point"], t))
+            body = functools.partial(python_child, program, style, request["entry_point"], test_input)
             as_bytes = _vm_bytes() + lim["memory_bytes"]
         else:
             stdin = test_input.encode("utf-8", "surrogateescape")
-            body = (lambda: exec_child([os.path.join(PROG_DIR, "a.out")]))
+            body = functools.partial(exec_child, [os.path.join(PROG_DIR, "a.out")])
             as_bytes = lim["memory_bytes"]
         meta, blob = runner.run_child(body, stdin, lim, as_bytes, style == "call")
         meta.update(kind="test", index=index)
@@ -418,8 +436,7 @@ def main() -> None:
         prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us
         prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children can't read our /proc/<pid>/mem
         parent = os.getppid()  # the job server: programs may not signal it or its group
-        guard = seccomp.prepare(seccomp.guard_filter(
-            (1, parent, -parent, os.getpid(), -os.getpid())))
+        guard = seccomp.prepare(seccomp.guard_filter((1, parent, -parent, os.getpid(), -os.getpid())))
         run_job(request, guard, 1)
     except BaseException as exc:  # report harness failure to the host, never a verdict
         detail = "".join(traceback.format_exception(exc))[-4000:]

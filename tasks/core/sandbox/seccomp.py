@@ -38,52 +38,173 @@ _X32_SYSCALL_BIT = 0x40000000
 _OFF_NR, _OFF_ARCH, _OFF_ARG0_LO = 0, 4, 16
 
 NR = {
-    "socket": 41, "clone": 56, "kill": 62, "ptrace": 101, "syslog": 103,
-    "rt_sigqueueinfo": 129, "uselib": 134, "vhangup": 153, "pivot_root": 155,
-    "adjtimex": 159, "chroot": 161, "acct": 163, "settimeofday": 164, "mount": 165,
-    "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173,
-    "init_module": 175, "delete_module": 176, "quotactl": 179, "nfsservctl": 180,
-    "tkill": 200, "lookup_dcookie": 212, "clock_settime": 227, "tgkill": 234,
-    "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250, "unshare": 272,
-    "rt_tgsigqueueinfo": 297, "perf_event_open": 298, "fanotify_init": 300, "prlimit64": 302,
-    "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308,
-    "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
-    "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "pidfd_send_signal": 424,
-    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
-    "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-    "pidfd_open": 434, "clone3": 435, "pidfd_getfd": 438, "mount_setattr": 442,
+    "socket": 41,
+    "clone": 56,
+    "kill": 62,
+    "ptrace": 101,
+    "syslog": 103,
+    "rt_sigqueueinfo": 129,
+    "uselib": 134,
+    "vhangup": 153,
+    "pivot_root": 155,
+    "adjtimex": 159,
+    "chroot": 161,
+    "acct": 163,
+    "settimeofday": 164,
+    "mount": 165,
+    "umount2": 166,
+    "swapon": 167,
+    "swapoff": 168,
+    "reboot": 169,
+    "iopl": 172,
+    "ioperm": 173,
+    "init_module": 175,
+    "delete_module": 176,
+    "quotactl": 179,
+    "nfsservctl": 180,
+    "tkill": 200,
+    "lookup_dcookie": 212,
+    "clock_settime": 227,
+    "tgkill": 234,
+    "kexec_load": 246,
+    "add_key": 248,
+    "request_key": 249,
+    "keyctl": 250,
+    "unshare": 272,
+    "rt_tgsigqueueinfo": 297,
+    "perf_event_open": 298,
+    "fanotify_init": 300,
+    "prlimit64": 302,
+    "name_to_handle_at": 303,
+    "open_by_handle_at": 304,
+    "clock_adjtime": 305,
+    "setns": 308,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "kcmp": 312,
+    "finit_module": 313,
+    "kexec_file_load": 320,
+    "bpf": 321,
+    "userfaultfd": 323,
+    "pidfd_send_signal": 424,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "pidfd_open": 434,
+    "clone3": 435,
+    "pidfd_getfd": 438,
+    "mount_setattr": 442,
     "quotactl_fd": 443,
-    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66,
-    "shmdt": 67, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220,
-    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243,
-    "mq_notify": 244, "mq_getsetattr": 245,
+    "shmget": 29,
+    "shmat": 30,
+    "shmctl": 31,
+    "semget": 64,
+    "semop": 65,
+    "semctl": 66,
+    "shmdt": 67,
+    "msgget": 68,
+    "msgsnd": 69,
+    "msgrcv": 70,
+    "msgctl": 71,
+    "semtimedop": 220,
+    "mq_open": 240,
+    "mq_unlink": 241,
+    "mq_timedsend": 242,
+    "mq_timedreceive": 243,
+    "mq_notify": 244,
+    "mq_getsetattr": 245,
 }
 
 # SysV IPC and POSIX message queues: state that would outlive a job in a warm sandbox.
-DENIED_IPC = ("shmget", "shmat", "shmctl", "semget", "semop", "semctl", "shmdt", "msgget",
-              "msgsnd", "msgrcv", "msgctl", "semtimedop", "mq_open", "mq_unlink",
-              "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr")
+DENIED_IPC = (
+    "shmget",
+    "shmat",
+    "shmctl",
+    "semget",
+    "semop",
+    "semctl",
+    "shmdt",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semtimedop",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
+)
 
 DENIED_EPERM = (
-    "ptrace", "syslog", "uselib", "vhangup", "pivot_root", "adjtimex", "chroot", "acct",
-    "settimeofday", "mount", "umount2", "swapon", "swapoff", "reboot", "iopl", "ioperm",
-    "init_module", "delete_module", "quotactl", "nfsservctl", "lookup_dcookie",
-    "clock_settime", "kexec_load", "add_key", "request_key", "keyctl", "unshare",
-    "perf_event_open", "fanotify_init", "name_to_handle_at", "open_by_handle_at",
-    "clock_adjtime", "setns", "process_vm_readv", "process_vm_writev", "kcmp", "finit_module",
-    "kexec_file_load", "bpf", "userfaultfd", "io_uring_setup", "io_uring_enter",
-    "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-    "mount_setattr", "quotactl_fd",
+    "ptrace",
+    "syslog",
+    "uselib",
+    "vhangup",
+    "pivot_root",
+    "adjtimex",
+    "chroot",
+    "acct",
+    "settimeofday",
+    "mount",
+    "umount2",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "iopl",
+    "ioperm",
+    "init_module",
+    "delete_module",
+    "quotactl",
+    "nfsservctl",
+    "lookup_dcookie",
+    "clock_settime",
+    "kexec_load",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "unshare",
+    "perf_event_open",
+    "fanotify_init",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "clock_adjtime",
+    "setns",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "finit_module",
+    "kexec_file_load",
+    "bpf",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "quotactl_fd",
 )
 
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
-CLONE_NAMESPACE_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 \
-    | 0x20000000 | 0x40000000 | 0x00000080
+CLONE_NAMESPACE_FLAGS = (
+    0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x00000080
+)
 AF_UNIX = 1
 
 # Syscalls whose first argument names a target process (pid/tgid) the guard protects.
-PID_TARGETING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
-                 "pidfd_open", "prlimit64")
+PID_TARGETING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "prlimit64")
 
 
 def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
@@ -112,8 +233,12 @@ def _deny_nr(nr: int, errno: int) -> list[bytes]:
 
 def _arg0_block(nr: int, body: list[bytes]) -> list[bytes]:
     """``if nr matches: A = low word of arg0; body``; reloads A = nr afterwards."""
-    return [_ins(_JEQ_K, nr, jf=len(body) + 1), _ins(_LD_W_ABS, _OFF_ARG0_LO), *body,
-            _ins(_LD_W_ABS, _OFF_NR)]
+    return [
+        _ins(_JEQ_K, nr, jf=len(body) + 1),
+        _ins(_LD_W_ABS, _OFF_ARG0_LO),
+        *body,
+        _ins(_LD_W_ABS, _OFF_NR),
+    ]
 
 
 def _check_arch() -> None:
@@ -128,10 +253,8 @@ def base_filter() -> bytes:
     for name in DENIED_EPERM + DENIED_IPC:
         prog += _deny_nr(NR[name], EPERM)
     prog += _deny_nr(NR["clone3"], ENOSYS)
-    prog += _arg0_block(NR["clone"], [_ins(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1),
-                                      _ret_errno(EPERM)])
-    prog += _arg0_block(NR["socket"], [_ins(_JEQ_K, AF_UNIX, jt=1),
-                                       _ret_errno(EAFNOSUPPORT)])
+    prog += _arg0_block(NR["clone"], [_ins(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1), _ret_errno(EPERM)])
+    prog += _arg0_block(NR["socket"], [_ins(_JEQ_K, AF_UNIX, jt=1), _ret_errno(EAFNOSUPPORT)])
     prog.append(_ins(_RET_K, RET_ALLOW))
     return b"".join(prog)
 

@@ -54,7 +54,7 @@ def message():
 def send(seq, kind, data=b""):
     view = memoryview(ENVELOPE.pack(seq, kind, len(data)) + data)
     while view:
-        view = view[os.write(1, view):]
+        view = view[os.write(1, view) :]
 
 
 def load(name, code):

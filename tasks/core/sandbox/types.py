@@ -60,8 +60,7 @@ class TestCase:
         if not isinstance(self.input, str):
             raise ValueError(f"TestCase.input must be str, got {type(self.input).__name__}")
         if self.expected is not None and not isinstance(self.expected, str):
-            raise ValueError(f"TestCase.expected must be str or None, "
-                             f"got {type(self.expected).__name__}")
+            raise ValueError(f"TestCase.expected must be str or None, got {type(self.expected).__name__}")
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,7 @@ class Job:
         if self.language != "python":
             raise ValueError("style 'call' needs language 'python'")
         if not self.entry_point.isidentifier():
-            raise ValueError(f"style 'call' needs entry_point to be a Python name, "
-                             f"got {self.entry_point!r}")
+            raise ValueError(f"style 'call' needs entry_point to be a Python name, got {self.entry_point!r}")
         for i, test in enumerate(self.tests):
             try:
                 args = json.loads(test.input)

@@ -20,7 +20,6 @@ survivors share one cluster (no behaviour told them apart).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -55,7 +54,9 @@ def survivors(filter_manifest: Manifest, samples: Manifest) -> list[Program]:
     table = pq.read_table(filter_manifest.file("programs.parquet"))
     passed = {
         (p, h)
-        for p, h, ok in zip(table["problem_id"].to_pylist(), table["code_hash"].to_pylist(), table["passed"].to_pylist())
+        for p, h, ok in zip(
+            table["problem_id"].to_pylist(), table["code_hash"].to_pylist(), table["passed"].to_pylist()
+        )
         if ok
     }
     return [p for p in programs_of(samples) if (p.problem_id, p.code_hash) in passed]
@@ -67,11 +68,17 @@ def sample_counts(samples: Manifest) -> dict[tuple[str, str], int]:
     counts = table.group_by(["problem_id", "code_hash"]).aggregate([("code_hash", "count")])
     return {
         (p, h): int(c)
-        for p, h, c in zip(counts["problem_id"].to_pylist(), counts["code_hash"].to_pylist(), counts["code_hash_count"].to_pylist())
+        for p, h, c in zip(
+            counts["problem_id"].to_pylist(),
+            counts["code_hash"].to_pylist(),
+            counts["code_hash_count"].to_pylist(),
+        )
     }
 
 
-def generate_inputs(plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Problem], problem_ids: list[str]) -> dict[str, list[str]]:
+def generate_inputs(
+    plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Problem], problem_ids: list[str]
+) -> dict[str, list[str]]:
     path = plan.dir / INPUTS_FILE
     if path.is_file():
         return json.loads(path.read_text())
@@ -84,12 +91,17 @@ def generate_inputs(plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Pro
     return inputs
 
 
-def _behaviour_rows(executions: pa.Table, programs: list[Program], width: int) -> dict[tuple[str, str], list[TestResult]]:
+def _behaviour_rows(
+    executions: pa.Table, programs: list[Program], width: int
+) -> dict[tuple[str, str], list[TestResult]]:
     rows: dict[tuple[str, str], list[TestResult | None]] = {
         (p.problem_id, p.code_hash): [None] * width for p in programs
     }
     for pid, chash, idx, verdict, sha in zip(
-        *(executions.column(c).to_pylist() for c in ("problem_id", "code_hash", "test_index", "verdict", "stdout_sha256"))
+        *(
+            executions.column(c).to_pylist()
+            for c in ("problem_id", "code_hash", "test_index", "verdict", "stdout_sha256")
+        )
     ):
         slot = rows.get((pid, chash))
         if slot is not None and idx < width:
@@ -115,7 +127,12 @@ def _select(ids: np.ndarray, weights: np.ndarray, n: int) -> tuple[dict[int, int
     return {int(owner[row]): rank for rank, row in enumerate(chosen)}, counts
 
 
-def finish_cluster(plan: StagePlan, cfg: ClusterConfig, survivors_: list[Program], counts_by_program: dict[tuple[str, str], int]) -> Manifest:
+def finish_cluster(
+    plan: StagePlan,
+    cfg: ClusterConfig,
+    survivors_: list[Program],
+    counts_by_program: dict[tuple[str, str], int],
+) -> Manifest:
     executions = read_executions(plan.dir / EXEC_DIR)
     inputs = json.loads((plan.dir / INPUTS_FILE).read_text())
     out: dict[str, list] = {name: [] for name in CLUSTER_SCHEMA.names}
@@ -128,7 +145,9 @@ def finish_cluster(plan: StagePlan, cfg: ClusterConfig, survivors_: list[Program
         results = _behaviour_rows(executions, progs, width)
         rows = [results[(p.problem_id, p.code_hash)] for p in progs]
         matrix = np.array([hash_results(r) for r in rows], dtype=np.uint64).reshape(len(progs), width)
-        clean = np.array([[x.verdict is Verdict.ACCEPTED for x in r] for r in rows], dtype=bool).reshape(len(progs), width)
+        clean = np.array([[x.verdict is Verdict.ACCEPTED for x in r] for r in rows], dtype=bool).reshape(
+            len(progs), width
+        )
         ids = _cluster_problem(matrix, clean, cfg)
         weights = np.array([counts_by_program[(p.problem_id, p.code_hash)] for p in progs])
         rank, counts = _select(ids, weights, cfg.n_submissions)

@@ -29,7 +29,13 @@ from tasks.core.config import EvalConfig
 from tasks.core.execution import program_summary, read_executions
 from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
 from tasks.core.metrics import ProblemSamples, bootstrap_ci, n_at_k_per_problem, pass_at_k
-from tasks.core.report import markdown_table, plot_cluster_sizes, plot_filter_funnel, plot_n_at_k, plot_pass_at_k
+from tasks.core.report import (
+    markdown_table,
+    plot_cluster_sizes,
+    plot_filter_funnel,
+    plot_n_at_k,
+    plot_pass_at_k,
+)
 from tasks.core.stages.filter import EXEC_DIR, per_sample, programs_of
 
 MODULES = ("tasks/core/metrics.py", "tasks/core/report.py", "tasks/core/stages/evaluate.py")
@@ -67,7 +73,9 @@ def per_sample_table(samples: Manifest, filtered: Manifest, clusters: Manifest, 
     programs = programs_of(samples)
     hidden = program_summary(read_executions(hidden_dir), programs)
     table = per_sample(samples, hidden, "passed_hidden")
-    public = pq.read_table(filtered.file("sample_verdicts.parquet"), columns=["problem_id", "sample_id", "passed_public"])
+    public = pq.read_table(
+        filtered.file("sample_verdicts.parquet"), columns=["problem_id", "sample_id", "passed_public"]
+    )
     table = table.join(public, keys=["problem_id", "sample_id"], join_type="left outer")
     cl = pq.read_table(clusters.file("clusters.parquet"), columns=["problem_id", "code_hash", "cluster_id"])
     table = table.join(cl, keys=["problem_id", "code_hash"], join_type="left outer")
@@ -75,14 +83,20 @@ def per_sample_table(samples: Manifest, filtered: Manifest, clusters: Manifest, 
 
 
 def problem_outcomes(table: pa.Table, split_of: dict[str, str]) -> list[Outcomes]:
-    cols = {c: table.column(c).to_pylist() for c in ("problem_id", "passed_public", "passed_hidden", "cluster_id")}
+    cols = {
+        c: table.column(c).to_pylist() for c in ("problem_id", "passed_public", "passed_hidden", "cluster_id")
+    }
     grouped: dict[str, list[tuple[bool, bool, int]]] = {}
-    for pid, pub, hid, cid in zip(cols["problem_id"], cols["passed_public"], cols["passed_hidden"], cols["cluster_id"]):
+    for pid, pub, hid, cid in zip(
+        cols["problem_id"], cols["passed_public"], cols["passed_hidden"], cols["cluster_id"]
+    ):
         grouped.setdefault(pid, []).append((bool(pub), bool(hid), -1 if cid is None or not pub else int(cid)))
     out = []
     for pid in sorted(grouped):
         pub, hid, cid = (np.array(x) for x in zip(*grouped[pid]))
-        out.append(Outcomes(pid, split_of.get(pid, "unknown"), ProblemSamples(pub, hid, cid.astype(np.int64))))
+        out.append(
+            Outcomes(pid, split_of.get(pid, "unknown"), ProblemSamples(pub, hid, cid.astype(np.int64)))
+        )
     return out
 
 
@@ -112,44 +126,93 @@ def metric_rows(label: str, outcomes: list[Outcomes], cfg: EvalConfig) -> list[d
 
 def _row(label: str, split: str, metric: str, k: int, values: np.ndarray, cfg: EvalConfig) -> dict:
     lo, hi = _ci(values, cfg)
-    return {"label": label, "split": split, "metric": metric, "k": k, "value": float(values.mean()),
-            "lo": lo, "hi": hi, "problems": int(values.size)}
+    return {
+        "label": label,
+        "split": split,
+        "metric": metric,
+        "k": k,
+        "value": float(values.mean()),
+        "lo": lo,
+        "hi": hi,
+        "problems": int(values.size),
+    }
 
 
 def curves(rows: list[dict], metric: str, split: str, label_suffix: str = "") -> dict:
     out: dict = {}
     for label in sorted({r["label"] for r in rows}):
-        sel = sorted((r for r in rows if r["label"] == label and r["metric"] == metric and r["split"] == split), key=lambda r: r["k"])
+        sel = sorted(
+            (r for r in rows if r["label"] == label and r["metric"] == metric and r["split"] == split),
+            key=lambda r: r["k"],
+        )
         if sel:
-            out[label + label_suffix] = ([r["k"] for r in sel], [r["value"] for r in sel], [r["lo"] for r in sel], [r["hi"] for r in sel])
+            out[label + label_suffix] = (
+                [r["k"] for r in sel],
+                [r["value"] for r in sel],
+                [r["lo"] for r in sel],
+                [r["hi"] for r in sel],
+            )
     return out
 
 
-def write_report(directory: Path, label: str, rows: list[dict], filtered: Manifest, clusters: Manifest, n_sub: int,
-                 by_group: list[dict] | None = None) -> None:
+def write_report(
+    directory: Path,
+    label: str,
+    rows: list[dict],
+    filtered: Manifest,
+    clusters: Manifest,
+    n_sub: int,
+    by_group: list[dict] | None = None,
+) -> None:
     fm = filtered.metrics
-    funnel = [("samples", fm["samples"]), ("distinct programs", fm["distinct_programs"]),
-              ("samples passing public tests", fm["surviving_samples"]), ("submissions (one per cluster)", clusters.metrics["selected"])]
+    funnel = [
+        ("samples", fm["samples"]),
+        ("distinct programs", fm["distinct_programs"]),
+        ("samples passing public tests", fm["surviving_samples"]),
+        ("submissions (one per cluster)", clusters.metrics["selected"]),
+    ]
     plot_filter_funnel(funnel, directory / "filter_funnel.png")
     sizes = clusters.metrics.get("cluster_sizes") or []
     if sizes:  # no survivor, no cluster: nothing to draw
         plot_cluster_sizes(sizes, directory / "cluster_sizes.png", highlight=n_sub)
     plot_pass_at_k(curves(rows, "pass@k", "all"), directory / "pass_at_k.png")
     plot_n_at_k(curves(rows, f"{n_sub}@k", "all"), directory / "n_at_k.png")
-    text = [f"# Evaluation: {label}", "", "## Metrics (hidden tests, 95% bootstrap CI over problems)", "",
-            markdown_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]),
-            "", "## Filter funnel", "", markdown_table([{"stage": s, "count": c} for s, c in funnel]), "",
-            f"Problems without any sample passing the public tests: {fm['problems_without_survivors']} of {fm['problems']}.",
-            "", "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png)"
-            + (" ![clusters](cluster_sizes.png)" if sizes else "\n\nNo program survived filtering: no clusters."), ""]
+    text = [
+        f"# Evaluation: {label}",
+        "",
+        "## Metrics (hidden tests, 95% bootstrap CI over problems)",
+        "",
+        markdown_table(
+            [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+        ),
+        "",
+        "## Filter funnel",
+        "",
+        markdown_table([{"stage": s, "count": c} for s, c in funnel]),
+        "",
+        f"Problems without any sample passing the public tests: {fm['problems_without_survivors']} of {fm['problems']}.",
+        "",
+        "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png)"
+        + (" ![clusters](cluster_sizes.png)" if sizes else "\n\nNo program survived filtering: no clusters."),
+        "",
+    ]
     for kind in sorted({r["group_by"] for r in by_group or []}):
-        sel = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in ("label", "group_by")}
-               for r in by_group if r["group_by"] == kind]
+        sel = [
+            {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k not in ("label", "group_by")
+            }
+            for r in by_group
+            if r["group_by"] == kind
+        ]
         text += [f"## pass@1 by {kind}", "", markdown_table(sel), ""]
     (directory / "report.md").write_text("\n".join(text))
 
 
-def group_rows(label: str, outcomes: list[Outcomes], groups: dict[str, dict[str, str]], cfg: EvalConfig) -> list[dict]:
+def group_rows(
+    label: str, outcomes: list[Outcomes], groups: dict[str, dict[str, str]], cfg: EvalConfig
+) -> list[dict]:
     """pass@1 per group (e.g. family, difficulty) with a bootstrap CI over its problems."""
     rows = []
     for kind, group_of in sorted(groups.items()):
@@ -159,13 +222,30 @@ def group_rows(label: str, outcomes: list[Outcomes], groups: dict[str, dict[str,
         for name, members in sorted(by_group.items()):
             values = np.array([pass_at_k(o.n, o.c, 1) for o in members])
             lo, hi = _ci(values, cfg)
-            rows.append({"label": label, "group_by": kind, "group": name, "pass@1": float(values.mean()),
-                         "lo": lo, "hi": hi, "problems": len(members)})
+            rows.append(
+                {
+                    "label": label,
+                    "group_by": kind,
+                    "group": name,
+                    "pass@1": float(values.mean()),
+                    "lo": lo,
+                    "hi": hi,
+                    "problems": len(members),
+                }
+            )
     return rows
 
 
-def finish_evaluate(plan: StagePlan, cfg: EvalConfig, label: str, split_of: dict[str, str], samples: Manifest,
-                    filtered: Manifest, clusters: Manifest, groups: dict[str, dict[str, str]] | None = None) -> Manifest:
+def finish_evaluate(
+    plan: StagePlan,
+    cfg: EvalConfig,
+    label: str,
+    split_of: dict[str, str],
+    samples: Manifest,
+    filtered: Manifest,
+    clusters: Manifest,
+    groups: dict[str, dict[str, str]] | None = None,
+) -> Manifest:
     table = per_sample_table(samples, filtered, clusters, plan.dir / EXEC_DIR)
     write_parquet(plan.dir / "per_sample.parquet", table)
     outcomes = problem_outcomes(table, split_of)

@@ -53,10 +53,19 @@ class ExecShardUnit(BaseModel):
         return shard_done(Path(self.exec_dir), self.shard)
 
 
-def exec_units(plan: StagePlan, programs: list[Program], test_set: str, per_shard: int) -> list[ExecShardUnit]:
+def exec_units(
+    plan: StagePlan, programs: list[Program], test_set: str, per_shard: int
+) -> list[ExecShardUnit]:
     exec_dir = str(plan.dir / EXEC_DIR)
     return [
-        ExecShardUnit(root=plan.root, stage=plan.stage, stage_key=plan.key, exec_dir=exec_dir, test_set=test_set, shard=s)
+        ExecShardUnit(
+            root=plan.root,
+            stage=plan.stage,
+            stage_key=plan.key,
+            exec_dir=exec_dir,
+            test_set=test_set,
+            shard=s,
+        )
         for s in plan_exec_shards(programs, per_shard)
     ]
 
@@ -68,15 +77,23 @@ def programs_of(samples: Manifest) -> list[Program]:
 def per_sample(samples: Manifest, programs: pa.Table, column: str) -> pa.Table:
     """Join a per-program table back onto every sample (duplicates inherit the verdict)."""
     rows = store_of(samples).read(columns=["problem_id", "sample_id", "code_hash"])
-    joined = rows.join(programs.select(["problem_id", "code_hash", "passed", "first_failure"]),
-                       keys=["problem_id", "code_hash"], join_type="left outer")
+    joined = rows.join(
+        programs.select(["problem_id", "code_hash", "passed", "first_failure"]),
+        keys=["problem_id", "code_hash"],
+        join_type="left outer",
+    )
     joined = joined.rename_columns(
-        [column if c == "passed" else ("first_failure_" + column if c == "first_failure" else c) for c in joined.column_names]
+        [
+            column if c == "passed" else ("first_failure_" + column if c == "first_failure" else c)
+            for c in joined.column_names
+        ]
     )
     return joined.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
 
 
-def finish_filter(plan: StagePlan, samples: Manifest, programs: list[Program], problem_ids: list[str]) -> Manifest:
+def finish_filter(
+    plan: StagePlan, samples: Manifest, programs: list[Program], problem_ids: list[str]
+) -> Manifest:
     executions = read_executions(plan.dir / EXEC_DIR)
     summary = program_summary(executions, programs)
     write_parquet(plan.dir / "programs.parquet", summary)
@@ -104,16 +121,30 @@ def finish_filter(plan: StagePlan, samples: Manifest, programs: list[Program], p
 def write_filter_report(directory: Path, metrics: dict, zero: list[str]) -> None:
     from tasks.core.report import markdown_table, plot_filter_funnel
 
-    funnel = [("samples", metrics["samples"]), ("distinct programs", metrics["distinct_programs"]),
-              ("samples passing public tests", metrics["surviving_samples"])]
+    funnel = [
+        ("samples", metrics["samples"]),
+        ("distinct programs", metrics["distinct_programs"]),
+        ("samples passing public tests", metrics["surviving_samples"]),
+    ]
     plot_filter_funnel(funnel, directory / "filter_funnel.png")
-    verdicts = [{"verdict": v, "test runs": c} for v, c in sorted(metrics["verdicts"].items(), key=lambda x: -x[1])]
-    lines = ["# Stage 4: execution filtering on the public tests", "",
-             f"Removed by filtering: {metrics['fraction_removed']:.1%} of samples "
-             "(AlphaCode: ~99% of samples; ~10% of problems had no sample passing the example tests).", "",
-             markdown_table([{"stage": a, "count": b} for a, b in funnel]), "", "## Verdicts of test runs", "",
-             markdown_table(verdicts) if verdicts else "No test run.", "",
-             f"## Problems with zero survivors: {len(zero)} of {metrics['problems']}", ""]
+    verdicts = [
+        {"verdict": v, "test runs": c} for v, c in sorted(metrics["verdicts"].items(), key=lambda x: -x[1])
+    ]
+    lines = [
+        "# Stage 4: execution filtering on the public tests",
+        "",
+        f"Removed by filtering: {metrics['fraction_removed']:.1%} of samples "
+        "(AlphaCode: ~99% of samples; ~10% of problems had no sample passing the example tests).",
+        "",
+        markdown_table([{"stage": a, "count": b} for a, b in funnel]),
+        "",
+        "## Verdicts of test runs",
+        "",
+        markdown_table(verdicts) if verdicts else "No test run.",
+        "",
+        f"## Problems with zero survivors: {len(zero)} of {metrics['problems']}",
+        "",
+    ]
     lines += [f"- `{p}`" for p in zero[:50]] + (["- ..."] if len(zero) > 50 else [])
     lines += ["", "![funnel](filter_funnel.png)", ""]
     (directory / "report.md").write_text("\n".join(lines))

@@ -10,7 +10,7 @@ Limits: every split is capped as configured; a split name the source does not kn
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
 from tasks.core.config import ProblemsConfig
 from tasks.core.manifest import Manifest, StagePlan

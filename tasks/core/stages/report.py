@@ -40,14 +40,31 @@ def compare(before: Manifest, after: Manifest, split_of: dict[str, str], seed: i
             continue
         x, y = np.array([a[p] for p in ids]), np.array([b[p] for p in ids])
         diff = paired_bootstrap(x, y, seed=seed)
-        rows.append({"split": split, "problems": len(ids), "pass@1 before": float(y.mean()), "pass@1 after": float(x.mean()),
-                     "difference": diff.difference, "lo": diff.lo, "hi": diff.hi})
+        rows.append(
+            {
+                "split": split,
+                "problems": len(ids),
+                "pass@1 before": float(y.mean()),
+                "pass@1 after": float(x.mean()),
+                "difference": diff.difference,
+                "lo": diff.lo,
+                "hi": diff.hi,
+            }
+        )
     return rows
 
 
-def build_report(plan: StagePlan, before: Manifest, after: Manifest, split_of: dict[str, str],
-                 stage_manifests: dict[str, Manifest]) -> Manifest:
-    rows = pq.read_table(before.file("metrics.parquet")).to_pylist() + pq.read_table(after.file("metrics.parquet")).to_pylist()
+def build_report(
+    plan: StagePlan,
+    before: Manifest,
+    after: Manifest,
+    split_of: dict[str, str],
+    stage_manifests: dict[str, Manifest],
+) -> Manifest:
+    rows = (
+        pq.read_table(before.file("metrics.parquet")).to_pylist()
+        + pq.read_table(after.file("metrics.parquet")).to_pylist()
+    )
     write_parquet(plan.dir / "metrics.parquet", pa.Table.from_pylist(rows))
     comparison = compare(before, after, split_of)
     write_parquet(plan.dir / "comparison.parquet", pa.Table.from_pylist(comparison))
@@ -61,13 +78,26 @@ def build_report(plan: StagePlan, before: Manifest, after: Manifest, split_of: d
 
 
 def _fmt(rows: list[dict]) -> str:
-    return markdown_table([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+    return markdown_table(
+        [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    )
 
 
 def _markdown(rows: list[dict], comparison: list[dict], stages: dict[str, Manifest]) -> str:
-    lines = ["# AlphaCode pipeline report", "",
-             "## RL vs stage-2 model: pass@1 on hidden tests (paired bootstrap 95% CI over problems)", "",
-             _fmt(comparison), "", "## All metrics", "", _fmt(rows), "", "## Stages", ""]
+    lines = [
+        "# AlphaCode pipeline report",
+        "",
+        "## RL vs stage-2 model: pass@1 on hidden tests (paired bootstrap 95% CI over problems)",
+        "",
+        _fmt(comparison),
+        "",
+        "## All metrics",
+        "",
+        _fmt(rows),
+        "",
+        "## Stages",
+        "",
+    ]
     for name, m in stages.items():
         lines.append(f"- **{name}** `{m.key}`: {m.path}")
     lines += ["", "![pass@k](pass_at_k_all.png) ![n@k](n_at_k_all.png)", ""]

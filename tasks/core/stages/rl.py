@@ -17,11 +17,19 @@ from tasks.core.problems import Problem, extract_program, format_prompt
 from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
 
 # expert iteration samples with tasks.core.sampling and trains with tasks.core.training
-MODULES = ("tasks/core/rl", "tasks/core/problems/prompt.py", "tasks/core/stages/rl.py",
-           "tasks/core/sampling.py", "tasks/core/training.py", "tasks/core/modeling.py")
+MODULES = (
+    "tasks/core/rl",
+    "tasks/core/problems/prompt.py",
+    "tasks/core/stages/rl.py",
+    "tasks/core/sampling.py",
+    "tasks/core/training.py",
+    "tasks/core/modeling.py",
+)
 
 
-def run_rl(plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge, progress=None) -> Manifest:
+def run_rl(
+    plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge, progress=None
+) -> Manifest:
     trainer, params = {
         "grpo": (train_grpo, cfg.grpo),
         "ppo": (train_ppo, cfg.ppo),

@@ -62,7 +62,9 @@ def build_requests(problems: list[Problem], cfg: SampleConfig) -> dict[str, Samp
     requests = {}
     for problem in problems:
         rng = random.Random(f"{cfg.sampling.seed}:{problem.name}") if cfg.randomize_metadata else None
-        requests[problem.name] = SampleRequest(problem_id=problem.name, prompt=format_prompt(problem, rng=rng))
+        requests[problem.name] = SampleRequest(
+            problem_id=problem.name, prompt=format_prompt(problem, rng=rng)
+        )
     return requests
 
 

@@ -14,7 +14,7 @@ Limits: one process; only Python 3 reference solutions are used for fine-tuning.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from tasks.core.config import FinetuneConfig, PretrainConfig
 from tasks.core.corpus import load_corpus
@@ -108,5 +108,9 @@ def run_finetune(
     return _publish(
         plan,
         result,
-        {"sft_examples": len(train_data), "sft_problems": len(train_problems), "truncated": train_data.truncated},
+        {
+            "sft_examples": len(train_data),
+            "sft_problems": len(train_problems),
+            "truncated": train_data.truncated,
+        },
     )

@@ -14,8 +14,9 @@ Limits: agreement between ``solve`` and ``body`` is not checked here; the sandbo
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .shapes import Shape, Variant, program
 

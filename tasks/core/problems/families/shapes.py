@@ -12,8 +12,9 @@ spaces. Variants render data only; constraints text comes from the family.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Render = Callable[[Any], str]
 
@@ -51,55 +52,120 @@ def _lines(xs: Any) -> str:
 
 _MULTI = "The first line contains t (1 ≤ t ≤ 5), the number of test cases. "
 
-INT = Shape("int", (
-    Variant("single", ("n = int(input())",), str,
-            "A single line contains an integer n ({c})."),
-    Variant("multi", ("n = int(input())",), str,
-            _MULTI + "Each of the next t lines contains an integer n ({c}).", multi=True),
-))
+INT = Shape(
+    "int",
+    (
+        Variant("single", ("n = int(input())",), str, "A single line contains an integer n ({c})."),
+        Variant(
+            "multi",
+            ("n = int(input())",),
+            str,
+            _MULTI + "Each of the next t lines contains an integer n ({c}).",
+            multi=True,
+        ),
+    ),
+)
 
-PAIR = Shape("pair", (
-    Variant("line", ("a, b = map(int, input().split())",), _join,
-            "A single line contains two integers a and b ({c})."),
-    Variant("lines", ("a = int(input())", "b = int(input())"), _lines,
-            "The first line contains an integer a, the second line an integer b ({c})."),
-    Variant("multi", ("a, b = map(int, input().split())",), _join,
+PAIR = Shape(
+    "pair",
+    (
+        Variant(
+            "line",
+            ("a, b = map(int, input().split())",),
+            _join,
+            "A single line contains two integers a and b ({c}).",
+        ),
+        Variant(
+            "lines",
+            ("a = int(input())", "b = int(input())"),
+            _lines,
+            "The first line contains an integer a, the second line an integer b ({c}).",
+        ),
+        Variant(
+            "multi",
+            ("a, b = map(int, input().split())",),
+            _join,
             _MULTI + "Each of the next t lines contains two integers a and b ({c}).",
-            multi=True),
-))
+            multi=True,
+        ),
+    ),
+)
 
-TRIPLE = Shape("triple", (
-    Variant("line", ("a, b, c = map(int, input().split())",), _join,
-            "A single line contains three integers a, b and c ({c})."),
-    Variant("lines", ("a = int(input())", "b = int(input())", "c = int(input())"), _lines,
-            "Three lines contain the integers a, b and c, one per line ({c})."),
-))
+TRIPLE = Shape(
+    "triple",
+    (
+        Variant(
+            "line",
+            ("a, b, c = map(int, input().split())",),
+            _join,
+            "A single line contains three integers a, b and c ({c}).",
+        ),
+        Variant(
+            "lines",
+            ("a = int(input())", "b = int(input())", "c = int(input())"),
+            _lines,
+            "Three lines contain the integers a, b and c, one per line ({c}).",
+        ),
+    ),
+)
 
-LIST = Shape("list", (
-    Variant("count", ("n = int(input())", "a = list(map(int, input().split()))"),
+LIST = Shape(
+    "list",
+    (
+        Variant(
+            "count",
+            ("n = int(input())", "a = list(map(int, input().split()))"),
             lambda a: f"{len(a)}\n{_join(a)}",
-            "The first line contains n, the second line n integers a_1, ..., a_n ({c})."),
-    Variant("line", ("a = list(map(int, input().split()))",), _join,
-            "A single line contains the integers a_1, ..., a_n ({c})."),
-    Variant("column", ("n = int(input())", "a = [int(input()) for _ in range(n)]"),
+            "The first line contains n, the second line n integers a_1, ..., a_n ({c}).",
+        ),
+        Variant(
+            "line",
+            ("a = list(map(int, input().split()))",),
+            _join,
+            "A single line contains the integers a_1, ..., a_n ({c}).",
+        ),
+        Variant(
+            "column",
+            ("n = int(input())", "a = [int(input()) for _ in range(n)]"),
             lambda a: f"{len(a)}\n{_lines(a)}",
-            "The first line contains n, each of the next n lines one integer a_i ({c})."),
-))
+            "The first line contains n, each of the next n lines one integer a_i ({c}).",
+        ),
+    ),
+)
 
-STR = Shape("str", (
-    Variant("single", ("s = input()",), str,
-            "A single line contains a string s ({c})."),
-    Variant("multi", ("s = input()",), str,
-            _MULTI + "Each of the next t lines contains a string s ({c}).", multi=True),
-))
+STR = Shape(
+    "str",
+    (
+        Variant("single", ("s = input()",), str, "A single line contains a string s ({c})."),
+        Variant(
+            "multi",
+            ("s = input()",),
+            str,
+            _MULTI + "Each of the next t lines contains a string s ({c}).",
+            multi=True,
+        ),
+    ),
+)
 
-WORDS = Shape("words", (
-    Variant("single", ("s = input()",), str,
-            "A single line contains a sentence s of words separated by single spaces ({c})."),
-    Variant("multi", ("s = input()",), str,
+WORDS = Shape(
+    "words",
+    (
+        Variant(
+            "single",
+            ("s = input()",),
+            str,
+            "A single line contains a sentence s of words separated by single spaces ({c}).",
+        ),
+        Variant(
+            "multi",
+            ("s = input()",),
+            str,
             _MULTI + "Each of the next t lines contains a sentence s of words separated "
-            "by single spaces ({c}).", multi=True),
-))
+            "by single spaces ({c}).",
+            multi=True,
+        ),
+    ),
+)
 
 SHAPES: dict[str, Shape] = {s.name: s for s in (INT, PAIR, TRIPLE, LIST, STR, WORDS)}
 

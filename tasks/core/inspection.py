@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 from urllib.parse import unquote
 
 import duckdb
@@ -88,7 +89,7 @@ class StageEntry:
                 return label
         return ""
 
-    def rows(self) -> Optional[int]:
+    def rows(self) -> int | None:
         """Rows of the stage's main Parquet payload, from file footers (None if it has none)."""
         if not self.complete:
             return None
@@ -125,8 +126,13 @@ def _entry(stage: str, directory: Path) -> StageEntry:
     if manifest is None:
         return StageEntry(stage=stage, key=directory.name, dir=directory, complete=False)
     return StageEntry(
-        stage=stage, key=manifest.key, dir=directory, complete=True, created_at=manifest.created_at,
-        upstream=dict(manifest.upstream), metrics=dict(manifest.metrics),
+        stage=stage,
+        key=manifest.key,
+        dir=directory,
+        complete=True,
+        created_at=manifest.created_at,
+        upstream=dict(manifest.upstream),
+        metrics=dict(manifest.metrics),
     )
 
 
@@ -156,7 +162,9 @@ def find_runs(root: Path | str) -> list[RunInfo]:
     """``root`` itself if it is a run directory, else each run directory directly under it."""
     root = Path(root)
     if not root.is_dir():
-        raise InspectError(f"runs root {root} does not exist; pass --root DIR (the pipeline's --out parent, e.g. runs)")
+        raise InspectError(
+            f"runs root {root} does not exist; pass --root DIR (the pipeline's --out parent, e.g. runs)"
+        )
     if is_run_dir(root):
         return [scan_run(root)]
     return [scan_run(d) for d in sorted(root.iterdir()) if is_run_dir(d)]
@@ -183,9 +191,9 @@ class ModelStores:
     run: Path
     model: str
     sample: StageEntry
-    filter: Optional[StageEntry] = None
-    cluster: Optional[StageEntry] = None
-    evaluate: Optional[StageEntry] = None
+    filter: StageEntry | None = None
+    cluster: StageEntry | None = None
+    evaluate: StageEntry | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -200,19 +208,23 @@ def _pick_sample(run: RunInfo, model: str) -> StageEntry:
     if model in MODEL_UPSTREAM:
         found = [e for e in samples if e.model == model]
         if not found:
-            raise InspectError(f"run {run.root} has no complete sample store for model {model!r}{note}; {fix}")
+            raise InspectError(
+                f"run {run.root} has no complete sample store for model {model!r}{note}; {fix}"
+            )
         return found[0]
     found = [e for e in samples if e.key.startswith(model)] if model else []
     if len(found) == 1:
         return found[0]
     if any(k.startswith(model) for k in pending) and model:
-        raise InspectError(f"sample store sample/{model}* in {run.root} is incomplete (no valid {MANIFEST_NAME}); {fix}")
+        raise InspectError(
+            f"sample store sample/{model}* in {run.root} is incomplete (no valid {MANIFEST_NAME}); {fix}"
+        )
     known = ", ".join(f"{e.key} ({e.model or '?'})" for e in samples) or "none"
     what = "matches several sample stores" if found else "matches no sample store"
     raise InspectError(f"--model {model!r} {what} in {run.root}; use sft, rl or a sample key: {known}")
 
 
-def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> Optional[StageEntry]:
+def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> StageEntry | None:
     for entry in run.of(stage):
         if all(entry.upstream.get(s) == k for s, k in needs.items()):
             return entry
@@ -226,10 +238,12 @@ def resolve_stores(run: RunInfo, model: str = "sft") -> ModelStores:
     filt = _newest(run, "filter", needs)
     clus = _newest(run, "cluster", {**needs, "filter": filt.key}) if filt else None
     ev = _newest(run, "evaluate", {**needs, "filter": filt.key, "cluster": clus.key}) if clus else None
-    return ModelStores(run=run.root, model=sample.model or sample.key, sample=sample, filter=filt, cluster=clus, evaluate=ev)
+    return ModelStores(
+        run=run.root, model=sample.model or sample.key, sample=sample, filter=filt, cluster=clus, evaluate=ev
+    )
 
 
-def sample_files(stage_dir: Path, problem_id: Optional[str] = None) -> list[Path]:
+def sample_files(stage_dir: Path, problem_id: str | None = None) -> list[Path]:
     store = SampleStore(stage_dir / STORE_DIR)
     dirs = [store.problem_dir(problem_id)] if problem_id is not None else sorted(store.root.glob("problem=*"))
     return [f for d in dirs if d.is_dir() for f in sorted(d.glob("part-*.parquet"))]
@@ -242,17 +256,30 @@ def sample_files(stage_dir: Path, problem_id: Optional[str] = None) -> list[Path
 class SampleFilter:
     """Which samples: None means "either" for every verdict."""
 
-    problem_id: Optional[str] = None
-    passed_public: Optional[bool] = None
-    passed_hidden: Optional[bool] = None
-    selected: Optional[bool] = None
+    problem_id: str | None = None
+    passed_public: bool | None = None
+    passed_hidden: bool | None = None
+    selected: bool | None = None
     distinct: bool = False
 
 
-SAMPLE_COLUMNS = ("problem_id", "sample_id", "code_hash", "finish_reason", "num_tokens", "is_first_of_code_hash")
+SAMPLE_COLUMNS = (
+    "problem_id",
+    "sample_id",
+    "code_hash",
+    "finish_reason",
+    "num_tokens",
+    "is_first_of_code_hash",
+)
 VERDICT_COLUMNS = (
-    "passed_public", "first_failure_public", "passed_hidden", "first_failure_hidden",
-    "cluster_id", "cluster_samples", "selected", "selection_rank",
+    "passed_public",
+    "first_failure_public",
+    "passed_hidden",
+    "first_failure_hidden",
+    "cluster_id",
+    "cluster_samples",
+    "selected",
+    "selection_rank",
 )
 
 
@@ -264,7 +291,7 @@ def _src(path: Path) -> str:
     return f"read_parquet({_lit(path)}, hive_partitioning = false)"
 
 
-def _store_source(stores: ModelStores, problem_id: Optional[str]) -> str:
+def _store_source(stores: ModelStores, problem_id: str | None) -> str:
     if problem_id is None:
         return _src(stores.store_dir / "problem=*" / "part-*.parquet")
     files = sample_files(stores.sample.dir, problem_id)
@@ -296,8 +323,14 @@ def check_problem(stores: ModelStores, problem_id: str) -> None:
     )
 
 
-def samples_sql(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, code: bool = False,
-                all_columns: bool = False, limit: int = 0) -> str:
+def samples_sql(
+    stores: ModelStores,
+    flt: SampleFilter = SampleFilter(),
+    *,
+    code: bool = False,
+    all_columns: bool = False,
+    limit: int = 0,
+) -> str:
     """The DuckDB query answering ``flt``: one row per sample, verdict columns NULL if unknown.
 
     ``flt.problem_id`` must be in the store (:func:`check_problem`): the query names its files.
@@ -305,24 +338,37 @@ def samples_sql(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, code
     cols = ["s.*"] if all_columns else [f"s.{c}" for c in SAMPLE_COLUMNS] + (["s.code"] if code else [])
     joins, verdicts = [], {c: "NULL" for c in VERDICT_COLUMNS}
     if stores.filter:
-        joins.append(f"LEFT JOIN {_src(stores.filter.dir / 'sample_verdicts.parquet')} v"
-                     " ON v.problem_id = s.problem_id AND v.sample_id = s.sample_id")
+        joins.append(
+            f"LEFT JOIN {_src(stores.filter.dir / 'sample_verdicts.parquet')} v"
+            " ON v.problem_id = s.problem_id AND v.sample_id = s.sample_id"
+        )
         verdicts.update(passed_public="v.passed_public", first_failure_public="v.first_failure_passed_public")
     if stores.evaluate:
-        joins.append(f"LEFT JOIN {_src(stores.evaluate.dir / 'per_sample.parquet')} e"
-                     " ON e.problem_id = s.problem_id AND e.sample_id = s.sample_id")
+        joins.append(
+            f"LEFT JOIN {_src(stores.evaluate.dir / 'per_sample.parquet')} e"
+            " ON e.problem_id = s.problem_id AND e.sample_id = s.sample_id"
+        )
         verdicts.update(passed_hidden="e.passed_hidden", first_failure_hidden="e.first_failure_passed_hidden")
     if stores.cluster:
-        joins.append(f"LEFT JOIN {_src(stores.cluster.dir / 'clusters.parquet')} c"
-                     " ON c.problem_id = s.problem_id AND c.code_hash = s.code_hash")
-        verdicts.update(cluster_id="c.cluster_id", cluster_samples="c.cluster_samples",
-                        selected="coalesce(c.selected, false)", selection_rank="c.selection_rank")
+        joins.append(
+            f"LEFT JOIN {_src(stores.cluster.dir / 'clusters.parquet')} c"
+            " ON c.problem_id = s.problem_id AND c.code_hash = s.code_hash"
+        )
+        verdicts.update(
+            cluster_id="c.cluster_id",
+            cluster_samples="c.cluster_samples",
+            selected="coalesce(c.selected, false)",
+            selection_rank="c.selection_rank",
+        )
     cols += [f"{expr} AS {name}" for name, expr in verdicts.items()]
     where = []
     if flt.problem_id is not None:
         where.append(f"s.problem_id = {_lit(flt.problem_id)}")
-    for flag, column in ((flt.passed_public, "v.passed_public"), (flt.passed_hidden, "e.passed_hidden"),
-                         (flt.selected, "coalesce(c.selected, false)")):
+    for flag, column in (
+        (flt.passed_public, "v.passed_public"),
+        (flt.passed_hidden, "e.passed_hidden"),
+        (flt.selected, "coalesce(c.selected, false)"),
+    ):
         if flag is not None:
             where.append(column if flag else f"NOT {column}")
     if flt.distinct:
@@ -370,15 +416,15 @@ class SampleRow:
     finish_reason: str
     num_tokens: int
     is_first_of_code_hash: bool
-    passed_public: Optional[bool]
-    first_failure_public: Optional[str]
-    passed_hidden: Optional[bool]
-    first_failure_hidden: Optional[str]
-    cluster_id: Optional[int]
-    cluster_samples: Optional[int]
-    selected: Optional[bool]
-    selection_rank: Optional[int]
-    code: Optional[str] = None
+    passed_public: bool | None
+    first_failure_public: str | None
+    passed_hidden: bool | None
+    first_failure_hidden: str | None
+    cluster_id: int | None
+    cluster_samples: int | None
+    selected: bool | None
+    selection_rank: int | None
+    code: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "code" or v is not None}
@@ -392,8 +438,9 @@ class QueryResult:
     sql: str
 
 
-def query_samples(stores: ModelStores, flt: SampleFilter = SampleFilter(), *, limit: int = 0,
-                  code: bool = False) -> QueryResult:
+def query_samples(
+    stores: ModelStores, flt: SampleFilter = SampleFilter(), *, limit: int = 0, code: bool = False
+) -> QueryResult:
     """Samples matching ``flt`` (first ``limit`` if > 0, all if 0) and how many match in all."""
     _prepare(stores, flt)
     sql = samples_sql(stores, flt, code=code)
@@ -436,11 +483,11 @@ class StoreStats:
     dedup_ratio: float  # fraction of samples whose code repeats an earlier sample's
     finish_reasons: dict[str, int]
     mean_tokens: float
-    public_pass_rate: Optional[float]
-    hidden_pass_rate: Optional[float]
-    problems_solved_hidden: Optional[int]
-    clusters_per_problem: Optional[float]  # mean over all problems (0 for a problem with no survivor)
-    selected_programs: Optional[int]
+    public_pass_rate: float | None
+    hidden_pass_rate: float | None
+    problems_solved_hidden: int | None
+    clusters_per_problem: float | None  # mean over all problems (0 for a problem with no survivor)
+    selected_programs: int | None
     problem_ids: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
@@ -462,13 +509,22 @@ def store_stats(stores: ModelStores) -> StoreStats:
                        count(DISTINCT CASE WHEN selected THEN problem_id || chr(0) || code_hash END)
                 FROM ({joined})"""
         ).fetchone()
-        reasons = dict(con.execute(f"SELECT finish_reason, count(*) FROM ({joined}) GROUP BY 1 ORDER BY 1").fetchall())
-        problems = tuple(r[0] for r in con.execute(f"SELECT DISTINCT problem_id FROM ({joined}) ORDER BY 1").fetchall())
+        reasons = dict(
+            con.execute(f"SELECT finish_reason, count(*) FROM ({joined}) GROUP BY 1 ORDER BY 1").fetchall()
+        )
+        problems = tuple(
+            r[0] for r in con.execute(f"SELECT DISTINCT problem_id FROM ({joined}) ORDER BY 1").fetchall()
+        )
     n, n_problems, distinct, mean_tokens, public, hidden, solved, clusters, selected = base
     return StoreStats(
-        model=stores.model, sample_key=stores.sample.key, problems=int(n_problems), samples=int(n),
-        distinct_programs=int(distinct), dedup_ratio=1 - distinct / n if n else 0.0,
-        finish_reasons={str(k): int(v) for k, v in reasons.items()}, mean_tokens=float(mean_tokens or 0.0),
+        model=stores.model,
+        sample_key=stores.sample.key,
+        problems=int(n_problems),
+        samples=int(n),
+        distinct_programs=int(distinct),
+        dedup_ratio=1 - distinct / n if n else 0.0,
+        finish_reasons={str(k): int(v) for k, v in reasons.items()},
+        mean_tokens=float(mean_tokens or 0.0),
         public_pass_rate=None if stores.filter is None else float(public or 0.0),
         hidden_pass_rate=None if stores.evaluate is None else float(hidden or 0.0),
         problems_solved_hidden=None if stores.evaluate is None else int(solved),
@@ -476,4 +532,3 @@ def store_stats(stores: ModelStores) -> StoreStats:
         selected_programs=None if stores.cluster is None else int(selected),
         problem_ids=problems,
     )
-
