@@ -19,12 +19,10 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.core.corpus import CorpusSpec
-from tasks.core.modeling import ModelSpec
+from tasks.core.hparams import ModelSpec, PPOParams, TrainHParams
 from tasks.core.rl.expert_iteration import ExpertIterationParams
 from tasks.core.rl.grpo import GRPOParams
-from tasks.core.rl.ppo import PPOParams
 from tasks.core.sampling import SamplingParams
-from tasks.core.training import TrainHParams
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles"
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -40,6 +38,8 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
+
+from tasks.core.hparams import ModelSpec
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -91,29 +91,6 @@ def train_tokenizer(
         pad_token=pad,
         clean_up_tokenization_spaces=False,
     )
-
-
-class ModelSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    source: Literal["scratch", "pretrained"] = "scratch"
-    preset: Literal["tiny", "small", "base"] = "small"
-    vocab_size: int = Field(default=4096, ge=300)
-    context_length: int | None = Field(default=None, gt=0)
-    path: str | None = None
-    init_seed: int = 0
-
-    @model_validator(mode="after")
-    def _path_matches_source(self) -> ModelSpec:
-        if self.source == "pretrained" and not self.path:
-            raise ValueError(
-                "model.path is required for source='pretrained'; set it to a local HF model directory"
-            )
-        if self.source == "scratch" and self.path is not None:
-            raise ValueError(
-                "model.path must be unset for source='scratch'; use source='pretrained' to load it"
-            )
-        return self
 
 
 def scratch_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> LlamaConfig:

@@ -60,7 +60,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.core.hparams import TrainHParams
 
 log = logging.getLogger(__name__)
 
@@ -71,33 +72,6 @@ COMPLETE_MARKER = "COMPLETE"
 
 class TrainError(ValueError):
     """Training cannot start or resume as asked."""
-
-
-class TrainHParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_steps: int = Field(default=1000, gt=0)
-    batch_size: int = Field(default=8, gt=0)
-    grad_accum: int = Field(default=1, gt=0)
-    lr: float = Field(default=3e-4, gt=0)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    warmup_steps: int = Field(default=50, ge=0)
-    weight_decay: float = Field(default=0.1, ge=0)
-    seq_len: int = Field(default=512, gt=1)
-    eval_every: int = Field(default=100, gt=0)
-    eval_batches: int = Field(default=8, gt=0)
-    checkpoint_every: int = Field(default=100, gt=0)
-    seed: int = 0
-    bf16: bool = True
-    max_grad_norm: float = Field(default=1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _warmup_fits(self) -> TrainHParams:
-        if self.warmup_steps >= self.max_steps:
-            raise ValueError(
-                f"warmup_steps={self.warmup_steps} must be < max_steps={self.max_steps}; lower warmup_steps"
-            )
-        return self
 
 
 # ----------------------------------------------------------------------------- data

@@ -4,13 +4,14 @@
 and ``train_expert_iteration`` (fine-tuning on the policy's own passing samples) share one
 signature and one output layout (:class:`RLResult`). Rewards come
 from running extracted programs on each problem's hidden tests in the sandbox judge.
-No Prefect here; importing this package does not import TRL or transformers until training.
+No Prefect here; importing this package does not import torch, TRL or transformers until training
+(the torch-based PPO names load from :mod:`tasks.core.rl.ppo` on first access).
 """
 
+from tasks.core.hparams import PPOParams
 from tasks.core.rl.artifacts import RLResult
 from tasks.core.rl.expert_iteration import ExpertIterationParams, train_expert_iteration
 from tasks.core.rl.grpo import GRPOParams, train_grpo
-from tasks.core.rl.ppo import PPOParams, compute_gae, kl_penalised_rewards, ppo_losses, train_ppo
 from tasks.core.rl.rewards import (
     ExecutionReward,
     SandboxFailure,
@@ -36,3 +37,15 @@ __all__ = [
     "train_grpo",
     "train_ppo",
 ]
+
+
+_PPO_NAMES = ("compute_gae", "kl_penalised_rewards", "ppo_losses", "train_ppo")
+
+
+def __getattr__(name: str):
+    """The PPO functions import torch: load :mod:`tasks.core.rl.ppo` only when one is used."""
+    if name in _PPO_NAMES:
+        from tasks.core.rl import ppo
+
+        return getattr(ppo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,12 +37,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from tasks.core.hparams import PPOParams
 from tasks.core.problems.schema import Problem
 from tasks.core.rl.artifacts import (
     CHECKPOINTS_DIR,
@@ -179,44 +179,6 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- parameters
-
-
-class PPOParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    steps: int = Field(default=50, ge=1)
-    lr: float = Field(default=5e-5, gt=0)
-    beta: float = Field(default=0.04, ge=0)
-    allow_zero_beta: bool = False
-    gamma: float = Field(default=1.0, ge=0, le=1)
-    lam: float = Field(default=0.95, ge=0, le=1)
-    clip_eps: float = Field(default=0.2, gt=0)
-    value_clip: float | None = Field(default=0.2, gt=0)
-    vf_coef: float = Field(default=0.5, ge=0)
-    ent_coef: float = Field(default=0.01, ge=0)
-    ppo_epochs: int = Field(default=4, ge=1)
-    minibatch_size: int = Field(default=8, ge=1)
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    prompts_per_step: int = Field(default=1, ge=1)
-    samples_per_prompt: int = Field(default=8, ge=1)
-    max_completion_length: int = Field(default=64, ge=1)
-    temperature: float = Field(default=1.0, gt=0)
-    reward: Literal["pass_fraction", "all_pass", "coderl"] = "coderl"
-    on_sandbox_error: Literal["raise", "exclude"] = "raise"
-    max_tests: int | None = Field(default=None, ge=1)
-    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
-    seed: int = 0
-    save_every: int = Field(default=10, ge=1)
-    save_total_limit: int = Field(default=2, ge=1)
-
-    @model_validator(mode="after")
-    def _beta_positive(self) -> PPOParams:
-        if self.beta == 0 and not self.allow_zero_beta:
-            raise ValueError(
-                "beta=0 removes the KL penalty to the stage-2 model; use beta>0 (default 0.04) "
-                "or set allow_zero_beta=True deliberately"
-            )
-        return self
 
 
 # ----------------------------------------------------------------------------- model pieces
