@@ -6,7 +6,8 @@ token that parses as a float *and* contains ``.``, ``e`` or ``E`` matches an act
 float value is within 1e-6 absolutely OR relatively; every other token must match exactly.
 ``compare_json(actual, expected)`` compares decoded JSON values: dicts by keys, lists by length
 and element, two ints exactly, other numbers with the same 1e-6 tolerance (``bool`` is never a
-number), everything else with ==.
+number; an int too large for a float never matches a non-int), everything else with ==.
+Both functions only return booleans: no input makes them raise (the actual side is program data).
 Limits: no per-problem checkers (problems with several valid answers need their own checker).
 """
 
@@ -58,7 +59,12 @@ def compare_json(actual: object, expected: object) -> bool:
     if isinstance(expected, int) and isinstance(actual, int):
         return actual == expected
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
-        return actual == expected or _close(float(actual), float(expected))
+        if actual == expected:
+            return True
+        try:
+            return _close(float(actual), float(expected))
+        except OverflowError:  # an int beyond float range
+            return False
     if isinstance(expected, list) and isinstance(actual, list):
         return len(actual) == len(expected) and all(compare_json(a, e) for a, e in zip(actual, expected))
     if isinstance(expected, dict) and isinstance(actual, dict):

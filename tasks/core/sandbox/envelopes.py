@@ -5,7 +5,9 @@ server's output bytes as they arrive (``feed``), keeps only the envelopes of the
 (``start(seq)``; tails of an earlier, aborted job are dropped) and yields that job's complete
 runner frames ``(meta, blob)`` from ``next_frames()``; ``ended`` holds the job's end envelope
 (``{"status": wait status}``) once it came. Frames are parsed with ``json`` (never ``marshal``
-or ``pickle``: the bytes come from inside the sandbox).
+or ``pickle``: the bytes come from inside the sandbox); an envelope or frame header that does
+not decode is a :class:`SandboxError` (the harness broke; the judge retries), never another
+exception. Program output travels only in frame blobs, which are never parsed here.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Envelopes:
             if env_seq != self.seq:
                 continue  # the tail of an earlier, stopped job
             if kind == 1:
-                self.ended = json.loads(data)
+                self.ended = _json(data, "end envelope")
             else:
                 self.frames += data
 
@@ -112,7 +114,17 @@ class Envelopes:
             total = head + meta_len + blob_len
             if len(self.frames) < total:
                 return
-            meta = json.loads(bytes(self.frames[head : head + meta_len]))
+            meta = _json(bytes(self.frames[head : head + meta_len]), "frame header")
             blob = bytes(self.frames[head + meta_len : total])
             del self.frames[:total]
             yield meta, blob
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise SandboxError(f"runner sent a malformed {what}: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise SandboxError(f"runner sent a {what} that is not an object")
+    return obj

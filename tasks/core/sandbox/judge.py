@@ -13,11 +13,16 @@ whose stderr ends in ``MemoryError`` / mentions ``std::bad_alloc``, or whose pea
 limit — RLIMIT_AS makes allocations fail, so other out-of-memory crashes read as
 RUNTIME_ERROR); RUNTIME_ERROR (non-zero exit or signal); then the style's check: ``stdio``
 compares stdout with ``compare_outputs`` (``expected`` None accepts any clean exit), ``call``
-compares the JSON return value with ``compare_json``, ``assert`` accepts a clean exit.
+compares the JSON return value with ``compare_json`` (a return value that is not valid UTF-8
+JSON, nests too deeply or holds an integer too long to convert is WRONG_ANSWER with a detail:
+whatever a program writes is data, never an exception on the host), ``assert`` accepts a clean
+exit only if the runner saw the test code complete (its nonce handshake, see ``runner.py``);
+a clean exit before that is RUNTIME_ERROR ("exited before the test code finished").
 C++ that does not compile gives COMPILE_ERROR for every test. SANDBOX_ERROR means the harness
 failed: the whole job is retried up to ``max_retries`` times (``JobResult.sandbox_retries``
 counts them) and only reported if every attempt failed. Invalid jobs raise ValueError when the
-``Job`` is built (see ``types.Job``), so a batch never fails half-way. ``backend="docker"`` runs
+``Job`` is built (see ``types.Job``), so a batch never fails half-way. Limits: a job's own
+``Job.limits`` win over the ``limits`` passed to ``run``/``run_many``, which win over the judge's. ``backend="docker"`` runs
 the same runner in warm Docker containers (``docker_backend.py``; same verdict rules).
 """
 
@@ -119,23 +124,43 @@ def _limit_verdict(meta: dict, limits: Limits) -> tuple[Verdict, str] | None:
     return None
 
 
-def _style_verdict(job: Job, test: TestCase, blob: bytes) -> tuple[Verdict, str]:
-    if job.style == "assert" or test.expected is None:
+def _style_verdict(job: Job, test: TestCase, meta: dict, blob: bytes) -> tuple[Verdict, str]:
+    if job.style == "assert":
+        if meta.get("completed") is True:
+            return Verdict.ACCEPTED, ""
+        return Verdict.RUNTIME_ERROR, "exited before the test code finished (no completion handshake)"
+    if test.expected is None:
         return Verdict.ACCEPTED, ""
     if job.style == "stdio":
         ok = compare_outputs(blob.decode("utf-8", "replace"), test.expected)
         return (Verdict.ACCEPTED, "") if ok else (Verdict.WRONG_ANSWER, "output differs")
     if not blob:
         return Verdict.WRONG_ANSWER, f"{job.entry_point} returned nothing (exited early)"
-    ok = compare_json(json.loads(blob), json.loads(test.expected))
+    try:
+        actual = decode_result(blob)
+    except MalformedResult as exc:
+        return Verdict.WRONG_ANSWER, f"return value is not decodable JSON: {exc}"
+    ok = compare_json(actual, json.loads(test.expected))
     return (Verdict.ACCEPTED, "") if ok else (Verdict.WRONG_ANSWER, "return value differs")
+
+
+class MalformedResult(ValueError):
+    """A call-style result the host cannot decode; a WRONG_ANSWER, never a host failure."""
+
+
+def decode_result(blob: bytes) -> object:
+    """Decode a program's JSON return value; any failure raises :class:`MalformedResult`."""
+    try:
+        return json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        raise MalformedResult(f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def test_result(job: Job, test: TestCase, meta: dict, blob: bytes, limits: Limits) -> TestResult:
     """Map one runner frame to a TestResult (raises SandboxError if the harness broke)."""
     if not meta.get("setup_ok", False):
         raise SandboxError(f"test child setup failed: {meta.get('stderr_prefix', '')[:500]}")
-    verdict, detail = _limit_verdict(meta, limits) or _style_verdict(job, test, blob)
+    verdict, detail = _limit_verdict(meta, limits) or _style_verdict(job, test, meta, blob)
     return TestResult(verdict=verdict, detail=detail, **_common(meta, blob))
 
 
@@ -215,6 +240,7 @@ class Judge:
     def run(self, job: Job, limits: Limits | None = None) -> JobResult:
         if not isinstance(job, Job):
             raise ValueError(f"run() needs a Job, got {type(job).__name__}")
+        limits = job.limits if job.limits is not None else limits
         limits = validate_limits(limits) if limits is not None else self.limits
         self._backend.probe()
         with self._slots:

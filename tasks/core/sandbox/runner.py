@@ -8,7 +8,8 @@ blob length) + JSON meta + raw blob:
 
 * ``{"kind": "compile", "ok": bool, ...}`` once for C++ (blob: nothing);
 * ``{"kind": "test", "index": i, ...}`` per test, in order (blob: the captured stdout, or for
-  ``call`` style the JSON-encoded return value), at most ``limits.output_bytes`` bytes;
+  ``call`` style the JSON-encoded return value), at most ``limits.output_bytes`` bytes; for
+  ``assert`` style the meta also says ``"completed"`` (see below);
 * ``{"kind": "done"}`` last, or ``{"kind": "fatal", "error": ...}`` if the runner itself broke.
 
 Per test it forks one child in its own process group with RLIMIT_CPU/AS/FSIZE/NOFILE/NPROC/
@@ -18,6 +19,17 @@ pipes. It enforces the wall limit, stops reading after ``output_bytes`` (OLE), m
 and peak RSS with ``wait4``, then SIGKILLs every other process in the sandbox (``kill(-1)``,
 which spares the caller and pid 1), reaps them as child subreaper and empties ``/tmp`` except
 the program directory, so no test sees another's processes or files.
+
+Styles (Python): ``stdio`` runs the program on the test's stdin; ``call`` runs it, then calls
+``entry_point(*json.loads(input))`` and writes the JSON return value on fd 3; ``assert`` runs it,
+then runs the test's ``input`` as Python test code in the program's namespace (stdin empty), and
+only then answers a completion handshake: fd 3 is a socket on which the runner sends a random
+16-byte nonce right after the fork, and the child echoes it back after the test code returned.
+``"completed"`` is true iff exactly that nonce came back, so ``sys.exit``/``SystemExit``,
+``os._exit``, a killed interpreter, replaced streams, patched ``exec``/``compile`` or an
+``atexit`` trick before the end of the test code never complete. A program written to attack
+its own harness (reading fd 3 itself, rewriting the child's frames) can still forge it: the
+channel stops accidental and lazy early exits, not deliberate self-inspection.
 
 Python programs run by ``exec`` of the compiled source in the forked child (the runner is that
 interpreter, already warm): a few ms per test, not a fresh interpreter. The child rebuilds
@@ -40,6 +52,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import struct
 import sys
 import time
@@ -55,6 +68,7 @@ STDERR_PREFIX = 1024
 STDERR_TAIL = 512
 STACK_BYTES = 64 << 20
 CHUNK = 1 << 16
+NONCE_BYTES = 16
 
 
 # ---------------------------------------------------------------- framing (host uses these too)
@@ -176,6 +190,29 @@ def _clean_tmp() -> None:
             os.unlink(path)
 
 
+def _result_channel(want_result: bool, handshake: bool) -> tuple[int, int]:
+    """(runner end, child end) of fd 3: a pipe for ``call``, a socket pair for the handshake."""
+    if handshake:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return ours.detach(), theirs.detach()
+    return os.pipe() if want_result else (-1, -1)
+
+
+def _read_chunk(fd: int) -> bytes:
+    """One read of a child's pipe or socket; a socket reset (the child exited without reading
+    the handshake nonce) reads as end of file."""
+    try:
+        return os.read(fd, CHUNK)
+    except ConnectionResetError:
+        return b""
+
+
+def _send_nonce(fd: int) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    _write_all(fd, nonce)
+    return nonce
+
+
 # ---------------------------------------------------------------- the supervised run
 
 
@@ -187,14 +224,19 @@ class Runner:
         self.prctl = _prctl()
         self.base_tasks = 2  # pid 1 (the job server) and this runner share our uid
 
-    def run_child(self, child_main, stdin: bytes, lim: dict, as_bytes: int, want_result: bool):
-        """Fork, run ``child_main`` in the child, supervise; returns (meta, stdout_or_result)."""
+    def run_child(
+        self, child_main, stdin: bytes, lim: dict, as_bytes: int, want_result: bool, handshake: bool = False
+    ):
+        """Fork, run ``child_main`` in the child, supervise; returns (meta, stdout_or_result).
+
+        ``handshake`` (assert style): fd 3 is a socket; the runner sends a nonce after the fork,
+        ``meta["completed"]`` says whether the child echoed it; the blob is then the stdout."""
         in_fd = os.memfd_create("stdin", 0)
         _write_all(in_fd, stdin)
         os.lseek(in_fd, 0, os.SEEK_SET)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        res_r, res_w = os.pipe() if want_result else (-1, -1)
+        res_r, res_w = _result_channel(want_result, handshake)
         st_r, st_w = os.pipe()
         nproc = self.base_tasks + lim["processes"]
         start = time.monotonic()
@@ -208,6 +250,7 @@ class Runner:
         for fd in (in_fd, out_w, err_w, res_w, st_w):
             if fd >= 0:
                 os.close(fd)
+        nonce = _send_nonce(res_r) if handshake else b""  # made after the fork: never in the child
         caps = {
             "out": Capture(out_r, lim["output_bytes"], lim["output_bytes"]),
             "err": Capture(err_r, STDERR_PREFIX, lim["output_bytes"]),
@@ -217,7 +260,9 @@ class Runner:
         meta = self._supervise(pid, start, caps, lim["wall_s"])
         meta["setup_ok"] = os.read(st_r, 1) == b"1"  # written by the child before the program
         os.close(st_r)
-        main = caps["res"] if want_result else caps["out"]
+        main = caps["res"] if want_result and not handshake else caps["out"]
+        if handshake:
+            meta["completed"] = bytes(caps["res"].data) == nonce
         err = caps["err"]
         meta.update(
             stdout_total=main.total,
@@ -270,7 +315,7 @@ class Runner:
                     exited, end = True, time.monotonic()
                     poller.unregister(pidfd)
                     continue
-                chunk = os.read(fd, CHUNK)
+                chunk = _read_chunk(fd)
                 if not chunk:
                     poller.unregister(fd)
                     open_fds.discard(fd)
@@ -291,7 +336,7 @@ class Runner:
         _sweep()
         if not exceeded:
             for fd in list(open_fds):  # every writer is dead now: drain to EOF
-                while chunk := os.read(fd, CHUNK):
+                while chunk := _read_chunk(fd):
                     by_fd[fd].feed(chunk)
         for fd in (*by_fd, pidfd):
             os.close(fd)
@@ -327,7 +372,10 @@ def _json_default(obj):
 
 
 def python_child(program: str, style: str, entry_point: str, test_input: str) -> None:
-    """Body of a forked Python test child: run ``program`` as ``__main__`` and exit."""
+    """Body of a forked Python test child: run ``program`` as ``__main__`` (then the test code
+    for ``assert`` style) and exit. ``exec``/``compile``/``os.read``/``os.write`` are bound
+    before the program runs, so a program patching them cannot skip the test code."""
+    run, build, read, write = exec, compile, os.read, os.write
     sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
     sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
     sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -338,10 +386,15 @@ def python_child(program: str, style: str, entry_point: str, test_input: str) ->
     sys.modules["__main__"] = module
     code = 0
     try:
-        exec(compile(program, "main.py", "exec"), module.__dict__)
+        run(build(program, "main.py", "exec"), module.__dict__)
         if style == "call":
             result = getattr(module, entry_point)(*json.loads(test_input))
             _write_all(3, json.dumps(result, default=_json_default).encode())
+        elif style == "assert":
+            run(build(test_input, "test.py", "exec", dont_inherit=True, optimize=0), module.__dict__)
+            nonce = read(3, NONCE_BYTES)  # the test code returned: answer the handshake
+            if write(3, nonce) != len(nonce):
+                raise OSError("completion handshake cut short")
         atexit._run_exitfuncs()
         if "threading" in sys.modules:
             sys.modules["threading"]._shutdown()
@@ -408,14 +461,14 @@ def run_job(request: dict, guard, out_fd: int) -> None:
     program = request["program"]
     for index, test_input in enumerate(request["inputs"]):
         if language == "python":
-            stdin = b"" if style == "call" else test_input.encode("utf-8", "surrogateescape")
+            stdin = b"" if style != "stdio" else test_input.encode("utf-8", "surrogateescape")
             body = functools.partial(python_child, program, style, request["entry_point"], test_input)
             as_bytes = _vm_bytes() + lim["memory_bytes"]
         else:
             stdin = test_input.encode("utf-8", "surrogateescape")
             body = functools.partial(exec_child, [os.path.join(PROG_DIR, "a.out")])
             as_bytes = lim["memory_bytes"]
-        meta, blob = runner.run_child(body, stdin, lim, as_bytes, style == "call")
+        meta, blob = runner.run_child(body, stdin, lim, as_bytes, style != "stdio", style == "assert")
         meta.update(kind="test", index=index)
         _write_all(out_fd, encode_frame(meta, blob))
     _write_all(out_fd, encode_frame({"kind": "done"}))

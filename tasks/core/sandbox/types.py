@@ -69,7 +69,13 @@ class Job:
 
     ``style`` is ``stdio`` (stdin/stdout, token comparison outside the sandbox), ``call``
     (``entry_point`` called with each test's JSON argument list in ``input``; ``expected`` is
-    the JSON return value) or ``assert`` (program + test code; passes iff it exits 0).
+    the JSON return value) or ``assert`` (Python only: the program runs, then each test's
+    ``input`` runs as Python test code in the program's namespace with empty stdin; a test
+    passes iff that test code ran to its end, which the runner confirms with a per-test
+    nonce handshake, and the process then exited 0; ``expected`` is ignored).
+    ``limits`` (optional) are the limits this job runs under; they win over the ``limits``
+    given to ``Judge.run``/``run_many`` and the judge's own (see :mod:`tasks.core.jobs`,
+    which sets them from the problem).
     """
 
     program: str
@@ -78,6 +84,7 @@ class Job:
     style: str = "stdio"
     entry_point: str = ""
     stop_on_first_failure: bool = False
+    limits: Limits | None = None
 
     def __post_init__(self) -> None:
         """Validate at the boundary: a bad Job raises ValueError here, never inside a batch."""
@@ -91,6 +98,10 @@ class Job:
             object.__setattr__(self, "tests", tuple(self.tests))
         if not self.tests or not all(isinstance(t, TestCase) for t in self.tests):
             raise ValueError("Job.tests must be a non-empty sequence of TestCase")
+        if self.limits is not None and not isinstance(self.limits, Limits):
+            raise ValueError(f"Job.limits must be Limits or None, got {type(self.limits).__name__}")
+        if self.style == "assert" and self.language != "python":
+            raise ValueError("style 'assert' needs language 'python' (its tests are Python code)")
         if self.style == "call":
             self._validate_call()
 
