@@ -17,32 +17,22 @@ Commands (every one takes ``--json`` for one machine-readable JSON document on s
 RUN is a run directory (``runs/default``) or a name under ``runs/``. Bad input (missing run,
 unknown problem or model, incomplete store, a verdict filter whose stage has not finished)
 prints one ``error: ...`` line naming the thing and the fix, and exits with status 2.
-Everything is read-only; the queries are in :mod:`tasks.core.inspection`.
+Everything is read-only; the queries are in :mod:`tasks.core.inspection`, imported when a
+command runs (``--help`` and argument errors load neither duckdb nor pyarrow).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.core.inspection import (
-    InspectError,
-    ModelStores,
-    QueryResult,
-    SampleFilter,
-    export_jsonl,
-    find_runs,
-    query_samples,
-    resolve_run,
-    resolve_stores,
-    scan_run,
-    store_stats,
-)
+if TYPE_CHECKING:  # the stores' readers (duckdb, pyarrow) load when a command runs, not for --help
+    from tasks.core.inspection import ModelStores, QueryResult, SampleFilter
 
 samples_app = typer.Typer(
     add_completion=False,
@@ -71,6 +61,8 @@ def _emit_json(obj: Any) -> None:
 
 
 def _stores(run: str, model: str) -> ModelStores:
+    from tasks.core.inspection import resolve_run, resolve_stores, scan_run
+
     return resolve_stores(scan_run(resolve_run(run)), model)
 
 
@@ -109,6 +101,8 @@ def runs_command(
     as_json: bool = JSON_OPT,
 ) -> None:
     """List run directories and their stage stores."""
+    from tasks.core.inspection import InspectError, find_runs
+
     try:
         runs = find_runs(root)
     except InspectError as exc:
@@ -214,6 +208,8 @@ def _print_result(result: QueryResult, code: bool, as_json: bool, show_sql: bool
 
 
 def _run_query(run: str, model: str, flt: SampleFilter, limit: int, code: bool) -> QueryResult:
+    from tasks.core.inspection import InspectError, query_samples
+
     if limit < 0:
         raise InspectError(f"--limit must be >= 0 (0 = all), got {limit}")
     return query_samples(_stores(run, model), flt, limit=limit, code=code)
@@ -229,6 +225,8 @@ def show_command(
     as_json: bool = JSON_OPT,
 ) -> None:
     """A problem's samples with verdicts, first failures, clusters and selection."""
+    from tasks.core.inspection import InspectError, SampleFilter
+
     try:
         result = _run_query(run, model, SampleFilter(problem_id=problem), limit, code)
     except InspectError as exc:
@@ -258,6 +256,8 @@ def query_command(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Samples matching every given verdict flag (e.g. --passed-public --failed-hidden)."""
+    from tasks.core.inspection import InspectError, SampleFilter
+
     flt = SampleFilter(
         problem_id=problem,
         passed_public=passed_public,
@@ -288,6 +288,8 @@ def export_command(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export samples (all store columns + verdicts) as JSONL, one sample per line."""
+    from tasks.core.inspection import InspectError, SampleFilter, export_jsonl
+
     flt = SampleFilter(
         problem_id=problem,
         passed_public=passed_public,
@@ -309,6 +311,8 @@ def export_command(
 @samples_app.command("stats")
 def stats_command(run: str = RUN_ARG, model: str = MODEL_OPT, as_json: bool = JSON_OPT) -> None:
     """Summary statistics of one model's samples and their verdicts."""
+    from tasks.core.inspection import InspectError, store_stats
+
     try:
         stores = _stores(run, model)
         stats = store_stats(stores)
