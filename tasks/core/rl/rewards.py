@@ -17,8 +17,11 @@ Contract
   ``problem_id`` dataset column selects the problem. It extracts each program with the given
   ``extract_program``, runs them on the problem's HIDDEN tests (private + generated, optionally
   capped to the first ``max_tests``) - never the public examples - in ONE batched
-  ``judge.run_many(jobs, limits)`` call (``limits`` = per-test CPU time etc.; None keeps the
-  judge's own), and records the batch's pass rate in ``last_pass_rate``.
+  ``judge.run_many(jobs)`` call, and records the batch's pass rate in ``last_pass_rate``. The
+  jobs come from the one job builder, :func:`tasks.core.jobs.build_job` (evaluation's too), so
+  each runs under its problem's own limits: ``policy`` (a :class:`LimitPolicy`, e.g.
+  ``LimitPolicy.from_config(judge_config)``), or if None the default rule around ``limits``
+  (None: the judge's own limits) as the limits of problems without their own.
 
 Limits
 - A problem without hidden tests is rejected when the reward is built (it cannot be scored).
@@ -32,8 +35,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tasks.core.problems.schema import Problem, TestStyle
-from tasks.core.sandbox.types import Job, JobResult, Limits, TestCase, TestResult, Verdict
+from tasks.core.jobs import LimitPolicy, build_job
+from tasks.core.problems.schema import Problem
+from tasks.core.sandbox.types import Job, JobResult, Limits, TestResult, Verdict
 
 RewardName = Literal["pass_fraction", "all_pass", "coderl"]
 OnSandboxError = Literal["raise", "exclude"]
@@ -135,14 +139,6 @@ REWARD_FUNCTIONS: dict[str, Callable[..., list[float | None]]] = {
 }
 
 
-def hidden_test_cases(problem: Problem, max_tests: int | None = None) -> tuple[TestCase, ...]:
-    """The problem's private + generated tests as judge test cases (first ``max_tests``)."""
-    pairs = problem.hidden_tests.pairs()
-    if max_tests is not None:
-        pairs = pairs[:max_tests]
-    return tuple(TestCase(input=i, expected=o) for i, o in pairs)
-
-
 def _completion_text(completion: Any) -> str:
     """TRL passes strings for plain prompts and ``[{"role", "content"}]`` lists for chat."""
     if isinstance(completion, str):
@@ -156,7 +152,7 @@ def _completion_text(completion: Any) -> str:
 class ExecutionReward:
     """TRL reward function: run extracted programs on hidden tests in one batched judge call.
 
-    ``judge`` needs ``run_many(jobs, limits) -> list[JobResult]`` (the sandbox ``Judge``). ``__name__`` is the name TRL logs the
+    ``judge`` needs ``run_many(jobs) -> list[JobResult]`` (the sandbox ``Judge``). ``__name__`` is the name TRL logs the
     reward under (``rewards/<name>/mean``). ``last_pass_rate`` / ``last_rewards`` describe the
     most recent call (the pass rate counts excluded sandbox failures as not passing).
     """
@@ -169,6 +165,7 @@ class ExecutionReward:
     max_tests: int | None = None
     limits: Limits | None = None
     language: str = "python"
+    policy: LimitPolicy | None = None
     last_pass_rate: float | None = None
     last_rewards: tuple[float | None, ...] = ()
     calls: int = 0
@@ -186,15 +183,26 @@ class ExecutionReward:
             )
         self.__name__ = f"execution_{self.reward}"
 
-    def _job(self, problem: Problem, program: str) -> Job:
-        return Job(
-            program=program,
-            tests=hidden_test_cases(problem, self.max_tests),
+    def limit_policy(self) -> LimitPolicy:
+        """``policy``, or the default rule around ``limits`` (None: the judge's own limits)."""
+        if self.policy is not None:
+            return self.policy
+        default = self.limits or getattr(self.judge, "limits", None)
+        return LimitPolicy(default=default) if isinstance(default, Limits) else LimitPolicy()
+
+    def _job(self, problem: Problem, program: str, policy: LimitPolicy) -> Job:
+        job = build_job(
+            problem,
+            program,
+            "hidden",
+            policy,
+            max_tests=self.max_tests,
+            stop_early=self.reward != "pass_fraction",
             language=self.language,
-            style=problem.test_style.value,
-            entry_point=problem.entry_point if problem.test_style is not TestStyle.STDIO else "",
-            stop_on_first_failure=self.reward != "pass_fraction",
         )
+        if job is None:  # unreachable: __post_init__ refuses problems without hidden tests
+            raise ValueError(f"problem {problem.name!r} has no hidden tests to reward")
+        return job
 
     def jobs(self, completions: Sequence[Any], problem_id: Sequence[str]) -> list[Job]:
         if len(completions) != len(problem_id):
@@ -205,8 +213,9 @@ class ExecutionReward:
         missing = sorted({pid for pid in problem_id if pid not in self.problems})
         if missing:
             raise KeyError(f"unknown problem ids {missing[:5]}: pass every RL problem to the reward")
+        policy = self.limit_policy()
         return [
-            self._job(self.problems[pid], self.extract_program(_completion_text(c)))
+            self._job(self.problems[pid], self.extract_program(_completion_text(c)), policy)
             for c, pid in zip(completions, problem_id)
         ]
 
@@ -219,7 +228,7 @@ class ExecutionReward:
     ) -> list[float | None]:
         if problem_id is None:
             raise ValueError("ExecutionReward needs the 'problem_id' dataset column in kwargs")
-        results = list(self.judge.run_many(self.jobs(completions, problem_id), limits=self.limits))
+        results = list(self.judge.run_many(self.jobs(completions, problem_id)))
         if len(results) != len(completions):
             raise RuntimeError(f"judge returned {len(results)} results for {len(completions)} jobs")
         rewards = REWARD_FUNCTIONS[self.reward](results, on_sandbox_error=self.on_sandbox_error)
