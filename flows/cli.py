@@ -10,6 +10,7 @@ telemetry, offline hub, a generous ephemeral-server start-up timeout.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -119,6 +120,29 @@ def serve(
     typer.echo(f"export PREFECT_API_URL={stack.api_url}")
     typer.echo("prefect deployment run 'alphacode-pipeline/smoke' --watch")
     typer.echo("alphacode serve --stop   # ends both by PID")
+
+
+@app.command()
+def doctor(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="where run directories go (disk check)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
+) -> None:
+    """Check bubblewrap, the sandbox, user namespaces, Docker, disk, the Prefect API and torch.
+
+    Exit status 1 if a required part is missing (each line says what to fix), else 0."""
+    from tasks.core.doctor import run_checks
+
+    report = run_checks(runs)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for check in report.checks:
+            optional = "" if check.required else " (optional)"
+            typer.echo(f"{check.status:<8} {check.name + optional:<27} {check.detail}")
+            if check.fix and check.status != "ok":
+                typer.echo(f"{'':<8} {'':<27} fix: {check.fix}")
+        typer.echo("ready" if report.ok else "NOT ready: fix the 'missing' lines above")
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def _register_commands() -> None:
