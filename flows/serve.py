@@ -3,8 +3,9 @@
 ``start_stack`` starts ``prefect server start`` in the background and polls ``/api/health``
 until it answers (the command returns before the API is healthy), creates the ``process``
 work pool ``local-process``, runs ``prefect deploy --all`` from the repository root (using
-``prefect.yaml``, whose ``pull`` step keeps runs in the worker's working directory), then
-starts ``prefect worker start`` in the repository root. PIDs go to ``<state>/*.pid``;
+``prefect.yaml``, whose ``pull`` step :func:`flows.deploy_steps.enter_repository` runs every flow
+in the repository root), then starts ``prefect worker start``. These are the plain Prefect
+commands, in the background; nothing here is needed for the deployments to run. PIDs go to ``<state>/*.pid``;
 ``stop_stack`` ends both process groups by PID (SIGTERM, then SIGKILL: a background worker
 ignores SIGINT). Each process's output goes to ``<state>/*.log``.
 Limits: one local server per state directory; a port already in use fails the health check.
@@ -77,7 +78,7 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 
 
 def stack_env(api_url: str) -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": api_url, "ALPHACODE_REPO": str(REPO_ROOT)}
+    return {**os.environ, "PREFECT_API_URL": api_url}
 
 
 def start_stack(state_dir: Path, port: int = 4200) -> Stack:
@@ -103,7 +104,7 @@ def start_stack(state_dir: Path, port: int = 4200) -> Stack:
     return Stack(api_url, state_dir, server, worker)
 
 
-def _kill_group(pid: int, grace_s: float = 10.0) -> None:
+def kill_group(pid: int, grace_s: float = 10.0) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -128,7 +129,7 @@ def stop_stack(state_dir: Path) -> list[int]:
         path = state_dir / name
         if path.is_file():
             pid = int(path.read_text().strip())
-            _kill_group(pid)
+            kill_group(pid)
             path.unlink()
             stopped.append(pid)
     return stopped
