@@ -37,16 +37,21 @@ class _Cfg(BaseModel):
 
 class ProblemsConfig(_Cfg):
     """Which problems every stage reads. ``source``: ``bundled``, ``humaneval``,
-    ``code_contests:<dir>`` or a JSONL/Parquet path (see ``tasks.core.problems.loaders``)."""
+    ``code_contests:<dir>`` or a JSONL/Parquet path (see ``tasks.core.problems.loaders``).
+    Roles: ``sft_split`` trains stage 2, ``rl_split`` trains stage 6, ``valid_split`` is the only
+    split any choice may be made on, ``eval_splits`` are computed once for the report (the
+    bundled splits and what each measures: ``tasks.core.problems.splits``)."""
 
     source: str = "bundled"
     seed: int = 0
     per_family: int = Field(default=40, gt=0)
     sft_split: str = "train"
-    rl_split: str = "valid"
-    eval_splits: tuple[str, ...] = ("test_instances", "test_families")
+    rl_split: str = "rl"
+    valid_split: str = "valid"
+    eval_splits: tuple[str, ...] = ("test_instances", "test_templates", "test_families")
     max_eval_problems: int | None = Field(default=None, gt=0, description="per eval split")
     max_rl_problems: int | None = Field(default=None, gt=0)
+    max_valid_problems: int | None = Field(default=None, gt=0)
 
 
 class PretrainConfig(_Cfg):

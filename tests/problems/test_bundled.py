@@ -19,10 +19,10 @@ def test_every_family_has_three_phrasings_and_two_variants():
         assert len(family.variants) >= 2, name
 
 
-def test_held_out_families_are_15_to_20_percent_and_never_in_train_or_valid():
+def test_held_out_families_are_15_to_20_percent_and_never_in_other_splits():
     held = set(list_families("test_families"))
     assert 0.15 <= len(held) / len(list_families()) <= 0.20
-    for split in ("train", "valid", "test_instances"):
+    for split in ("train", "rl", "valid", "test_instances", "test_templates"):
         assert held.isdisjoint({p.tags["family"] for p in bundled_problems(split, per_family=3)})
     assert {p.tags["family"] for p in bundled_problems("test_families", per_family=3)} == held
 
@@ -48,7 +48,7 @@ def test_generation_is_deterministic_given_seed():
 
 
 def test_unknown_split_error_names_valid_splits():
-    with pytest.raises(ValueError, match="train, valid, test_instances, test_families"):
+    with pytest.raises(ValueError, match="train, rl, valid, test_instances, test_templates, test_families"):
         next(bundled_problems("dev"))
 
 
@@ -71,9 +71,10 @@ def test_instances_carry_schema_fields_and_tests():
 
 
 def test_reference_solutions_are_short_and_formulaic():
-    for p in bundled_problems("train", per_family=6):
+    problems = [p for s in ("train", "test_templates") for p in bundled_problems(s, per_family=6)]
+    for p in problems:
         lines = p.solutions.solution[0].strip().splitlines()
-        body = [x for x in lines if not x.startswith(("import ", "t = int(input())", "for _ in"))]
+        body = [x for x in lines if not x.startswith(("import ", "t = int(input())", "for _ in", "for line"))]
         assert 1 <= len(body) <= 6, p.name
         assert "input()" in lines[0] or lines[0].startswith("import "), p.name
 
@@ -84,15 +85,24 @@ def test_public_examples_are_shown_in_the_statement():
             assert f"Input\n{inp.rstrip()}\nOutput\n{out.rstrip()}" in p.description
 
 
-def test_all_variants_and_phrasings_are_covered():
+def test_train_covers_every_training_variant_and_phrasing_but_not_the_valid_template():
     seen = {
         (p.tags["family"], p.tags["variant"], p.tags["phrasing"])
         for p in bundled_problems("train", per_family=9)
     }
     for name in list_families("train"):
         family = get_family(name)
-        expected = len(family.variants) * min(3, 9 // len(family.variants))
-        assert len({s for s in seen if s[0] == name}) >= expected, name
+        mine = {s[1:] for s in seen if s[0] == name}
+        assert len(mine) == len(family.variants) * len(family.phrasings) - 1, name
+        assert {v for v, _ in mine} == {v.name for v in family.variants}, name
+        assert {int(p) for _, p in mine} == set(range(len(family.phrasings))), name
+
+
+def test_eof_variant_has_no_count_line_and_one_answer_per_case():
+    for p in bundled_problems("test_templates", per_family=2):
+        assert p.tags["variant"] == "eof" and "sys.stdin" in p.solutions.solution[0]
+        for inp, out in p.public_tests.pairs() + p.private_tests.pairs():
+            assert len(inp.splitlines()) == len(out.splitlines()), p.name
 
 
 def test_thousands_of_problems_generate_quickly():

@@ -4,7 +4,7 @@ fails at least one private test -- both run in the sandbox Judge, never in this 
 import pytest
 
 from tasks.core.problems import BUNDLED_SPLITS, Problem, bundled_problems
-from tasks.core.problems.bundled import list_families
+from tasks.core.problems.bundled import get_family, list_families
 
 sandbox = pytest.importorskip("tasks.core.sandbox", reason="tasks.core.sandbox not built yet")
 if not hasattr(sandbox, "Judge"):
@@ -14,8 +14,8 @@ from tasks.core.sandbox.types import Job, TestCase, Verdict  # noqa: E402
 
 def _one_instance_per_family_variant() -> list[Problem]:
     chosen: dict[tuple[str, str], Problem] = {}
-    for split in ("train", "test_families"):
-        for p in bundled_problems(split, seed=11, per_family=3):  # 3 >= variants per shape
+    for split in ("train", "test_templates", "test_families"):
+        for p in bundled_problems(split, seed=11, per_family=9):  # 9 consecutive templates: every variant
             chosen.setdefault((p.tags["family"], p.tags["variant"]), p)
     return list(chosen.values())
 
@@ -27,7 +27,12 @@ def _job(program: str, pairs: list[tuple[str, str]], stop: bool = False) -> Job:
 
 def test_references_pass_and_wrong_programs_fail_in_sandbox():
     problems = _one_instance_per_family_variant()
-    assert {p.tags["family"] for p in problems} == set(list_families())
+    expected = {
+        (name, v.name)
+        for name in list_families()
+        for v in get_family(name).variants + get_family(name).reserved_variants
+    }
+    assert {(p.tags["family"], p.tags["variant"]) for p in problems} == expected
     jobs = []
     for p in problems:
         every_test = p.public_tests.pairs() + p.private_tests.pairs() + p.generated_tests.pairs()

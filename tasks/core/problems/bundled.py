@@ -2,26 +2,30 @@
 
 ``bundled_problems(split, seed=0, per_family=50)`` yields, for each family of the split,
 ``per_family`` :class:`Problem` instances, interleaved across families (instance 0 of every
-family, then instance 1, ...). Splits:
+family, then instance 1, ...). Splits (:data:`.splits.SPLITS` says what each is for and
+measures; :mod:`.splits` which templates each may draw):
 
-* ``train``, ``valid``, ``test_instances``: the families not in ``HELD_OUT_FAMILIES``; each
-  split draws its instances from its own random stream, so names never collide across splits
-  (a name is ``fam-<family>/<variant>/p<phrasing>/<split>-<seed>-<index>``).
+* ``train`` (SFT), ``rl`` (RL training), ``valid`` (selection), ``test_instances``
+  (in-distribution) and ``test_templates`` (reserved phrasings and input variants): the
+  families not in ``HELD_OUT_FAMILIES``;
 * ``test_families``: only the held-out families (about 17% of the catalogue), never seen in
-  train or valid.
+  train, rl or valid.
 
-Each instance fixes a family, an input variant, a phrasing and (for parameterised families) a
-parameter ``k``. Variants and phrasings cycle with the index, so ``per_family >= variants x 3``
-covers every combination. Tests: 1-2 public (shown in the statement as the Codeforces
-"Example"), ``N_PRIVATE`` private (the family's edge cases first) and ``N_GENERATED`` generated.
-Expected outputs come from each family's trusted plain-Python ``solve`` function; no program
-text is executed here. The reference program (``solutions``) and a deliberately wrong one
-(``incorrect_solutions``) are Python 3 text, checked in the sandbox by the test suite.
+Each split draws its instances from its own random stream, so names never collide across
+splits (a name is ``fam-<family>/<variant>/p<phrasing>/<split>-<seed>-<index>``). Each
+instance fixes a family, a template (input variant, phrasing; cycled through the split's pool)
+and, for parameterised families, a parameter ``k``. Tests: 1-2 public (shown in the statement
+as the Codeforces "Example"), ``N_PRIVATE`` private (the family's edge cases first) and
+``N_GENERATED`` generated. Expected outputs come from each family's trusted plain-Python
+``solve`` function; no program text is executed here. The reference program (``solutions``)
+and a deliberately wrong one (``incorrect_solutions``) are Python 3 text, checked in the
+sandbox by the test suite.
 
 Limits: deterministic for a given (split, seed, per_family) on a given Python version (string
 seeding of ``random.Random``). Instances of one family share one reference program per
-(variant, k), so ``test_instances`` measures in-distribution skill, ``test_families``
-generalisation; two instances may even show the same statement.
+(variant, k), so ``test_instances`` (same templates as training) measures in-distribution
+skill and two instances may even show the same statement; ``test_templates`` new statements
+and parsing code of seen families; ``test_families`` generalisation to new families.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from typing import Any
 
 from .families import FAMILIES, HELD_OUT_FAMILIES, Family, Variant, fill
 from .schema import Duration, Language, Problem, Solutions, Source, Tests
+from .splits import SPLITS, instance_template
 
-BUNDLED_SPLITS: tuple[str, ...] = ("train", "valid", "test_instances", "test_families")
+BUNDLED_SPLITS: tuple[str, ...] = tuple(SPLITS)
 N_PRIVATE = 8
 N_GENERATED = 10
 MAX_MULTI_CASES = 5
@@ -51,7 +56,7 @@ def list_families(split: str | None = None) -> tuple[str, ...]:
     if split is None:
         return tuple(names)
     _check_split(split)
-    held = split == "test_families"
+    held = SPLITS[split].families == "held-out"
     return tuple(n for n in names if (n in HELD_OUT_FAMILIES) == held)
 
 
@@ -82,9 +87,8 @@ def _check_split(split: str) -> None:
 
 def make_instance(family: Family, split: str, seed: int, index: int) -> Problem:
     rng = random.Random(f"{seed}|{split}|{family.name}|{index}")
-    n_variants = len(family.variants)
-    variant = family.variants[index % n_variants]
-    phrasing = (index // n_variants) % len(family.phrasings)
+    template = instance_template(family, split, index)
+    variant, phrasing = template.variant, template.phrasing
     k = family.param(rng) if family.param else None
     public = _tests(family, variant, k, rng, 1 + (rng.random() < 0.5), ())
     private = _tests(family, variant, k, rng, N_PRIVATE, family.edge(k))
@@ -121,7 +125,8 @@ def _tests(
         cases = [edges[i]] if i < len(edges) else [family.gen(rng, k)]
         if variant.multi:
             cases += [family.gen(rng, k) for _ in range(rng.randint(1, MAX_MULTI_CASES) - 1)]
-            text = f"{len(cases)}\n" + "\n".join(variant.render(c) for c in cases)
+            text = "\n".join(variant.render(c) for c in cases)
+            text = text if variant.eof else f"{len(cases)}\n{text}"
         else:
             text = variant.render(cases[0])
         inputs.append(text + "\n")
@@ -134,7 +139,7 @@ def _statement(family: Family, variant: Variant, phrasing: int, k: Any, public: 
     if variant.multi:
         output = f"For each test case, {output[0].lower()}{output[1:-1]} on its own line."
     parts = [
-        fill(family.phrasings[phrasing], k),
+        fill(family.all_phrasings[phrasing], k),
         "Input\n" + variant.input_text.replace("{c}", fill(family.constraints, k)),
         "Output\n" + output,
     ]

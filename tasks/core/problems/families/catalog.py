@@ -3,7 +3,8 @@
 Every reference body is 1-4 lines in one formulaic style (``print(expr)``, generator
 expressions, ``sorted``/``sum``/``max``), so a tiny model can learn the mapping from statement to
 code. :data:`HELD_OUT_FAMILIES` are the families of the ``test_families`` split: never in
-train/valid, each a recombination of ideas seen in train.
+train/rl/valid, each a recombination of ideas seen in train. Every family gets its phrasing
+reserved for evaluation from :mod:`.reserved` (:func:`with_reserved`).
 
 Limits: answers are exact integers or strings (no floats, no multiple correct outputs).
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import replace
 from typing import Any
 
 from .model import Family
+from .reserved import RESERVED_PHRASINGS
 from .shapes import INT, LIST, PAIR, STR, TRIPLE, WORDS
 
 R = random.Random
@@ -103,7 +106,7 @@ def _join(xs: Any) -> str:
 
 YESNO = "Print YES if {what}, otherwise print NO."
 
-FAMILIES: tuple[Family, ...] = (
+_CATALOGUE: tuple[Family, ...] = (
     # ---------------------------------------------------------------- one integer n
     Family(
         "int-times-k",
@@ -1320,6 +1323,18 @@ FAMILIES: tuple[Family, ...] = (
         ("strings",),
     ),
 )
+
+
+def with_reserved(families: tuple[Family, ...], reserved: dict[str, str]) -> tuple[Family, ...]:
+    """``families`` with their reserved phrasing filled in; every family needs exactly one entry."""
+    names = {f.name for f in families}
+    if set(reserved) != names:
+        missing, extra = sorted(names - set(reserved)), sorted(set(reserved) - names)
+        raise ValueError(f"reserved phrasings must match the families: missing {missing}, unknown {extra}")
+    return tuple(replace(f, reserved_phrasings=(reserved[f.name],)) for f in families)
+
+
+FAMILIES: tuple[Family, ...] = with_reserved(_CATALOGUE, RESERVED_PHRASINGS)
 
 HELD_OUT_FAMILIES: frozenset[str] = frozenset(
     {

@@ -6,6 +6,11 @@ gives the matching, formulaic Python 3 reading code, so that every family of one
 its input with exactly the same lines. Multi-case variants (``t`` cases, one per line) wrap the
 reading code and the family's body in ``for _ in range(t):``.
 
+Every shape also has *reserved* variants (:attr:`Shape.reserved`), used only by evaluation
+splits that hold input formats out (``test_templates``, ``test_families``): one case per line
+until the end of input, with no count line, read by ``for line in sys.stdin:``. Their Input
+text and their reading code differ from every training variant's.
+
 Limits: strings never contain newlines; the ``words`` shape is the only one whose string holds
 spaces. Variants render data only; constraints text comes from the family.
 """
@@ -27,16 +32,25 @@ class Variant:
     read: tuple[str, ...]
     render: Render
     input_text: str  # format string; ``{c}`` is replaced by the family's constraints
-    multi: bool = False  # first line t, then t cases (one answer line per case)
+    multi: bool = False  # several cases, one answer line per case: first line t, then t cases
+    eof: bool = False  # with multi: no count line, cases until end of input (``line`` holds one)
 
 
 @dataclass(frozen=True)
 class Shape:
+    """Training ``variants`` and ``reserved`` ones (evaluation only); names unique across both."""
+
     name: str
     variants: tuple[Variant, ...]
+    reserved: tuple[Variant, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants + self.reserved]
+        if len(set(names)) != len(names):
+            raise ValueError(f"shape {self.name!r} has duplicate variant names: {names}")
 
     def variant(self, name: str) -> Variant:
-        for v in self.variants:
+        for v in self.variants + self.reserved:
             if v.name == name:
                 return v
         raise KeyError(f"shape {self.name!r} has no variant {name!r}")
@@ -51,6 +65,13 @@ def _lines(xs: Any) -> str:
 
 
 _MULTI = "The first line contains t (1 ≤ t ≤ 5), the number of test cases. "
+_EOF = "The input holds between 1 and 5 test cases, one per line, up to the end of the input; "
+
+
+def _eof(read: str, what: str, render: Render = str) -> Variant:
+    """The reserved layout: one case per line until end of input, parsed from ``line``."""
+    return Variant("eof", (read,), render, _EOF + f"each line contains {what} ({{c}}).", True, True)
+
 
 INT = Shape(
     "int",
@@ -64,6 +85,7 @@ INT = Shape(
             multi=True,
         ),
     ),
+    (_eof("n = int(line)", "an integer n"),),
 )
 
 PAIR = Shape(
@@ -89,6 +111,7 @@ PAIR = Shape(
             multi=True,
         ),
     ),
+    (_eof("a, b = map(int, line.split())", "two integers a and b", _join),),
 )
 
 TRIPLE = Shape(
@@ -107,6 +130,7 @@ TRIPLE = Shape(
             "Three lines contain the integers a, b and c, one per line ({c}).",
         ),
     ),
+    (_eof("a, b, c = map(int, line.split())", "three integers a, b and c", _join),),
 )
 
 LIST = Shape(
@@ -131,6 +155,7 @@ LIST = Shape(
             "The first line contains n, each of the next n lines one integer a_i ({c}).",
         ),
     ),
+    (_eof("a = list(map(int, line.split()))", "the integers a_1, ..., a_n of one case", _join),),
 )
 
 STR = Shape(
@@ -145,6 +170,7 @@ STR = Shape(
             multi=True,
         ),
     ),
+    (_eof('s = line.rstrip("\\n")', "a string s"),),
 )
 
 WORDS = Shape(
@@ -165,6 +191,7 @@ WORDS = Shape(
             multi=True,
         ),
     ),
+    (_eof('s = line.rstrip("\\n")', "a sentence s of words separated by single spaces"),),
 )
 
 SHAPES: dict[str, Shape] = {s.name: s for s in (INT, PAIR, TRIPLE, LIST, STR, WORDS)}
@@ -173,7 +200,10 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (INT, PAIR, TRIPLE, LIST, STR, WO
 def program(variant: Variant, body: tuple[str, ...], imports: tuple[str, ...] = ()) -> str:
     """The whole program: imports, then reading code and body (looped for multi variants)."""
     lines = list(imports)
-    if variant.multi:
+    if variant.eof:
+        lines += ["import sys", "for line in sys.stdin:"]
+        lines += ["    " + line for line in variant.read + body]
+    elif variant.multi:
         lines += ["t = int(input())", "for _ in range(t):"]
         lines += ["    " + line for line in variant.read + body]
     else:
