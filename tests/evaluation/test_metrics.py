@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from tasks.core.metrics import (
+    FamilyPairedDifference,
     Interval,
     ProblemSamples,
     bootstrap_ci,
+    family_paired_bootstrap,
     mean_pass_at_k,
     n_at_k,
     n_at_k_per_problem,
@@ -170,3 +172,68 @@ def test_paired_bootstrap_rejects_unpaired_inputs():
 def test_bootstrap_rejects_bad_alpha():
     with pytest.raises(ValueError, match="alpha"):
         bootstrap_ci([1.0, 2.0], alpha=1.5)
+
+
+def _clustered(n_families: int, per_family: int, seed: int = 0):
+    """Per-problem scores whose RL-minus-baseline difference is mostly a per-family effect."""
+    rng = np.random.default_rng(seed)
+    families = [f"f{i}" for i in range(n_families) for _ in range(per_family)]
+    effect = np.repeat(rng.normal(0.05, 0.2, n_families), per_family)
+    b = rng.random(n_families * per_family)
+    return b + effect + rng.normal(0, 0.02, b.size), b, families
+
+
+def test_family_bootstrap_equals_problem_bootstrap_with_one_problem_per_family():
+    rng = np.random.default_rng(5)
+    a, b = rng.random(40), rng.random(40)
+    clustered = family_paired_bootstrap(a, b, [f"p{i}" for i in range(40)], n_boot=300, seed=7)
+    plain = paired_bootstrap(a, b, n_boot=300, seed=7)
+    assert (clustered.difference, clustered.lo, clustered.hi, clustered.frac_not_positive) == (
+        plain.difference,
+        plain.lo,
+        plain.hi,
+        plain.frac_not_positive,
+    )
+    assert (clustered.n_families, clustered.n_problems) == (40, 40)
+
+
+def test_family_bootstrap_is_wider_than_problem_bootstrap_on_clustered_data():
+    a, b, families = _clustered(12, 10)
+    clustered = family_paired_bootstrap(a, b, families, n_boot=1000, seed=0)
+    plain = paired_bootstrap(a, b, n_boot=1000, seed=0)
+    assert clustered.difference == pytest.approx(plain.difference)
+    assert clustered.hi - clustered.lo > 2 * (plain.hi - plain.lo)
+    assert clustered.lo < clustered.difference < clustered.hi
+    assert (clustered.n_families, clustered.n_problems) == (12, 120)
+
+
+def test_family_bootstrap_is_deterministic_given_seed_and_frozen():
+    a, b, families = _clustered(6, 5, seed=2)
+    one = family_paired_bootstrap(a, b, families, n_boot=200, seed=4)
+    assert isinstance(one, FamilyPairedDifference)
+    assert one == family_paired_bootstrap(a, b, families, n_boot=200, seed=4)
+    assert one != family_paired_bootstrap(a, b, families, n_boot=200, seed=5)
+    with pytest.raises(AttributeError):
+        one.lo = 0.0  # type: ignore[misc]
+
+
+def test_family_bootstrap_resamples_whole_families_in_any_problem_order():
+    # Within a family a and b are constant, so only the family draws matter: the clustered
+    # bootstrap over interleaved problems equals the problem bootstrap over one row per family.
+    rng = np.random.default_rng(8)
+    fa, fb = rng.random(7), rng.random(7)
+    codes = rng.permutation(np.repeat(np.arange(7), 4))
+    first_seen = list(dict.fromkeys(codes))
+    families = [f"fam{c}" for c in codes]
+    clustered = family_paired_bootstrap(fa[codes], fb[codes], families, n_boot=400, seed=2)
+    plain = paired_bootstrap(fa[first_seen], fb[first_seen], n_boot=400, seed=2)
+    assert clustered.lo == pytest.approx(plain.lo) and clustered.hi == pytest.approx(plain.hi)
+    assert clustered.frac_not_positive == plain.frac_not_positive
+    assert (clustered.n_families, clustered.n_problems) == (7, 28)
+
+
+def test_family_bootstrap_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="one of each per problem"):
+        family_paired_bootstrap([1.0, 2.0], [1.0, 2.0], ["f"])
+    with pytest.raises(ValueError, match="one of each per problem"):
+        family_paired_bootstrap([1.0, 2.0], [1.0], ["f", "g"])
