@@ -34,7 +34,7 @@ from flows.stages import (
 from tasks.caching import cached
 from tasks.core.config import PipelineConfig, load_profile
 from tasks.core.manifest import Manifest, plan_stage
-from tasks.core.stages import problems as problems_stage
+from tasks.core.stages import STAGES, Stage
 from tasks.core.stages import report as report_stage
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import is_parallel, make_task_runner, require_runner
@@ -44,18 +44,49 @@ DEFAULT_OUT = "runs"
 
 
 class EvaluationRun(BaseModel):
+    """Stages 3-5 and the hidden-test evaluation of one model; later ones are None when the
+    run stopped early (``until``)."""
+
     model_config = ConfigDict(frozen=True)
     samples: Manifest
-    filtered: Manifest
-    clusters: Manifest
-    evaluation: Manifest
+    filtered: Manifest | None = None
+    clusters: Manifest | None = None
+    evaluation: Manifest | None = None
+
+    def labelled(self, label: str) -> dict[str, Manifest]:
+        pairs = zip(_EVAL_STAGES, (self.samples, self.filtered, self.clusters, self.evaluation), strict=True)
+        return {f"{stage.value} ({label})": m for stage, m in pairs if m is not None}
 
 
 class PipelineResult(BaseModel):
+    """Every stage a run finished (None: not reached). ``sft``/``rl_eval`` are the evaluations of
+    the stage-2 and the RL model."""
+
     model_config = ConfigDict(frozen=True)
     root: str
-    stages: dict[str, Manifest]
+    problems: Manifest
+    pretrain: Manifest | None = None
+    finetune: Manifest | None = None
+    sft: EvaluationRun | None = None
+    rl: Manifest | None = None
+    rl_eval: EvaluationRun | None = None
     report: Manifest | None = None
+
+    @property
+    def stages(self) -> dict[str, Manifest]:
+        """The finished stages by display label (``sample (sft)``, ``rl``...), in pipeline order:
+        for printing and the report's stage list; code reads the fields."""
+        out = {Stage.PROBLEMS.value: self.problems}
+        out |= {
+            s.value: m for s, m in ((Stage.PRETRAIN, self.pretrain), (Stage.FINETUNE, self.finetune)) if m
+        }
+        out |= self.sft.labelled("sft") if self.sft else {}
+        out |= {Stage.RL.value: self.rl} if self.rl else {}
+        out |= self.rl_eval.labelled("rl") if self.rl_eval else {}
+        return out
+
+
+_EVAL_STAGES = (Stage.SAMPLE, Stage.FILTER, Stage.CLUSTER, Stage.EVALUATE)
 
 
 def default_out_dir(profile: str) -> str:
@@ -74,63 +105,56 @@ def active_run(root: str):
         marker.unlink(missing_ok=True)
 
 
-STAGES = ("problems", "pretrain", "finetune", "sample", "filter", "cluster", "evaluate", "rl", "report")
-
-
-def run_pipeline(cfg: PipelineConfig, root: str, until: str = "report") -> PipelineResult:
+def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT) -> PipelineResult:
     """Run the stages in order up to and including ``until`` (the whole pipeline by default);
     finished stages come back Cached."""
     if until not in STAGES:
         raise ValueError(f"until={until!r} is not a stage; choose one of {', '.join(STAGES)}")
     require_runner(cfg.runner)
-    stop = STAGES.index(until)
-    stages: dict[str, Manifest] = {"problems": problems_flow(cfg.problems, root)}
-    if stop >= STAGES.index("pretrain"):
-        stages["pretrain"] = pretrain_flow(cfg.pretrain, root)
-    if stop >= STAGES.index("finetune"):
-        stages["finetune"] = finetune_flow(
-            cfg.finetune,
-            stages["pretrain"],
-            stages["problems"],
-            cfg.problems.sft_split,
-            cfg.problems.rl_split,
-            root,
+    stop = STAGES.index(Stage(until))
+    reached = lambda stage: stop >= STAGES.index(stage)  # noqa: E731
+    problems = problems_flow(cfg.problems, root)
+    pretrain = finetune = rl = None
+    sft = rl_eval = None
+    if reached(Stage.PRETRAIN):
+        pretrain = pretrain_flow(cfg.pretrain, root)
+    if reached(Stage.FINETUNE):
+        finetune = finetune_flow(
+            cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.rl_split, root
         )
-    if stop >= STAGES.index("sample"):
-        _evaluate_into(
-            stages, "sft", cfg, stages["finetune"], root, STAGES[min(stop, STAGES.index("evaluate"))]
-        )
-    if stop >= STAGES.index("rl"):
-        stages["rl"] = rl_flow(
-            cfg.rl, cfg.judge, stages["finetune"], stages["problems"], cfg.problems.rl_split, root
-        )
-    report = None
-    if stop >= STAGES.index("report"):
-        _evaluate_into(stages, "rl", cfg, stages["rl"], root, "evaluate")
-        report = _report(cfg, stages, root)
-    return PipelineResult(root=root, stages=stages, report=report)
-
-
-def _evaluate_into(
-    stages: dict, label: str, cfg: PipelineConfig, model: Manifest, root: str, until: str
-) -> None:
-    """Stages 3-5 and the hidden-test evaluation for one model, up to ``until``."""
-    splits, problems = cfg.problems.eval_splits, stages["problems"]
-    on = partial(_on_runner, cfg)
-    samples = stages[f"sample ({label})"] = on(sample_flow)(cfg.sample, model, problems, splits, root)
-    if until == "sample":
-        return
-    filtered = stages[f"filter ({label})"] = on(filter_flow)(cfg.judge, samples, problems, splits, root)
-    if until == "filter":
-        return
-    clusters = stages[f"cluster ({label})"] = on(cluster_flow)(
-        cfg.cluster, cfg.judge, samples, filtered, problems, splits, root
+    if reached(Stage.SAMPLE):
+        sft = _evaluate("sft", cfg, finetune, problems, root, STAGES[min(stop, STAGES.index(Stage.EVALUATE))])
+    if reached(Stage.RL):
+        rl = rl_flow(cfg.rl, cfg.judge, finetune, problems, cfg.problems.rl_split, root)
+    if reached(Stage.REPORT):
+        rl_eval = _evaluate("rl", cfg, rl, problems, root, Stage.EVALUATE)
+    result = PipelineResult(
+        root=root, problems=problems, pretrain=pretrain, finetune=finetune, sft=sft, rl=rl, rl_eval=rl_eval
     )
-    if until == "cluster":
-        return
-    stages[f"evaluate ({label})"] = on(evaluate_flow)(
+    if reached(Stage.REPORT):
+        result = result.model_copy(update={"report": _report(cfg, result, root)})
+    return result
+
+
+def _evaluate(
+    label: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str, until: Stage
+) -> EvaluationRun:
+    """Stages 3-5 and the hidden-test evaluation for one model, up to ``until``."""
+    splits = cfg.problems.eval_splits
+    on = partial(_on_runner, cfg)
+    samples = on(sample_flow)(cfg.sample, model, problems, splits, root)
+    if until == Stage.SAMPLE:
+        return EvaluationRun(samples=samples)
+    filtered = on(filter_flow)(cfg.judge, samples, problems, splits, root)
+    if until == Stage.FILTER:
+        return EvaluationRun(samples=samples, filtered=filtered)
+    clusters = on(cluster_flow)(cfg.cluster, cfg.judge, samples, filtered, problems, splits, root)
+    if until == Stage.CLUSTER:
+        return EvaluationRun(samples=samples, filtered=filtered, clusters=clusters)
+    evaluation = on(evaluate_flow)(
         cfg.evaluate, cfg.judge, label, samples, filtered, clusters, problems, splits, root
     )
+    return EvaluationRun(samples=samples, filtered=filtered, clusters=clusters, evaluation=evaluation)
 
 
 def _on_runner(cfg: PipelineConfig, stage_flow):
@@ -140,14 +164,17 @@ def _on_runner(cfg: PipelineConfig, stage_flow):
     return partial(stage_flow.with_options(task_runner=make_task_runner(cfg.runner)), parallel=True)
 
 
-def _report(cfg: PipelineConfig, stages: dict[str, Manifest], root: str) -> Manifest:
-    before, after = stages["evaluate (sft)"], stages["evaluate (rl)"]
-    split_of = {
-        p.name: s for s in cfg.problems.eval_splits for p in problems_stage.load_split(stages["problems"], s)
-    }
-    plan = plan_stage(root, "report", {}, [before, after], report_stage.MODULES)
+def _report(cfg: PipelineConfig, result: PipelineResult, root: str) -> Manifest:
+    assert result.sft and result.rl_eval  # the report stage runs after both evaluations
+    before, after = result.sft.evaluation, result.rl_eval.evaluation
+    plan = plan_stage(root, Stage.REPORT, {}, [before, after], report_stage)
     return cached(report_task, root)(
-        plan=plan, before=before, after=after, split_of=split_of, stage_manifests=stages
+        plan=plan,
+        before=before,
+        after=after,
+        problems=result.problems,
+        splits=cfg.problems.eval_splits,
+        stage_manifests=result.stages,
     )
 
 
@@ -156,14 +183,7 @@ def evaluate_model(
 ) -> EvaluationRun:
     """Stages 3-5 and the hidden-test evaluation of one model (used by ``reevaluate``)."""
     require_runner(cfg.runner)
-    stages: dict[str, Manifest] = {"problems": problems}
-    _evaluate_into(stages, label, cfg, model, root, "evaluate")
-    return EvaluationRun(
-        samples=stages[f"sample ({label})"],
-        filtered=stages[f"filter ({label})"],
-        clusters=stages[f"cluster ({label})"],
-        evaluation=stages[f"evaluate ({label})"],
-    )
+    return _evaluate(label, cfg, model, problems, root, Stage.EVALUATE)
 
 
 @flow(name="alphacode-pipeline")
@@ -183,7 +203,7 @@ def alphacode_pipeline(
 
 @flow(name="alphacode-stage")
 def alphacode_stage(
-    stage: str = "pretrain",
+    stage: str = Stage.PRETRAIN,
     profile: str = "default",
     out_dir: str | None = None,
     overrides: dict[str, Any] | None = None,

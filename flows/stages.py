@@ -24,7 +24,7 @@ from tasks.core.config import (
     SampleConfig,
 )
 from tasks.core.manifest import Manifest, plan_stage
-from tasks.core.stages import cluster, evaluate
+from tasks.core.stages import Stage, cluster, evaluate
 from tasks.core.stages import filter as filter_stage
 from tasks.core.stages import problems as problems_stage
 from tasks.core.stages import rl as rl_stage
@@ -48,13 +48,13 @@ from tasks.stages import (
 
 @flow(name="problems")
 def problems_flow(cfg: ProblemsConfig, root: str) -> Manifest:
-    plan = plan_stage(root, "problems", cfg, [], problems_stage.MODULES)
+    plan = plan_stage(root, Stage.PROBLEMS, cfg, [], problems_stage)
     return _published(cached(problems_task, root)(plan=plan, cfg=cfg))
 
 
 @flow(name="pretrain")
 def pretrain_flow(cfg: PretrainConfig, root: str) -> Manifest:
-    plan = plan_stage(root, "pretrain", cfg, [], train_stage.PRETRAIN_MODULES)
+    plan = plan_stage(root, Stage.PRETRAIN, cfg, [], train_stage)
     return _published(cached(pretrain_task, root)(plan=plan, cfg=cfg))
 
 
@@ -63,7 +63,7 @@ def finetune_flow(
     cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest, sft_split: str, valid_split: str, root: str
 ) -> Manifest:
     key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
-    plan = plan_stage(root, "finetune", key_cfg, [pretrained, problems], train_stage.FINETUNE_MODULES)
+    plan = plan_stage(root, Stage.FINETUNE, key_cfg, [pretrained, problems], train_stage)
     return _published(
         cached(finetune_task, root)(
             plan=plan,
@@ -86,7 +86,7 @@ def sample_flow(
     parallel: bool = False,
 ) -> Manifest:
     key_cfg = {"sample": cfg.model_dump(mode="json"), "splits": list(splits)}
-    plan = plan_stage(root, "sample", key_cfg, [model, problems], sample_stage.MODULES)
+    plan = plan_stage(root, Stage.SAMPLE, key_cfg, [model, problems], sample_stage)
     eval_problems = sample_stage.eval_problems(problems, splits)
     ids = [p.name for p in eval_problems]
     if not plan.complete():
@@ -155,7 +155,7 @@ def filter_flow(
     parallel: bool = False,
 ) -> Manifest:
     plan = plan_stage(
-        root, "filter", {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage.MODULES
+        root, Stage.FILTER, {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage
     )
     by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
     if not plan.complete():
@@ -175,14 +175,11 @@ def cluster_flow(
     parallel: bool = False,
 ) -> Manifest:
     key_cfg = {"cluster": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json")}
-    plan = plan_stage(root, "cluster", key_cfg, [samples, filtered, problems], cluster.MODULES)
+    plan = plan_stage(root, Stage.CLUSTER, key_cfg, [samples, filtered, problems], cluster)
     if not plan.complete():
         by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
         survivors = cluster.survivors(filtered, samples)
-        with_survivors = {p.problem_id for p in survivors}
-        inputs = cluster_inputs_task(
-            plan=plan, cfg=cfg, problems={k: v for k, v in by_id.items() if k in with_survivors}
-        )
+        inputs = cluster_inputs_task(plan=plan, cfg=cfg, problems=by_id, survivors=survivors)
         _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs, parallel=parallel)
     return _published(
         cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered)
@@ -207,31 +204,20 @@ def evaluate_flow(
         "judge": judge.model_dump(mode="json"),
         "label": label,
     }
-    plan = plan_stage(
-        root,
-        "evaluate",
-        key_cfg,
-        [samples, filtered, clusters, problems],
-        evaluate.MODULES + filter_stage.MODULES,
-    )
-    split_of = {p.name: split for split in splits for p in problems_stage.load_split(problems, split)}
-    by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
-    groups = {
-        "family": {pid: p.tags.get("family", "unknown") for pid, p in by_id.items()},
-        "difficulty": {pid: str(p.cf_rating or p.difficulty) for pid, p in by_id.items()},
-    }
+    plan = plan_stage(root, Stage.EVALUATE, key_cfg, [samples, filtered, clusters, problems], evaluate)
     if not plan.complete():
+        by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
         _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root, parallel=parallel)
     return _published(
         cached(evaluate_finish_task, root)(
             plan=plan,
             cfg=cfg,
             label=label,
-            split_of=split_of,
+            problems=problems,
+            splits=splits,
             samples=samples,
             filtered=filtered,
             clusters=clusters,
-            groups=groups,
         )
     )
 
@@ -241,8 +227,9 @@ def rl_flow(
     cfg: RLConfig, judge: JudgeConfig, finetuned: Manifest, problems: Manifest, split: str, root: str
 ) -> Manifest:
     key_cfg = {"rl": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "split": split}
-    plan = plan_stage(root, "rl", key_cfg, [finetuned, problems], rl_stage.MODULES)
-    rl_problems = problems_stage.load_split(problems, split)
+    plan = plan_stage(root, Stage.RL, key_cfg, [finetuned, problems], rl_stage)
     return _published(
-        cached(rl_task, root)(plan=plan, cfg=cfg, finetuned=finetuned, problems=rl_problems, judge=judge)
+        cached(rl_task, root)(
+            plan=plan, cfg=cfg, finetuned=finetuned, problems=problems, split=split, judge=judge
+        )
     )

@@ -2,7 +2,8 @@
 
 Measured with Prefect 3.9: a cached task that returns a *path* stays "Cached" even when the
 files behind it were deleted. So every cached unit here takes a ``plan`` argument (a
-:class:`~tasks.core.manifest.StagePlan` or anything with ``cache_key`` and ``complete()``):
+:class:`~tasks.core.manifest.StagePlan` or a shard unit: anything with ``root``, ``cache_key``
+and ``complete()``):
 its cache key is the plan's content address, and when the plan's output is not complete the
 policy first forgets the stale cache record, so the task runs again (and can resume from the
 checkpoints it left in its own directory). Records, result payloads and locks
@@ -20,22 +21,13 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 from prefect.cache_policies import CachePolicy
 from prefect.locking.filesystem import FileSystemLockManager
 
 UNOWNED_LOCK_GRACE_S = 60.0
-
-
-class CacheUnit(Protocol):
-    root: str
-
-    @property
-    def cache_key(self) -> str: ...
-
-    def complete(self) -> bool: ...
 
 
 @dataclass

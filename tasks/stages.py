@@ -3,14 +3,12 @@
 Every task takes a ``plan`` (a :class:`~tasks.core.manifest.StagePlan` or a shard unit); the
 flows wrap each with :func:`tasks.caching.cached` so the key is the plan's content address.
 A task first returns an already-complete output as is (a crashed run's finished work is never
-redone) and otherwise computes, resuming from what it left in its own directory.
+redone) and otherwise calls the stage's core function (:mod:`tasks.core.stages`), which does all
+the work, resuming from what it left in its own directory. What a task adds is caching, retries
+and progress bars: no logic, so the stage's code fingerprint covers everything that runs.
 """
 
 from __future__ import annotations
-
-import threading
-from functools import lru_cache
-from pathlib import Path
 
 from prefect import task
 
@@ -24,29 +22,17 @@ from tasks.core.config import (
     RLConfig,
     SampleConfig,
 )
-from tasks.core.execution import execute_shard, write_shard
-from tasks.core.jobs import LimitPolicy
+from tasks.core.execution import Program
 from tasks.core.manifest import Manifest, StagePlan
-from tasks.core.problems import Problem, extract_program
-from tasks.core.samplestore import SampleStore
-from tasks.core.sampling import SampleRequest, SamplingParams, make_backend, sample_shard
-from tasks.core.sandbox import Judge
-from tasks.core.sandbox.types import Limits
-from tasks.core.stages import cluster, evaluate
+from tasks.core.problems import Problem
+from tasks.core.sampling import SampleRequest, SamplingParams
+from tasks.core.stages import cluster, evaluate, report
 from tasks.core.stages import filter as filter_stage
 from tasks.core.stages import problems as problems_stage
 from tasks.core.stages import rl as rl_stage
 from tasks.core.stages import sample as sample_stage
 from tasks.core.stages import train as train_stage
 from tasks.progress import StageProgress
-
-
-def make_judge(cfg: JudgeConfig) -> Judge:
-    return Judge(backend=cfg.backend, workers=cfg.workers, limits=judge_limits(cfg))
-
-
-def judge_limits(cfg: JudgeConfig) -> Limits:
-    return Limits(time_s=cfg.time_limit_s, memory_mb=cfg.memory_mb)
 
 
 @task(name="problems")
@@ -88,36 +74,11 @@ def finetune_task(
         return train_stage.run_finetune(plan, cfg, pretrained, problems, sft_split, valid_split, update)
 
 
-_SAMPLING_LOCK = threading.Lock()
-
-
-@lru_cache(maxsize=2)
-def _backend(backend: str, model_dir: str, params: SamplingParams):
-    return make_backend(params, model_dir)
-
-
-def _sample_one_at_a_time(
-    plan: sample_stage.SampleShardUnit, model: Manifest, params: SamplingParams, request: SampleRequest
-):
-    """Sampling seeds torch's process-global RNG per shard: two shards sampled at once by threads
-    of one process (thread runner, Dask workers with threads_per_worker > 1) would interleave
-    draws and break per-shard reproducibility, so a process samples one shard at a time. (A
-    module-level function: Dask pickles it by reference, so every task shares this one lock.)"""
-    with _SAMPLING_LOCK:
-        backend = _backend(params.backend, str(model.dir / "model"), params)
-        return sample_shard(backend, request, params, plan.shard, model.key, extract_program)
-
-
 @task(name="sample-shard", retries=1)
 def sample_shard_task(
     plan: sample_stage.SampleShardUnit, model: Manifest, params: SamplingParams, request: SampleRequest
 ) -> int:
-    store = SampleStore(plan.store_dir)
-    if store.has_shard(plan.shard):
-        return plan.shard.num_samples
-    table = _sample_one_at_a_time(plan, model, params, request)
-    store.write_shard(table, plan.shard)
-    return table.num_rows
+    return sample_stage.run_shard(plan, model, params, request)
 
 
 @task(name="sample-finish")
@@ -132,54 +93,38 @@ def exec_shard_task(
     judge: JudgeConfig,
     generated_inputs: dict[str, list[str]] | None = None,
 ) -> int:
-    if plan.complete():
-        return len(plan.shard.programs)
-    with make_judge(judge) as runner:
-        table = execute_shard(
-            runner, plan.shard, problems, plan.test_set, LimitPolicy.from_config(judge), generated_inputs
-        )
-    write_shard(Path(plan.exec_dir), plan.shard, table)
-    return len(plan.shard.programs)
+    return filter_stage.run_exec_shard(plan, problems, judge, generated_inputs)
 
 
 @task(name="filter-finish")
 def filter_finish_task(plan: StagePlan, samples: Manifest, problem_ids: list[str]) -> Manifest:
-    return plan.manifest() or filter_stage.finish_filter(
-        plan, samples, filter_stage.programs_of(samples), problem_ids
-    )
+    return plan.manifest() or filter_stage.finish(plan, samples, problem_ids)
 
 
 @task(name="cluster-inputs")
 def cluster_inputs_task(
-    plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Problem]
+    plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Problem], survivors: list[Program]
 ) -> dict[str, list[str]]:
-    return cluster.generate_inputs(plan, cfg, problems, sorted(problems))
+    return cluster.generate_inputs(plan, cfg, problems, survivors)
 
 
 @task(name="cluster-finish")
 def cluster_finish_task(
     plan: StagePlan, cfg: ClusterConfig, samples: Manifest, filtered: Manifest
 ) -> Manifest:
-    if (done := plan.manifest()) is not None:
-        return done
-    return cluster.finish_cluster(
-        plan, cfg, cluster.survivors(filtered, samples), cluster.sample_counts(samples)
-    )
+    return plan.manifest() or cluster.finish(plan, cfg, samples, filtered)
 
 
 @task(name="rl")
 def rl_task(
-    plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge: JudgeConfig
+    plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: Manifest, split: str, judge: JudgeConfig
 ) -> Manifest:
     if (done := plan.manifest()) is not None:
         return done
     unit = "rounds" if cfg.algorithm == "expert-iteration" else "steps"
-    with (
-        StageProgress(cfg.total_steps, f"stage 6 RL {cfg.algorithm} ({unit})") as bar,
-        make_judge(judge) as runner,
-    ):
+    with StageProgress(cfg.total_steps, f"stage 6 RL {cfg.algorithm} ({unit})") as bar:
         return rl_stage.run_rl(
-            plan, cfg, finetuned, problems, runner, progress=lambda step, total, metrics: bar.set(step)
+            plan, cfg, finetuned, problems, split, judge, progress=lambda step, total, metrics: bar.set(step)
         )
 
 
@@ -188,15 +133,13 @@ def evaluate_finish_task(
     plan: StagePlan,
     cfg: EvalConfig,
     label: str,
-    split_of: dict[str, str],
+    problems: Manifest,
+    splits: tuple[str, ...],
     samples: Manifest,
     filtered: Manifest,
     clusters: Manifest,
-    groups: dict[str, dict[str, str]],
 ) -> Manifest:
-    return plan.manifest() or evaluate.finish_evaluate(
-        plan, cfg, label, split_of, samples, filtered, clusters, groups
-    )
+    return plan.manifest() or evaluate.finish(plan, cfg, label, problems, splits, samples, filtered, clusters)
 
 
 @task(name="report")
@@ -204,9 +147,8 @@ def report_task(
     plan: StagePlan,
     before: Manifest,
     after: Manifest,
-    split_of: dict[str, str],
+    problems: Manifest,
+    splits: tuple[str, ...],
     stage_manifests: dict[str, Manifest],
 ) -> Manifest:
-    from tasks.core.stages import report
-
-    return plan.manifest() or report.build_report(plan, before, after, split_of, stage_manifests)
+    return plan.manifest() or report.build_report(plan, before, after, problems, splits, stage_manifests)

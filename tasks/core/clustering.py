@@ -34,7 +34,6 @@ import numpy as np
 
 from tasks.core.sandbox.types import TestResult, Verdict
 
-_TOP_BIT = np.uint64(1 << 63)
 _CHUNK_ROWS = 1 << 15
 
 # Sentinels for runs without a usable output. All are < 2**63, unlike output hashes.

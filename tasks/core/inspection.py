@@ -38,25 +38,29 @@ import duckdb
 import pyarrow.parquet as pq
 
 from tasks.core.manifest import MANIFEST_NAME, read_manifest
-from tasks.core.samplestore import SampleStore
+from tasks.core.rl.artifacts import METRICS_FILE as RL_METRICS_FILE
+from tasks.core.samplestore import PROBLEM_GLOB, SHARD_GLOB, SampleStore
+from tasks.core.stages import STAGES, Stage
+from tasks.core.stages.cluster import CLUSTERS_FILE
+from tasks.core.stages.evaluate import PER_SAMPLE_FILE
+from tasks.core.stages.filter import VERDICTS_FILE
+from tasks.core.stages.sample import STORE as STORE_DIR
 
-STAGES = ("problems", "pretrain", "finetune", "sample", "filter", "cluster", "evaluate", "rl", "report")
-STORE_DIR = "samples"  # tasks.core.stages.sample.STORE
-MODEL_UPSTREAM = {"sft": "finetune", "rl": "rl"}
+MODEL_UPSTREAM = {"sft": Stage.FINETUNE, "rl": Stage.RL}
 # the main Parquet payload of each stage, counted in ``runs`` (footer row counts only)
 MAIN_FILES = {
-    "filter": "sample_verdicts.parquet",
-    "cluster": "clusters.parquet",
-    "evaluate": "per_sample.parquet",
-    "rl": "metrics.parquet",
+    Stage.FILTER: VERDICTS_FILE,
+    Stage.CLUSTER: CLUSTERS_FILE,
+    Stage.EVALUATE: PER_SAMPLE_FILE,
+    Stage.RL: RL_METRICS_FILE,
 }
 SUMMARY_METRICS = {
-    "problems": (),
-    "sample": ("problems", "samples", "unique_programs", "generated_tokens"),
-    "filter": ("samples", "distinct_programs", "surviving_samples", "problems_without_survivors"),
-    "cluster": ("problems_clustered", "clusters", "largest_cluster", "selected"),
-    "evaluate": ("label",),
-    "rl": ("algorithm", "steps", "final_reward_mean"),
+    Stage.PROBLEMS: (),
+    Stage.SAMPLE: ("problems", "samples", "unique_programs", "generated_tokens"),
+    Stage.FILTER: ("samples", "distinct_programs", "surviving_samples", "problems_without_survivors"),
+    Stage.CLUSTER: ("problems_clustered", "clusters", "largest_cluster", "selected"),
+    Stage.EVALUATE: ("label",),
+    Stage.RL: ("algorithm", "steps", "final_reward_mean"),
 }
 
 
@@ -82,7 +86,7 @@ class StageEntry:
     @property
     def model(self) -> str:
         """``sft``/``rl`` for a sample store (from its upstream), else ``""``."""
-        if self.stage != "sample":
+        if self.stage != Stage.SAMPLE:
             return ""
         for label, stage in MODEL_UPSTREAM.items():
             if stage in self.upstream:
@@ -93,7 +97,7 @@ class StageEntry:
         """Rows of the stage's main Parquet payload, from file footers (None if it has none)."""
         if not self.complete:
             return None
-        if self.stage == "sample":
+        if self.stage == Stage.SAMPLE:
             files = sample_files(self.dir)
         elif self.stage in MAIN_FILES and (self.dir / MAIN_FILES[self.stage]).is_file():
             files = [self.dir / MAIN_FILES[self.stage]]
@@ -105,7 +109,7 @@ class StageEntry:
         """The key metrics of the stage's manifest (for evaluate: label and every @1 value)."""
         keys = SUMMARY_METRICS.get(self.stage, ())
         out = {k: self.metrics[k] for k in keys if k in self.metrics}
-        if self.stage == "evaluate":
+        if self.stage == Stage.EVALUATE:
             out.update({k: v for k, v in self.metrics.items() if k.startswith("all/") and k.endswith("/1")})
         return out
 
@@ -201,8 +205,8 @@ class ModelStores:
 
 
 def _pick_sample(run: RunInfo, model: str) -> StageEntry:
-    samples = run.of("sample")
-    pending = [e.key for e in run.of("sample", complete_only=False) if not e.complete]
+    samples = run.of(Stage.SAMPLE)
+    pending = [e.key for e in run.of(Stage.SAMPLE, complete_only=False) if not e.complete]
     note = f" (incomplete: {', '.join('sample/' + k for k in pending)})" if pending else ""
     fix = f"finish the run with `alphacode run --out {run.root}`"
     if model in MODEL_UPSTREAM:
@@ -234,19 +238,21 @@ def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> StageEntry | Non
 def resolve_stores(run: RunInfo, model: str = "sft") -> ModelStores:
     """The sample store of ``model`` and the newest complete stages computed from it."""
     sample = _pick_sample(run, model)
-    needs = {"sample": sample.key}
-    filt = _newest(run, "filter", needs)
-    clus = _newest(run, "cluster", {**needs, "filter": filt.key}) if filt else None
-    ev = _newest(run, "evaluate", {**needs, "filter": filt.key, "cluster": clus.key}) if clus else None
+    needs = {Stage.SAMPLE.value: sample.key}
+    filt = _newest(run, Stage.FILTER, needs)
+    clus = _newest(run, Stage.CLUSTER, {**needs, Stage.FILTER.value: filt.key}) if filt else None
+    ev = (
+        _newest(run, Stage.EVALUATE, {**needs, Stage.FILTER.value: filt.key, Stage.CLUSTER.value: clus.key})
+        if clus
+        else None
+    )
     return ModelStores(
         run=run.root, model=sample.model or sample.key, sample=sample, filter=filt, cluster=clus, evaluate=ev
     )
 
 
 def sample_files(stage_dir: Path, problem_id: str | None = None) -> list[Path]:
-    store = SampleStore(stage_dir / STORE_DIR)
-    dirs = [store.problem_dir(problem_id)] if problem_id is not None else sorted(store.root.glob("problem=*"))
-    return [f for d in dirs if d.is_dir() for f in sorted(d.glob("part-*.parquet"))]
+    return SampleStore(stage_dir / STORE_DIR).files(None if problem_id is None else [problem_id])
 
 
 # ------------------------------------------------------------------ SQL
@@ -293,16 +299,16 @@ def _src(path: Path) -> str:
 
 def _store_source(stores: ModelStores, problem_id: str | None) -> str:
     if problem_id is None:
-        return _src(stores.store_dir / "problem=*" / "part-*.parquet")
+        return _src(stores.store_dir / PROBLEM_GLOB / SHARD_GLOB)
     files = sample_files(stores.sample.dir, problem_id)
     return f"read_parquet([{', '.join(_lit(f) for f in files)}], hive_partitioning = false)"
 
 
 def _check_filter(stores: ModelStores, flt: SampleFilter) -> None:
     for flag, stage, entry in (
-        (flt.passed_public, "filter", stores.filter),
-        (flt.passed_hidden, "evaluate", stores.evaluate),
-        (flt.selected, "cluster", stores.cluster),
+        (flt.passed_public, Stage.FILTER, stores.filter),
+        (flt.passed_hidden, Stage.EVALUATE, stores.evaluate),
+        (flt.selected, Stage.CLUSTER, stores.cluster),
     ):
         if flag is not None and entry is None:
             raise InspectError(
@@ -314,7 +320,7 @@ def _check_filter(stores: ModelStores, flt: SampleFilter) -> None:
 def check_problem(stores: ModelStores, problem_id: str) -> None:
     if sample_files(stores.sample.dir, problem_id):
         return
-    known = sorted(unquote(d.name.split("=", 1)[1]) for d in stores.store_dir.glob("problem=*"))
+    known = sorted(unquote(d.name.split("=", 1)[1]) for d in stores.store_dir.glob(PROBLEM_GLOB))
     close = get_close_matches(problem_id, known, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise InspectError(
@@ -339,19 +345,19 @@ def samples_sql(
     joins, verdicts = [], {c: "NULL" for c in VERDICT_COLUMNS}
     if stores.filter:
         joins.append(
-            f"LEFT JOIN {_src(stores.filter.dir / 'sample_verdicts.parquet')} v"
+            f"LEFT JOIN {_src(stores.filter.dir / VERDICTS_FILE)} v"
             " ON v.problem_id = s.problem_id AND v.sample_id = s.sample_id"
         )
         verdicts.update(passed_public="v.passed_public", first_failure_public="v.first_failure_passed_public")
     if stores.evaluate:
         joins.append(
-            f"LEFT JOIN {_src(stores.evaluate.dir / 'per_sample.parquet')} e"
+            f"LEFT JOIN {_src(stores.evaluate.dir / PER_SAMPLE_FILE)} e"
             " ON e.problem_id = s.problem_id AND e.sample_id = s.sample_id"
         )
         verdicts.update(passed_hidden="e.passed_hidden", first_failure_hidden="e.first_failure_passed_hidden")
     if stores.cluster:
         joins.append(
-            f"LEFT JOIN {_src(stores.cluster.dir / 'clusters.parquet')} c"
+            f"LEFT JOIN {_src(stores.cluster.dir / CLUSTERS_FILE)} c"
             " ON c.problem_id = s.problem_id AND c.code_hash = s.code_hash"
         )
         verdicts.update(

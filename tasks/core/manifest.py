@@ -1,7 +1,8 @@
 """Content-addressed stage outputs and their manifests.
 
 Contract: every stage writes into ``<root>/<stage>/<key>/`` where ``key`` hashes the stage's
-config, its upstream manifests' keys and the source of the code that computes it. The payload
+config, its upstream manifests' keys and the code that computes it: the fingerprint of the
+stage's module and every project module it imports (:mod:`tasks.core.fingerprint`). The payload
 is written first; ``manifest.json`` is written last, atomically (temp file + ``os.replace``).
 A directory without a readable manifest, or whose manifest lists a file that is missing or has
 another size, is *incomplete*: caches must treat it as a miss and the stage recomputes (a
@@ -15,17 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core.fingerprint import fingerprint
+from tasks.core.io import atomic_write_text
+
 MANIFEST_NAME = "manifest.json"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class FileEntry(BaseModel):
@@ -61,22 +63,6 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def code_version(modules: Iterable[str]) -> str:
-    """Hash of the source of the given repo-relative files (the code that computes a stage)."""
-    digest = hashlib.sha256()
-    for rel in sorted(modules):
-        path = _REPO_ROOT / rel
-        digest.update(rel.encode())
-        digest.update(path.read_bytes() if path.is_file() else _dir_bytes(path))
-    return digest.hexdigest()[:16]
-
-
-def _dir_bytes(path: Path) -> bytes:
-    if not path.is_dir():
-        raise FileNotFoundError(f"code_version: {path} is neither a file nor a directory")
-    return b"".join(p.read_bytes() for p in sorted(path.rglob("*.py")))
-
-
 def stage_key(stage: str, config: dict[str, Any], upstream: Sequence[Manifest], code: str) -> str:
     payload = {
         "stage": stage,
@@ -89,34 +75,6 @@ def stage_key(stage: str, config: dict[str, Any], upstream: Sequence[Manifest], 
 
 def stage_dir(root: Path, stage: str, key: str) -> Path:
     return Path(root) / stage / key
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_parquet(path: Path, table) -> None:
-    """A zstd Parquet file written atomically (temp file + rename)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(Path(path), sink.getvalue().to_pybytes())
 
 
 def publish(
@@ -222,11 +180,12 @@ def plan_stage(
     stage: str,
     config: BaseModel | dict[str, Any],
     upstream: Sequence[Manifest],
-    modules: Iterable[str],
+    entry: str | ModuleType,
 ) -> StagePlan:
-    """The content address of a stage: config + upstream keys + the source of ``modules``."""
+    """The content address of a stage: config + upstream keys + the code fingerprint of ``entry``
+    (the stage's core module, e.g. ``tasks.core.stages.filter``, and all it imports)."""
     cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
-    code = code_version(modules)
+    code = fingerprint(entry).digest
     return StagePlan(
         stage=stage,
         key=stage_key(stage, cfg, upstream, code),

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,6 +68,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from tasks.core.io import write_parquet
 
 SCHEMA = pa.schema(
     [
@@ -91,6 +92,8 @@ SCHEMA = pa.schema(
     ]
 )
 FINISH_REASONS = ("stop", "length", "eos")
+PROBLEM_PREFIX, SHARD_PREFIX = "problem=", "part-"  # <root>/problem=<id>/part-<index>.parquet
+PROBLEM_GLOB, SHARD_GLOB = f"{PROBLEM_PREFIX}*", f"{SHARD_PREFIX}*.parquet"
 COMPRESSION = "zstd"
 
 
@@ -205,18 +208,6 @@ def _check_shard_table(table: pa.Table, plan: ShardPlan) -> pa.Table:
     return table
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        pq.write_table(table, tmp, compression=COMPRESSION)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class SampleStore:
     """A directory of sample shards; see the module docstring for layout and schema."""
 
@@ -224,16 +215,16 @@ class SampleStore:
         self.root = Path(root)
 
     def problem_dir(self, problem_id: str) -> Path:
-        return self.root / f"problem={quote(problem_id, safe='')}"
+        return self.root / f"{PROBLEM_PREFIX}{quote(problem_id, safe='')}"
 
     def shard_path(self, problem_id: str, shard_index: int) -> Path:
-        return self.problem_dir(problem_id) / f"part-{shard_index:05d}.parquet"
+        return self.problem_dir(problem_id) / f"{SHARD_PREFIX}{shard_index:05d}.parquet"
 
     def write_shard(self, table: pa.Table, plan: ShardPlan) -> Path:
         """Validate ``table`` against ``plan`` and write it atomically; returns the file path."""
         table = _check_shard_table(table, plan)
         path = self.shard_path(plan.problem_id, plan.shard_index)
-        _atomic_write(table, path)
+        write_parquet(path, table, compression=COMPRESSION)
         return path
 
     def has_shard(self, plan: ShardPlan) -> bool:
@@ -248,12 +239,13 @@ class SampleStore:
             return False
         return True
 
-    def _files(self, problem_ids: Iterable[str] | None) -> list[str]:
+    def files(self, problem_ids: Iterable[str] | None = None) -> list[Path]:
+        """The shard files of the given problems (all if None), in problem then shard order."""
         if problem_ids is None:
-            dirs = sorted(self.root.glob("problem=*")) if self.root.is_dir() else []
+            dirs = sorted(self.root.glob(PROBLEM_GLOB)) if self.root.is_dir() else []
         else:
             dirs = [self.problem_dir(p) for p in problem_ids]
-        return [str(f) for d in dirs if d.is_dir() for f in sorted(d.glob("part-*.parquet"))]
+        return [f for d in dirs if d.is_dir() for f in sorted(d.glob(SHARD_GLOB))]
 
     def read(
         self, problem_ids: Iterable[str] | None = None, columns: Sequence[str] | None = None
@@ -262,7 +254,7 @@ class SampleStore:
         unknown = set(columns or ()) - set(SCHEMA.names)
         if unknown:
             raise StoreError(f"unknown columns {sorted(unknown)}; the store has {SCHEMA.names}")
-        files = self._files(problem_ids)
+        files = [str(f) for f in self.files(problem_ids)]
         dataset = ds.dataset(files, schema=SCHEMA, format="parquet")
         wanted = list(columns) if columns else SCHEMA.names
         need = list(dict.fromkeys([*wanted, "problem_id", "sample_id"]))
@@ -280,12 +272,13 @@ class SampleStore:
             keys = self.read([pid], columns=["problem_id", "sample_id", "code_hash"])
             flags = first_of_code_hash(*(keys[c].combine_chunks() for c in keys.column_names))
             truth = dict(zip(keys["sample_id"].to_pylist(), flags.to_pylist()))
-            for path in self._files([pid]):
+            for path in self.files([pid]):
                 shard = pq.read_table(path)
                 want = pa.array([truth[s] for s in shard["sample_id"].to_pylist()], pa.bool_())
                 if not shard["is_first_of_code_hash"].combine_chunks().equals(want):
                     col = shard.schema.get_field_index("is_first_of_code_hash")
-                    _atomic_write(shard.set_column(col, "is_first_of_code_hash", want), Path(path))
+                    fixed = shard.set_column(col, "is_first_of_code_hash", want)
+                    write_parquet(Path(path), fixed, COMPRESSION)
                     rewritten += 1
         return rewritten
 

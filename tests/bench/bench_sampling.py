@@ -14,8 +14,9 @@ the median of ``--repeats`` runs after one untimed run of the same size):
   * store size of synthetic code-like samples as zstd Parquet vs the same rows as JSONL (goal >= 5x
     smaller), and the store's write rate (samples/s).
   * peak RSS of a fresh process writing 10k vs 100k synthetic samples in 1000-sample shards, and
-    of one *sampling* 10k vs 100k samples with a scratch model through ``sample_to_store`` (4 new
-    tokens each, so it takes seconds) (goal: about equal - memory bounded by shard size, not total).
+    of one *sampling* 10k vs 100k samples with a scratch model through the sample stage's loop
+    (``tasks.core.stages.sample.run_shard`` per shard, then ``finish``; 4 new tokens each, so it
+    takes seconds) (goal: about equal - memory bounded by shard size, not total).
 Synthetic samples mimic AlphaCode outputs: programs assembled from a small pool of code lines, with
 many exact duplicates; real model output compresses differently.
 """
@@ -151,7 +152,7 @@ def bench_backends(sequences: int, tokens: int, single: int, repeats: int) -> No
         f"loop with our settings = {same / one:4.2f}x the seed's loop"
     )
     try:
-        from tasks.core.sampling_vllm import VLLMBackend
+        from tasks.core.sampling.vllm import VLLMBackend
 
         vb = VLLMBackend(model_dir)
     except Exception as exc:  # vLLM absent or failing to start: report, do not hide
@@ -208,29 +209,38 @@ def peak_rss_child(samples: int, per_shard: int) -> None:
 
 
 def sample_rss_child(samples: int, per_shard: int) -> None:
-    """Child process: sample ``samples`` completions with a scratch model into a store, shard by
-    shard (``sample_to_store``, as stage 3 does); print peak RSS in MiB."""
+    """Child process: sample ``samples`` completions with a scratch model through the sample
+    stage's own loop (plan, ``run_shard`` per shard unit, ``finish``), as stage 3 does; print the
+    shard files written and the peak RSS in MiB."""
     import torch
 
-    from tasks.core.problems import extract_program
-    from tasks.core.samplestore import SampleStore, plan_shards
-    from tasks.core.sampling import HFBatchedBackend, SampleRequest, SamplingParams, sample_to_store
+    from tasks.core.config import SampleConfig
+    from tasks.core.manifest import plan_stage, publish
+    from tasks.core.sampling import SampleRequest, SamplingParams
+    from tasks.core.stages import Stage
+    from tasks.core.stages import sample as sample_stage
     from tests.sampling.tiny import build_model_dir
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model_dir(Path(tmp) / "model", hidden=64, layers=2)
+        model_stage = Path(tmp) / "finetune" / "scratch"
+        model_dir = build_model_dir(model_stage / sample_stage.MODEL_DIR, hidden=64, layers=2)
+        files = [f"{sample_stage.MODEL_DIR}/{p.name}" for p in model_dir.iterdir()]
+        model = publish(
+            model_stage, stage=Stage.FINETUNE, key="scratch", config={}, upstream=[], code="", files=files
+        )
         problems = [f"problem-{i:03d}" for i in range(max(1, samples // 1000))]
-        params = SamplingParams(
-            n=samples // len(problems), max_new_tokens=4, batch_size=250, samples_per_shard=per_shard
+        cfg = SampleConfig(
+            sampling=SamplingParams(
+                n=samples // len(problems), max_new_tokens=4, batch_size=250, samples_per_shard=per_shard
+            )
         )
         requests = {p: SampleRequest(problem_id=p, prompt=f"# {p}\ndef solve():\n") for p in problems}
-        plans = plan_shards(problems, params.n, per_shard)
-        store = SampleStore(Path(tmp) / "store")
-        sample_to_store(
-            HFBatchedBackend(model_dir), store, requests, plans, params, "0" * 64, extract_program
-        )
-        rows = sum(1 for _ in store.root.rglob("*.parquet"))
+        plan = plan_stage(tmp, Stage.SAMPLE, cfg, [model], sample_stage)
+        for unit in sample_stage.shard_units(plan, problems, cfg):
+            sample_stage.run_shard(unit, model, cfg.sampling, requests[unit.shard.problem_id])
+        manifest = sample_stage.finish(plan, problems, cfg)
+        rows = len(sample_stage.store_of(manifest).files())
     status = Path("/proc/self/status").read_text().splitlines()
     print(rows, int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024)
 

@@ -142,7 +142,7 @@ def make_exec_flow():
     @flow(name="scaleout-exec")
     def exec_flow(root: str, parallel: bool) -> str:
         judge = JudgeConfig(workers=1, programs_per_shard=2)
-        plan = plan_stage(root, "filter", {"judge": judge.model_dump(mode="json")}, [], filter_stage.MODULES)
+        plan = plan_stage(root, "filter", {"judge": judge.model_dump(mode="json")}, [], filter_stage)
         _run_exec(plan, sum_programs(), "public", {"sum": sum_problem()}, judge, root, parallel=parallel)
         return str(plan.dir / filter_stage.EXEC_DIR)
 
@@ -260,7 +260,9 @@ def problems_and_model(tmp_path: Path):
     from tests.sampling.tiny import build_model_dir
 
     cfg = ProblemsConfig(per_family=1, max_eval_problems=2, eval_splits=("test_instances",))
-    problems = problems_stage.build_problem_set(plan_stage(tmp_path / "shared", "problems", cfg, [], []), cfg)
+    problems = problems_stage.build_problem_set(
+        plan_stage(tmp_path / "shared", "problems", cfg, [], problems_stage), cfg
+    )
     model_dir = tmp_path / "shared" / "finetune" / "tiny"
     build_model_dir(model_dir / "model", context=4096)
     files = [str(p.relative_to(model_dir)) for p in (model_dir / "model").iterdir()]

@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
 
     @flow
     def one_stage(root):
-        plan = plan_stage(root, "slow", {"v": 1}, [], ("tasks/core/manifest.py",))
+        plan = plan_stage(root, "slow", {"v": 1}, [], "tasks.core.manifest")
         state = cached(slow_stage, root)(plan=plan, return_state=True)
         print("STATE", state.name, flush=True)
 

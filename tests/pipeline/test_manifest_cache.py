@@ -12,7 +12,7 @@ from prefect import flow, task
 from tasks.caching import cached
 from tasks.core.manifest import Manifest, plan_stage, read_manifest
 
-MODULES = ("tasks/core/manifest.py",)
+ENTRY = "tasks.core.manifest"  # the code fingerprint of these toy stages
 CALLS: list[str] = []
 
 
@@ -28,10 +28,10 @@ def produce(plan, value: int) -> Manifest:
 
 @flow
 def two_stages(root: str, up_value: int, down_value: int):
-    up_plan = plan_stage(root, "up", {"value": up_value}, [], MODULES)
+    up_plan = plan_stage(root, "up", {"value": up_value}, [], ENTRY)
     up_state = cached(produce, root)(plan=up_plan, value=up_value, return_state=True)
     up = up_state.result()
-    down_plan = plan_stage(root, "down", {"value": down_value}, [up], MODULES)
+    down_plan = plan_stage(root, "down", {"value": down_value}, [up], ENTRY)
     down_state = cached(produce, root)(plan=down_plan, value=down_value, return_state=True)
     return up_state.name, down_state.name, up, down_state.result()
 
@@ -76,7 +76,7 @@ def test_deleted_artifact_is_a_miss_not_a_stale_hit(prefect_harness, tmp_path):
 
 
 def test_truncated_payload_is_incomplete(tmp_path):
-    plan = plan_stage(str(tmp_path), "s", {"a": 1}, [], MODULES)
+    plan = plan_stage(str(tmp_path), "s", {"a": 1}, [], ENTRY)
     plan.dir.mkdir(parents=True)
     (plan.dir / "f.bin").write_bytes(b"12345")
     plan.publish(["f.bin"])
@@ -86,8 +86,8 @@ def test_truncated_payload_is_incomplete(tmp_path):
 
 
 def test_code_change_changes_the_key(tmp_path):
-    a = plan_stage(str(tmp_path), "s", {"a": 1}, [], ("tasks/core/manifest.py",))
-    b = plan_stage(str(tmp_path), "s", {"a": 1}, [], ("tasks/core/config.py",))
+    a = plan_stage(str(tmp_path), "s", {"a": 1}, [], "tasks.core.manifest")
+    b = plan_stage(str(tmp_path), "s", {"a": 1}, [], "tasks.core.stages.sample")
     assert a.key != b.key
 
 

@@ -56,7 +56,7 @@ def test_request_plan_mismatch(hf_backend):
 def test_missing_vllm_gives_install_hint(tiny_model_dir, monkeypatch):
     import builtins
 
-    from tasks.core.sampling_vllm import BackendUnavailable, VLLMBackend
+    from tasks.core.sampling.vllm import BackendUnavailable, VLLMBackend
 
     real_import = builtins.__import__
 

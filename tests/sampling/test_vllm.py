@@ -23,7 +23,7 @@ def needs_vllm(fn):
 
 @pytest.fixture(scope="module")
 def vllm_backend(tmp_path_factory):
-    from tasks.core.sampling_vllm import VLLMBackend
+    from tasks.core.sampling.vllm import VLLMBackend
     from tests.sampling.tiny import build_model_dir
 
     # vLLM's CPU attention kernels need head_dim >= 32 (head_dim=16 is rejected): 128 / 2 heads = 64.

@@ -1,13 +1,13 @@
 """Stage 5: behavioural clustering of the programs that survived filtering, and selection.
 
 Contract:
-1. :func:`generate_inputs` mutates each problem's public test inputs (the only tests a
-   contestant sees; hidden tests are never used here) into ``num_inputs`` new inputs with the
-   configured :class:`~tasks.core.testgen.InputGenerator`, deterministically from the seed,
-   and writes ``generated_inputs.json``.
+1. :func:`generate_inputs` mutates the public test inputs (the only tests a contestant sees;
+   hidden tests are never used here) of each problem with a surviving program into
+   ``num_inputs`` new inputs with the configured :class:`~tasks.core.testgen.InputGenerator`,
+   deterministically from the seed, and writes ``generated_inputs.json``.
 2. Every surviving program runs on its problem's generated inputs (sharded units of
    :mod:`tasks.core.stages.filter`, test set ``generated``; no expected outputs).
-3. :func:`finish_cluster` keeps the inputs on which the majority of survivors run cleanly,
+3. :func:`finish` keeps the inputs on which the majority of survivors run cleanly,
    builds the behaviour matrix (stdout hash per input, verdict sentinels otherwise), clusters
    (exact, or near-duplicate with scikit-learn), and picks one program from each of the
    ``n_submissions`` largest clusters (the representative is the lowest sample id).
@@ -20,23 +20,27 @@ survivors share one cluster (no behaviour told them apart).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core.clustering import exact_clusters, hash_results, near_duplicate_clusters, select_submissions
-from tasks.core.config import ClusterConfig
 from tasks.core.execution import Program, read_executions
-from tasks.core.manifest import Manifest, StagePlan, atomic_write_text, list_files, write_parquet
+from tasks.core.io import atomic_write_text, write_parquet
+from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem
 from tasks.core.sandbox.types import TestResult, Verdict
-from tasks.core.stages.filter import EXEC_DIR, programs_of
+from tasks.core.stages.filter import EXEC_DIR, PROGRAMS_FILE, programs_of
 from tasks.core.stages.sample import store_of
 from tasks.core.testgen import MutationInputGenerator, keep_valid_inputs
 
-MODULES = ("tasks/core/clustering.py", "tasks/core/testgen.py", "tasks/core/stages/cluster.py")
+if TYPE_CHECKING:
+    from tasks.core.config import ClusterConfig
+
 INPUTS_FILE = "generated_inputs.json"
+CLUSTERS_FILE = "clusters.parquet"
 CLUSTER_SCHEMA = pa.schema(
     [
         ("problem_id", pa.string()),
@@ -51,7 +55,7 @@ CLUSTER_SCHEMA = pa.schema(
 
 def survivors(filter_manifest: Manifest, samples: Manifest) -> list[Program]:
     """Distinct programs that passed the public tests, in order of their first sample."""
-    table = pq.read_table(filter_manifest.file("programs.parquet"))
+    table = pq.read_table(filter_manifest.file(PROGRAMS_FILE))
     passed = {
         (p, h)
         for p, h, ok in zip(
@@ -77,15 +81,16 @@ def sample_counts(samples: Manifest) -> dict[tuple[str, str], int]:
 
 
 def generate_inputs(
-    plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Problem], problem_ids: list[str]
+    plan: StagePlan, cfg: ClusterConfig, problems: dict[str, Problem], survivors_: list[Program]
 ) -> dict[str, list[str]]:
+    """Generated inputs of every problem with a surviving program (read back once written)."""
     path = plan.dir / INPUTS_FILE
     if path.is_file():
         return json.loads(path.read_text())
     generator = MutationInputGenerator()
     inputs = {
         pid: generator.generate(list(problems[pid].public_tests.input), cfg.num_inputs, cfg.seed)
-        for pid in sorted(problem_ids)
+        for pid in sorted({p.problem_id for p in survivors_})
     }
     atomic_write_text(path, json.dumps(inputs))
     return inputs
@@ -127,12 +132,9 @@ def _select(ids: np.ndarray, weights: np.ndarray, n: int) -> tuple[dict[int, int
     return {int(owner[row]): rank for rank, row in enumerate(chosen)}, counts
 
 
-def finish_cluster(
-    plan: StagePlan,
-    cfg: ClusterConfig,
-    survivors_: list[Program],
-    counts_by_program: dict[tuple[str, str], int],
-) -> Manifest:
+def finish(plan: StagePlan, cfg: ClusterConfig, samples: Manifest, filtered: Manifest) -> Manifest:
+    """Cluster the survivors of ``filtered`` by their behaviour on the generated inputs, select."""
+    survivors_, counts_by_program = survivors(filtered, samples), sample_counts(samples)
     executions = read_executions(plan.dir / EXEC_DIR)
     inputs = json.loads((plan.dir / INPUTS_FILE).read_text())
     out: dict[str, list] = {name: [] for name in CLUSTER_SCHEMA.names}
@@ -159,7 +161,7 @@ def finish_cluster(
             out["cluster_samples"].append(int(counts[ids[row]]))
             out["selected"].append(row in rank)
             out["selection_rank"].append(rank.get(row, -1))
-    write_parquet(plan.dir / "clusters.parquet", pa.table(out, schema=CLUSTER_SCHEMA))
+    write_parquet(plan.dir / CLUSTERS_FILE, pa.table(out, schema=CLUSTER_SCHEMA))
     metrics = {
         "problems_clustered": len(by_problem),
         "clusters": len(sizes),

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.config import EvalConfig
 from tasks.core.execution import program_summary, read_executions
-from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
+from tasks.core.io import write_parquet
+from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.metrics import ProblemSamples, bootstrap_ci, n_at_k_per_problem, pass_at_k
 from tasks.core.report import (
     markdown_table,
@@ -36,9 +37,18 @@ from tasks.core.report import (
     plot_n_at_k,
     plot_pass_at_k,
 )
-from tasks.core.stages.filter import EXEC_DIR, per_sample, programs_of
+from tasks.core.stages import REPORT_FILE
+from tasks.core.stages.cluster import CLUSTERS_FILE
+from tasks.core.stages.filter import EXEC_DIR, FUNNEL_PLOT, VERDICTS_FILE, per_sample, programs_of
+from tasks.core.stages.problems import load_split
+from tasks.core.stages.sample import eval_problems
 
-MODULES = ("tasks/core/metrics.py", "tasks/core/report.py", "tasks/core/stages/evaluate.py")
+if TYPE_CHECKING:
+    from tasks.core.config import EvalConfig
+
+PER_SAMPLE_FILE = "per_sample.parquet"
+METRICS_FILE = "metrics.parquet"
+BY_GROUP_FILE = "by_group.parquet"
 METRIC_SCHEMA = pa.schema(
     [
         ("label", pa.string()),
@@ -73,11 +83,9 @@ def per_sample_table(samples: Manifest, filtered: Manifest, clusters: Manifest, 
     programs = programs_of(samples)
     hidden = program_summary(read_executions(hidden_dir), programs)
     table = per_sample(samples, hidden, "passed_hidden")
-    public = pq.read_table(
-        filtered.file("sample_verdicts.parquet"), columns=["problem_id", "sample_id", "passed_public"]
-    )
+    public = pq.read_table(filtered.file(VERDICTS_FILE), columns=["problem_id", "sample_id", "passed_public"])
     table = table.join(public, keys=["problem_id", "sample_id"], join_type="left outer")
-    cl = pq.read_table(clusters.file("clusters.parquet"), columns=["problem_id", "code_hash", "cluster_id"])
+    cl = pq.read_table(clusters.file(CLUSTERS_FILE), columns=["problem_id", "code_hash", "cluster_id"])
     table = table.join(cl, keys=["problem_id", "code_hash"], join_type="left outer")
     return table.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
 
@@ -171,7 +179,7 @@ def write_report(
         ("samples passing public tests", fm["surviving_samples"]),
         ("submissions (one per cluster)", clusters.metrics["selected"]),
     ]
-    plot_filter_funnel(funnel, directory / "filter_funnel.png")
+    plot_filter_funnel(funnel, directory / FUNNEL_PLOT)
     sizes = clusters.metrics.get("cluster_sizes") or []
     if sizes:  # no survivor, no cluster: nothing to draw
         plot_cluster_sizes(sizes, directory / "cluster_sizes.png", highlight=n_sub)
@@ -192,7 +200,7 @@ def write_report(
         "",
         f"Problems without any sample passing the public tests: {fm['problems_without_survivors']} of {fm['problems']}.",
         "",
-        "![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel](filter_funnel.png)"
+        f"![pass@k](pass_at_k.png) ![n@k](n_at_k.png) ![funnel]({FUNNEL_PLOT})"
         + (" ![clusters](cluster_sizes.png)" if sizes else "\n\nNo program survived filtering: no clusters."),
         "",
     ]
@@ -207,7 +215,7 @@ def write_report(
             if r["group_by"] == kind
         ]
         text += [f"## pass@1 by {kind}", "", markdown_table(sel), ""]
-    (directory / "report.md").write_text("\n".join(text))
+    (directory / REPORT_FILE).write_text("\n".join(text))
 
 
 def group_rows(
@@ -236,24 +244,39 @@ def group_rows(
     return rows
 
 
-def finish_evaluate(
+def split_of(problems: Manifest, splits: tuple[str, ...]) -> dict[str, str]:
+    """The evaluation split of each problem (a name in two splits counts in the later one)."""
+    return {p.name: split for split in splits for p in load_split(problems, split)}
+
+
+def groups_of(problems: Manifest, splits: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """The groups pass@1 is broken down by: each problem's family and difficulty."""
+    by_id = {p.name: p for p in eval_problems(problems, splits)}
+    return {
+        "family": {pid: p.tags.get("family", "unknown") for pid, p in by_id.items()},
+        "difficulty": {pid: str(p.cf_rating or p.difficulty) for pid, p in by_id.items()},
+    }
+
+
+def finish(
     plan: StagePlan,
     cfg: EvalConfig,
     label: str,
-    split_of: dict[str, str],
+    problems: Manifest,
+    splits: tuple[str, ...],
     samples: Manifest,
     filtered: Manifest,
     clusters: Manifest,
-    groups: dict[str, dict[str, str]] | None = None,
 ) -> Manifest:
+    """Reduce the hidden-test executions to per-sample outcomes, metrics, plots and a report."""
     table = per_sample_table(samples, filtered, clusters, plan.dir / EXEC_DIR)
-    write_parquet(plan.dir / "per_sample.parquet", table)
-    outcomes = problem_outcomes(table, split_of)
+    write_parquet(plan.dir / PER_SAMPLE_FILE, table)
+    outcomes = problem_outcomes(table, split_of(problems, splits))
     rows = metric_rows(label, outcomes, cfg)
-    write_parquet(plan.dir / "metrics.parquet", pa.Table.from_pylist(rows, schema=METRIC_SCHEMA))
-    by_group = group_rows(label, outcomes, groups or {}, cfg)
+    write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows, schema=METRIC_SCHEMA))
+    by_group = group_rows(label, outcomes, groups_of(problems, splits), cfg)
     if by_group:
-        write_parquet(plan.dir / "by_group.parquet", pa.Table.from_pylist(by_group))
+        write_parquet(plan.dir / BY_GROUP_FILE, pa.Table.from_pylist(by_group))
     write_report(plan.dir, label, rows, filtered, clusters, cfg.n_submissions, by_group)
     headline = {f"{r['split']}/{r['metric']}/{r['k']}": round(r["value"], 4) for r in rows}
     return plan.publish(list_files(plan.dir), metrics={"label": label, **headline})

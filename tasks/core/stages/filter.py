@@ -2,7 +2,8 @@
 
 Contract: every distinct program (``problem_id, code_hash``) of a sample store is judged once
 on one test set, in shards (:class:`ExecShardUnit`, each one cached unit writing one Parquet
-file under ``<stage dir>/executions``). :func:`finish_filter` reduces the executions to
+file under ``<stage dir>/executions``: :func:`run_exec_shard` skips a shard already on disk, else
+judges it with the configured judge and limit policy and writes it). :func:`finish` reduces the executions to
 ``programs.parquet`` (one row per distinct program) and ``sample_verdicts.parquet`` (one row per
 sample: ``passed_public`` and the first failing verdict inherited by duplicates), and publishes
 the funnel: samples, distinct programs, survivors, problems with zero survivors, and the
@@ -13,6 +14,7 @@ Limits: public tests only; a problem without public tests lets no sample survive
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -21,17 +23,29 @@ from tasks.core.execution import (
     ExecShard,
     Program,
     distinct_programs,
+    execute_shard,
     plan_exec_shards,
     program_summary,
     read_executions,
     shard_done,
     verdict_histogram,
+    write_shard,
 )
-from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
+from tasks.core.io import write_parquet
+from tasks.core.jobs import LimitPolicy
+from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.problems import Problem
+from tasks.core.stages import REPORT_FILE
+from tasks.core.stages.judging import make_judge
 from tasks.core.stages.sample import store_of
 
-MODULES = ("tasks/core/execution.py", "tasks/core/sandbox", "tasks/core/stages/filter.py")
-EXEC_DIR = "executions"
+if TYPE_CHECKING:
+    from tasks.core.config import JudgeConfig
+
+EXEC_DIR = "executions"  # the execution shards of stages 4, 5 and evaluation
+PROGRAMS_FILE = "programs.parquet"
+VERDICTS_FILE = "sample_verdicts.parquet"
+FUNNEL_PLOT = "filter_funnel.png"
 
 
 class ExecShardUnit(BaseModel):
@@ -70,6 +84,24 @@ def exec_units(
     ]
 
 
+def run_exec_shard(
+    unit: ExecShardUnit,
+    problems: dict[str, Problem],
+    judge: JudgeConfig,
+    generated_inputs: dict[str, list[str]] | None = None,
+) -> int:
+    """Judge one shard's programs on its test set unless the shard is already on disk; the
+    number of programs in the shard. ``problems`` (and, for ``generated``, the inputs) must
+    cover the shard's problems."""
+    if unit.complete():
+        return len(unit.shard.programs)
+    with make_judge(judge) as runner:
+        policy = LimitPolicy.from_config(judge)
+        table = execute_shard(runner, unit.shard, problems, unit.test_set, policy, generated_inputs)
+    write_shard(Path(unit.exec_dir), unit.shard, table)
+    return len(unit.shard.programs)
+
+
 def programs_of(samples: Manifest) -> list[Program]:
     return distinct_programs(store_of(samples).read(columns=["problem_id", "sample_id", "code_hash", "code"]))
 
@@ -91,14 +123,14 @@ def per_sample(samples: Manifest, programs: pa.Table, column: str) -> pa.Table:
     return joined.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
 
 
-def finish_filter(
-    plan: StagePlan, samples: Manifest, programs: list[Program], problem_ids: list[str]
-) -> Manifest:
+def finish(plan: StagePlan, samples: Manifest, problem_ids: list[str]) -> Manifest:
+    """Reduce the public-test executions of ``samples``' programs and publish the funnel."""
+    programs = programs_of(samples)
     executions = read_executions(plan.dir / EXEC_DIR)
     summary = program_summary(executions, programs)
-    write_parquet(plan.dir / "programs.parquet", summary)
+    write_parquet(plan.dir / PROGRAMS_FILE, summary)
     verdicts = per_sample(samples, summary, "passed_public")
-    write_parquet(plan.dir / "sample_verdicts.parquet", verdicts)
+    write_parquet(plan.dir / VERDICTS_FILE, verdicts)
     passed = verdicts.column("passed_public").to_pylist()
     survivors_by_problem = {pid: 0 for pid in problem_ids}
     for pid, ok in zip(verdicts.column("problem_id").to_pylist(), passed):
@@ -126,7 +158,7 @@ def write_filter_report(directory: Path, metrics: dict, zero: list[str]) -> None
         ("distinct programs", metrics["distinct_programs"]),
         ("samples passing public tests", metrics["surviving_samples"]),
     ]
-    plot_filter_funnel(funnel, directory / "filter_funnel.png")
+    plot_filter_funnel(funnel, directory / FUNNEL_PLOT)
     verdicts = [
         {"verdict": v, "test runs": c} for v, c in sorted(metrics["verdicts"].items(), key=lambda x: -x[1])
     ]
@@ -146,5 +178,5 @@ def write_filter_report(directory: Path, metrics: dict, zero: list[str]) -> None
         "",
     ]
     lines += [f"- `{p}`" for p in zero[:50]] + (["- ..."] if len(zero) > 50 else [])
-    lines += ["", "![funnel](filter_funnel.png)", ""]
-    (directory / "report.md").write_text("\n".join(lines))
+    lines += ["", f"![funnel]({FUNNEL_PLOT})", ""]
+    (directory / REPORT_FILE).write_text("\n".join(lines))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from tasks.core.config import ProblemsConfig
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.problems import Problem, export_problems, load_problem_source, load_problems
 
-MODULES = ("tasks/core/problems", "tasks/core/stages/problems.py")
+if TYPE_CHECKING:
+    from tasks.core.config import ProblemsConfig
 
 
 def split_file(split: str) -> str:

@@ -13,16 +13,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import Manifest, StagePlan, list_files, write_parquet
+from tasks.core.io import write_parquet
+from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.metrics import paired_bootstrap, pass_at_k
 from tasks.core.report import markdown_table, plot_n_at_k, plot_pass_at_k
-from tasks.core.stages.evaluate import curves
-
-MODULES = ("tasks/core/stages/report.py", "tasks/core/stages/evaluate.py", "tasks/core/metrics.py")
+from tasks.core.stages import REPORT_FILE
+from tasks.core.stages.evaluate import METRICS_FILE, PER_SAMPLE_FILE, curves, split_of
 
 
 def per_problem_pass1(evaluation: Manifest) -> dict[str, float]:
-    table = pq.read_table(evaluation.file("per_sample.parquet"), columns=["problem_id", "passed_hidden"])
+    table = pq.read_table(evaluation.file(PER_SAMPLE_FILE), columns=["problem_id", "passed_hidden"])
     counts: dict[str, list[int]] = {}
     for pid, ok in zip(table["problem_id"].to_pylist(), table["passed_hidden"].to_pylist()):
         nc = counts.setdefault(pid, [0, 0])
@@ -58,21 +58,24 @@ def build_report(
     plan: StagePlan,
     before: Manifest,
     after: Manifest,
-    split_of: dict[str, str],
+    problems: Manifest,
+    splits: tuple[str, ...],
     stage_manifests: dict[str, Manifest],
 ) -> Manifest:
+    """Compare the evaluations ``before`` and ``after`` RL over the problems of ``splits``;
+    ``stage_manifests`` (label -> manifest) are linked from the report."""
     rows = (
-        pq.read_table(before.file("metrics.parquet")).to_pylist()
-        + pq.read_table(after.file("metrics.parquet")).to_pylist()
+        pq.read_table(before.file(METRICS_FILE)).to_pylist()
+        + pq.read_table(after.file(METRICS_FILE)).to_pylist()
     )
-    write_parquet(plan.dir / "metrics.parquet", pa.Table.from_pylist(rows))
-    comparison = compare(before, after, split_of)
+    write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows))
+    comparison = compare(before, after, split_of(problems, splits))
     write_parquet(plan.dir / "comparison.parquet", pa.Table.from_pylist(comparison))
     n_metric = next((r["metric"] for r in rows if r["metric"] != "pass@k"), "10@k")
     for split in sorted({r["split"] for r in rows}):
         plot_pass_at_k(curves(rows, "pass@k", split), plan.dir / f"pass_at_k_{split}.png")
         plot_n_at_k(curves(rows, n_metric, split), plan.dir / f"n_at_k_{split}.png")
-    plan.dir.joinpath("report.md").write_text(_markdown(rows, comparison, stage_manifests))
+    plan.dir.joinpath(REPORT_FILE).write_text(_markdown(rows, comparison, stage_manifests))
     headline = {f"{r['split']}/difference": round(r["difference"], 4) for r in comparison}
     return plan.publish(list_files(plan.dir), metrics={"comparison": comparison, **headline})
 

@@ -11,40 +11,46 @@ Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` 
 
 from __future__ import annotations
 
-from tasks.core.config import RLConfig
-from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.problems import Problem, extract_program, format_prompt
-from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
+from typing import TYPE_CHECKING
 
-# expert iteration samples with tasks.core.sampling and trains with tasks.core.training
-MODULES = (
-    "tasks/core/rl",
-    "tasks/core/problems/prompt.py",
-    "tasks/core/stages/rl.py",
-    "tasks/core/sampling.py",
-    "tasks/core/training.py",
-    "tasks/core/modeling.py",
-)
+from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.problems import extract_program, format_prompt
+from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
+from tasks.core.stages.judging import make_judge
+from tasks.core.stages.problems import load_split
+
+if TYPE_CHECKING:
+    from tasks.core.config import JudgeConfig, RLConfig
 
 
 def run_rl(
-    plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: list[Problem], judge, progress=None
+    plan: StagePlan,
+    cfg: RLConfig,
+    finetuned: Manifest,
+    problem_set: Manifest,
+    split: str,
+    judge_cfg: JudgeConfig,
+    progress=None,
 ) -> Manifest:
+    """Train ``cfg.algorithm`` from ``finetuned``'s model on the problems of ``split``, rewarded
+    by a judge built from ``judge_cfg``; ``progress(step, total, metrics)`` after each step."""
+    problems = load_split(problem_set, split)
     trainer, params = {
         "grpo": (train_grpo, cfg.grpo),
         "ppo": (train_ppo, cfg.ppo),
         "expert-iteration": (train_expert_iteration, cfg.expert_iteration),
     }[cfg.algorithm]
-    result = trainer(
-        finetuned.dir / "model",
-        problems,
-        judge,
-        params,
-        plan.dir,
-        format_prompt,
-        extract_program,
-        progress,
-    )
+    with make_judge(judge_cfg) as judge:
+        result = trainer(
+            finetuned.dir / "model",
+            problems,
+            judge,
+            params,
+            plan.dir,
+            format_prompt,
+            extract_program,
+            progress,
+        )
     files = [f for f in list_files(plan.dir) if not f.startswith(("checkpoints/", "rounds/"))]
     return plan.publish(
         files,

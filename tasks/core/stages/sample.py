@@ -4,36 +4,44 @@ Contract: the problems of the evaluation splits are turned into prompts (``forma
 with ``randomize_metadata`` each problem's rating/tags are randomised AlphaCode-style by an
 RNG seeded from the problem name, so the prompt is stable per problem), planned into shards
 (``plan_shards``: a shard never spans problems, seeds derive from (seed, problem, shard)), and
-each shard is one cached unit writing one file of ``<stage dir>/samples``. :func:`finish`
+each shard is one cached unit writing one file of ``<stage dir>/samples`` (:func:`run_shard`:
+skip a shard already on disk, sample it, write it). :func:`finish`
 makes the dedup flags exact, validates exactly problems x n rows with no duplicate
 ``(problem_id, sample_id)``, and publishes the manifest. ``model_id`` is the model manifest's
 key, so every row says which model wrote it.
-Limits: prompts that do not fit the model's context fail the stage before any sampling.
+Thread safety: :func:`run_shard` samples under one process-wide lock. Sampling seeds torch's
+process-global RNG per shard, so two shards sampled at once by threads of one process (thread
+runner, Dask workers with threads_per_worker > 1) would interleave draws and break per-shard
+reproducibility: a process samples one shard at a time. The lock and the backend cache are
+module-level, and Dask pickles module-level functions by reference, so every task of a process
+shares them.
+Limits: a prompt that does not fit the model's context fails its shard before any sampling; the
+backend cache keeps the last two (model, params) backends of a process loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import threading
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks.core.config import SampleConfig
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.problems import Problem, format_prompt
+from tasks.core.problems import Problem, extract_program, format_prompt
 from tasks.core.samplestore import SampleStore, ShardPlan, plan_shards
-from tasks.core.sampling import SampleRequest
+from tasks.core.sampling import SampleRequest, SamplingBackend, SamplingParams, make_backend, sample_shard
 from tasks.core.stages.problems import load_split
 
-MODULES = (
-    "tasks/core/sampling.py",
-    "tasks/core/sampling_vllm.py",
-    "tasks/core/samplestore.py",
-    "tasks/core/problems/prompt.py",
-    "tasks/core/stages/sample.py",
-)
-STORE = "samples"
+if TYPE_CHECKING:
+    from tasks.core.config import SampleConfig
+
+STORE = "samples"  # the sample store's directory inside the stage directory
+MODEL_DIR = "model"  # the model inside an upstream (finetune, rl) stage directory
+_SAMPLING_LOCK = threading.Lock()
 
 
 class SampleShardUnit(BaseModel):
@@ -73,6 +81,26 @@ def shard_units(plan: StagePlan, problem_ids: list[str], cfg: SampleConfig) -> l
     shards = plan_shards(problem_ids, params.n, params.samples_per_shard, base_seed=params.seed)
     store_dir = str(plan.dir / STORE)
     return [SampleShardUnit(root=plan.root, stage_key=plan.key, store_dir=store_dir, shard=s) for s in shards]
+
+
+@lru_cache(maxsize=2)
+def _backend(model_dir: str, params: SamplingParams) -> SamplingBackend:
+    return make_backend(params, model_dir)
+
+
+def run_shard(unit: SampleShardUnit, model: Manifest, params: SamplingParams, request: SampleRequest) -> int:
+    """Sample one shard into the store unless it is already there; the number of samples it holds.
+
+    ``model`` is the upstream model stage (its ``model/`` is sampled, its key is every row's
+    ``model_id``). One shard at a time per process (see the module docstring)."""
+    store = SampleStore(unit.store_dir)
+    if store.has_shard(unit.shard):
+        return unit.shard.num_samples
+    with _SAMPLING_LOCK:
+        backend = _backend(str(model.dir / MODEL_DIR), params)
+        table = sample_shard(backend, request, params, unit.shard, model.key, extract_program)
+    store.write_shard(table, unit.shard)
+    return table.num_rows
 
 
 def finish(plan: StagePlan, problem_ids: list[str], cfg: SampleConfig) -> Manifest:

@@ -15,18 +15,19 @@ Limits: one process; only Python 3 reference solutions are used for fine-tuning.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from tasks.core.config import FinetuneConfig, PretrainConfig
 from tasks.core.corpus import load_corpus
+from tasks.core.io import save_model
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.modeling import build_model, load_model_and_tokenizer, train_tokenizer
 from tasks.core.problems import Language, format_training_example
 from tasks.core.stages.problems import load_split
 from tasks.core.training import PackedLMDataset, PromptCompletionDataset, StepMetrics, TrainResult, train
 
-MODULES_COMMON = ("tasks/core/training.py", "tasks/core/modeling.py", "tasks/core/stages/train.py")
-PRETRAIN_MODULES = MODULES_COMMON + ("tasks/core/corpus.py",)
-FINETUNE_MODULES = MODULES_COMMON + ("tasks/core/problems/prompt.py",)
+if TYPE_CHECKING:
+    from tasks.core.config import FinetuneConfig, PretrainConfig
+
 Progress = Callable[[StepMetrics], None]
 
 
@@ -40,7 +41,7 @@ def _tokenizer_and_model(plan: StagePlan, cfg: PretrainConfig, texts):
         tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
     else:
         tokenizer = train_tokenizer(texts, cfg.model.vocab_size)
-        tokenizer.save_pretrained(str(tok_dir))
+        save_model(None, tokenizer, tok_dir)  # atomically: a resumed run finds all of it or none
     return build_model(cfg.model, tokenizer), tokenizer
 
 

@@ -1,0 +1,57 @@
+"""What a sampling run is asked for: :class:`SamplingParams` and :class:`SampleRequest`.
+
+Contract: frozen pydantic models that forbid unknown fields. :class:`SamplingParams` fixes
+everything that changes the samples (n, temperature, top_p, max_new_tokens, stop sequences,
+seed, batch size, shard size, backend and the HF backend's cache/attention choices); a bad value
+fails at construction with the field named. No torch or transformers here (the configuration
+imports this module).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class SamplingParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: int = Field(gt=0, description="samples per problem")
+    temperature: float = Field(default=0.8, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_new_tokens: int = Field(default=256, gt=0)
+    stop: tuple[str, ...] = ()
+    seed: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=32, gt=0, description="sequences per generate call")
+    samples_per_shard: int = Field(default=256, gt=0)
+    backend: Literal["hf", "vllm"] = "hf"
+    kv_cache: Literal["static", "dynamic"] = Field(
+        default="static", description="hf backend: preallocated KV cache (static) or grown per step"
+    )
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        default="auto",
+        description="hf backend: auto = eager on CPU (faster for one-token decode "
+        "steps, tests/bench/bench_sampling.py), sdpa on GPUs",
+    )
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _positive_n(cls, v: object) -> object:
+        if isinstance(v, int) and v <= 0:
+            raise ValueError(f"n={v}: zero samples requested; ask for at least one sample per problem")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty_stops(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(s == "" for s in v):
+            raise ValueError("stop sequences must be non-empty strings")
+        return v
+
+
+class SampleRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    problem_id: str = Field(min_length=1)
+    prompt: str

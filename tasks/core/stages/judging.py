@@ -1,0 +1,26 @@
+"""The sandbox judge a stage runs programs with, built from the run's :class:`JudgeConfig`.
+
+Contract: :func:`make_judge` returns a :class:`~tasks.core.sandbox.Judge` (a context manager:
+its sandboxes are torn down on exit) with the configured backend, worker count and default
+limits (:func:`judge_limits`: CPU time and memory per test). Filtering, clustering, evaluation
+(:func:`tasks.core.stages.filter.run_exec_shard`) and RL (:func:`tasks.core.stages.rl.run_rl`)
+build their judge here, so one config means one judge everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tasks.core.sandbox import Judge
+from tasks.core.sandbox.types import Limits
+
+if TYPE_CHECKING:
+    from tasks.core.config import JudgeConfig
+
+
+def judge_limits(cfg: JudgeConfig) -> Limits:
+    return Limits(time_s=cfg.time_limit_s, memory_mb=cfg.memory_mb)
+
+
+def make_judge(cfg: JudgeConfig) -> Judge:
+    return Judge(backend=cfg.backend, workers=cfg.workers, limits=judge_limits(cfg))
