@@ -24,13 +24,14 @@ Contract:
   their size). With one problem per family it equals :func:`paired_bootstrap` for the same
   seed, draw for draw. Limits: few families give unstable percentiles (report the count, as
   :class:`FamilyPairedDifference` does); the family draws use ``seed``, the within-family draws
-  an independent stream seeded by ``(seed, 1)``.
+  an independent stream seeded by ``(seed, 1)``. :func:`family_bootstrap_ci` is the same
+  resampling for one model's interval (equal to :func:`bootstrap_ci` with one problem per family).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -58,6 +59,14 @@ class PairedDifference:
     lo: float
     hi: float
     frac_not_positive: float
+
+
+class FamilyInterval(NamedTuple):
+    """A family-clustered confidence interval; unpacks as ``(lo, hi, n_families)``."""
+
+    lo: float
+    hi: float
+    n_families: int
 
 
 @dataclass(frozen=True)
@@ -233,6 +242,39 @@ def _family_layout(families: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.
     return order, starts, sizes
 
 
+def _family_resamples(families: Sequence[str], n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` index arrays: families drawn with replacement, then problems within each."""
+    order, starts, sizes = _family_layout(families)
+    fam_rng, within_rng = np.random.default_rng(seed), np.random.default_rng((seed, 1))
+    for _ in range(n_boot):
+        drawn = fam_rng.integers(0, sizes.size, sizes.size)
+        each = np.repeat(drawn, sizes[drawn])
+        offsets = np.floor(within_rng.random(each.size) * sizes[each]).astype(np.int64)
+        yield order[starts[each] + offsets]
+
+
+def family_bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    families: Sequence[str],
+    stat: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> FamilyInterval:
+    """Percentile ``(1 - alpha)`` interval of ``stat`` over ``values``, resampling families, then
+    problems within each drawn family; equals :func:`bootstrap_ci` with one problem per family."""
+    arr = _values("values", values)
+    if len(families) != arr.size:
+        raise ValueError(
+            f"values and families must describe the same problems, got {arr.size} and "
+            f"{len(families)} entries: give one family per value"
+        )
+    _check_boot(n_boot, alpha)
+    stats = [stat(arr[idx]) for idx in _family_resamples(families, n_boot, seed)]
+    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return FamilyInterval(float(lo), float(hi), len(set(families)))
+
+
 def family_paired_bootstrap(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
@@ -251,22 +293,13 @@ def family_paired_bootstrap(
             f"{len(families)} entries: give one of each per problem"
         )
     _check_boot(n_boot, alpha)
-    order, starts, sizes = _family_layout(families)
-    n_fam = sizes.size
-    fam_rng, within_rng = np.random.default_rng(seed), np.random.default_rng((seed, 1))
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        drawn = fam_rng.integers(0, n_fam, n_fam)
-        each = np.repeat(drawn, sizes[drawn])
-        offsets = np.floor(within_rng.random(each.size) * sizes[each]).astype(np.int64)
-        idx = order[starts[each] + offsets]
-        diffs[i] = stat(x[idx]) - stat(y[idx])
+    diffs = np.array([stat(x[idx]) - stat(y[idx]) for idx in _family_resamples(families, n_boot, seed)])
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     return FamilyPairedDifference(
         difference=float(stat(x) - stat(y)),
         lo=float(lo),
         hi=float(hi),
         frac_not_positive=float(np.mean(diffs <= 0)),
-        n_families=int(n_fam),
+        n_families=len(set(families)),
         n_problems=int(x.size),
     )

@@ -9,6 +9,7 @@ from tasks.core.metrics import (
     Interval,
     ProblemSamples,
     bootstrap_ci,
+    family_bootstrap_ci,
     family_paired_bootstrap,
     mean_pass_at_k,
     n_at_k,
@@ -237,3 +238,16 @@ def test_family_bootstrap_rejects_mismatched_inputs():
         family_paired_bootstrap([1.0, 2.0], [1.0, 2.0], ["f"])
     with pytest.raises(ValueError, match="one of each per problem"):
         family_paired_bootstrap([1.0, 2.0], [1.0], ["f", "g"])
+
+
+def test_family_bootstrap_ci_matches_bootstrap_ci_when_families_are_singletons_and_widens_otherwise():
+    values = np.random.default_rng(4).random(30)
+    assert family_bootstrap_ci(values, [str(i) for i in range(30)], n_boot=300, seed=1)[:2] == bootstrap_ci(
+        values, n_boot=300, seed=1
+    )
+    a, _, families = _clustered(10, 8, seed=6)
+    lo, hi, n_families = family_bootstrap_ci(a, families, n_boot=1000)
+    plain = bootstrap_ci(a, n_boot=1000)
+    assert n_families == 10 and hi - lo > 1.5 * (plain.hi - plain.lo)
+    with pytest.raises(ValueError, match="one family per value"):
+        family_bootstrap_ci([1.0, 2.0], ["f"])
