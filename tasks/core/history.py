@@ -19,8 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import Manifest, read_manifest, write_parquet
-from tasks.core.report import plot_training_curve
+from tasks.core.io import write_parquet
+from tasks.core.manifest import Manifest, read_manifest
+from tasks.core.plots import plot_curves
 from tasks.core.stages.evaluate import METRIC_SCHEMA
 
 HISTORY_SCHEMA = pa.schema(
@@ -84,12 +85,11 @@ def plot_trend(history: pa.Table, split: str, metric: str, path: Path) -> Path |
     )
     if not rows:
         return None
-    series: dict[str, list[float]] = {}
-    ks = sorted({r["k"] for r in rows})
     runs = sorted({r["evaluated_at"] for r in rows})
-    for k in ks:
+    x = list(range(1, len(runs) + 1))
+    panels = {}
+    for k in sorted({r["k"] for r in rows}):
         by_time = {r["evaluated_at"]: r["value"] for r in rows if r["k"] == k}
-        series[f"{metric} k={k}"] = [by_time.get(t, float("nan")) for t in runs]
-    return plot_training_curve(
-        list(range(1, len(runs) + 1)), series, path, title=f"{split}: {metric} per re-evaluation"
-    )
+        name = f"{metric} k={k}"
+        panels[name] = {name: (x, [by_time.get(t, float("nan")) for t in runs])}
+    return plot_curves(panels, path, title=f"{split}: {metric} per re-evaluation", xlabel="re-evaluation")

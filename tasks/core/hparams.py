@@ -1,5 +1,5 @@
-"""The torch-free parameter models of stages 1, 2 and 6: :class:`ModelSpec`, :class:`TrainHParams`
-and :class:`PPOParams`.
+"""The torch-free parameter models of stages 1, 2 and 6: :class:`ModelSpec`, :class:`TrainHParams`,
+:class:`PPOParams` and :class:`KLPenalty` (the beta fields and check every RL trainer shares).
 
 Contract: frozen pydantic models that forbid unknown fields; a bad combination fails with a
 message naming the field and the fix. They live here, not beside the code that uses them
@@ -10,7 +10,7 @@ torch or transformers: the CLI rejects a bad profile or ``--set`` without loadin
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -69,15 +69,32 @@ class TrainHParams(BaseModel):
         return self
 
 
-class PPOParams(BaseModel):
-    """Parameters of :func:`tasks.core.rl.ppo.train_ppo`."""
+class KLPenalty(BaseModel):
+    """The KL penalty to the frozen stage-2 model that every RL trainer's parameters carry
+    (GRPO, PPO, expert iteration), and its one check: ``beta == 0`` is refused unless
+    ``allow_zero_beta=True``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    steps: int = Field(default=50, ge=1)
-    lr: float = Field(default=5e-5, gt=0)
     beta: float = Field(default=0.04, ge=0)
     allow_zero_beta: bool = False
+    zero_beta_note: ClassVar[str] = ""  # what else beta=0 does in a trainer, for the message
+
+    @model_validator(mode="after")
+    def _beta_positive(self) -> KLPenalty:
+        if self.beta == 0 and not self.allow_zero_beta:
+            raise ValueError(
+                f"beta=0 drops the KL penalty to the stage-2 model{self.zero_beta_note}; "
+                "use beta>0 (default 0.04) or set allow_zero_beta=True deliberately"
+            )
+        return self
+
+
+class PPOParams(KLPenalty):
+    """Parameters of :func:`tasks.core.rl.ppo.train_ppo`."""
+
+    steps: int = Field(default=50, ge=1)
+    lr: float = Field(default=5e-5, gt=0)
     gamma: float = Field(default=1.0, ge=0, le=1)
     lam: float = Field(default=0.95, ge=0, le=1)
     clip_eps: float = Field(default=0.2, gt=0)
@@ -98,12 +115,3 @@ class PPOParams(BaseModel):
     seed: int = 0
     save_every: int = Field(default=10, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
-
-    @model_validator(mode="after")
-    def _beta_positive(self) -> PPOParams:
-        if self.beta == 0 and not self.allow_zero_beta:
-            raise ValueError(
-                "beta=0 removes the KL penalty to the stage-2 model; use beta>0 (default 0.04) "
-                "or set allow_zero_beta=True deliberately"
-            )
-        return self

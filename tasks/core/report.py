@@ -1,11 +1,12 @@
-"""Report figures (PNG) and Markdown tables for evaluation and training results.
+"""Report figures (PNG) and Markdown tables for evaluation results: pass@k and n@k curves, the
+filtering funnel, cluster sizes. (Training and trend curves: :func:`tasks.core.plots.plot_curves`.)
 
 Contract: every ``plot_*`` function draws one figure with matplotlib's Agg canvas (no
-pyplot, no display, no global backend change), writes it atomically (temporary file in the
-target directory, then ``os.replace``) and returns the path written. Parent directories are
+pyplot, no display, no global backend change), writes it atomically
+(:func:`tasks.core.plots.save_figure`) and returns the path written. Parent directories are
 created. Inputs are validated; an empty series raises ``ValueError``.
 
-Limits: figures are 1000 px wide (height grows with the number of stages/series); curves with many
+Limits: figures are 1000 px wide (height grows with the number of stages); curves with many
 series reuse matplotlib's default colour cycle (10 colours).
 """
 
@@ -13,37 +14,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from tasks.core.plots import new_figure, save_figure
 
 # (ks, values, lo, hi); lo/hi may be None when there is no confidence band.
 CurveData = tuple[Sequence[float], Sequence[float], Sequence[float] | None, Sequence[float] | None]
-_DPI = 100
-
-
-def _figure(height: float = 6.0) -> Figure:
-    fig = Figure(figsize=(10, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _curves(curves: Mapping[str, CurveData], name: str) -> None:
@@ -60,7 +39,7 @@ def _curves(curves: Mapping[str, CurveData], name: str) -> None:
 
 def _plot_curves(curves: Mapping[str, CurveData], path, title: str, ylabel: str) -> Path:
     _curves(curves, title)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for label, (ks, values, lo, hi) in curves.items():
         (line,) = ax.plot(ks, values, marker="o", label=label)
@@ -84,7 +63,7 @@ def _plot_curves(curves: Mapping[str, CurveData], path, title: str, ylabel: str)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pass_at_k(curves: Mapping[str, CurveData], path: str | os.PathLike, title: str = "pass@k") -> Path:
@@ -112,7 +91,7 @@ def plot_filter_funnel(
     counts = np.array([count for _, count in stages], dtype=float)
     if (counts < 0).any():
         raise ValueError("plot_filter_funnel: stage counts must be >= 0")
-    fig = _figure(max(2.5, 0.8 * len(stages) + 1.5))
+    fig = new_figure(max(2.5, 0.8 * len(stages) + 1.5))
     ax = fig.add_subplot()
     y = np.arange(len(stages))[::-1]
     ax.barh(y, counts, color="tab:blue", alpha=0.8)
@@ -131,7 +110,7 @@ def plot_filter_funnel(
         ax.xaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
     ax.set_xlabel("programs")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_cluster_sizes(
@@ -145,7 +124,7 @@ def plot_cluster_sizes(
     if arr.size == 0 or (arr <= 0).any():
         raise ValueError("plot_cluster_sizes: give at least one cluster size, all > 0")
     ranks = np.arange(1, arr.size + 1)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.plot(ranks, arr, color="tab:gray", marker=".", linestyle="-")
     top = min(highlight, arr.size)
@@ -158,47 +137,7 @@ def plot_cluster_sizes(
     ax.set_ylabel("programs in cluster")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    return _save(fig, path)
-
-
-def _ema(values: np.ndarray, span: int) -> np.ndarray:
-    alpha, out, acc = 2.0 / (span + 1), np.empty_like(values), math.nan
-    for i, v in enumerate(values):
-        acc = v if math.isnan(acc) else (acc if math.isnan(v) else acc + alpha * (v - acc))
-        out[i] = acc
-    return out
-
-
-def plot_training_curve(
-    steps: Sequence[float],
-    series: Mapping[str, Sequence[float]],
-    path: str | os.PathLike,
-    title: str = "Training",
-) -> Path:
-    """One panel per series (own y scale, shared x); raw values faint, EMA on top when the
-    series has more than 20 points. NaN values are gaps."""
-    x = np.asarray(steps, dtype=float)
-    if not series or x.size == 0:
-        raise ValueError("plot_training_curve: give steps and at least one series")
-    for name, values in series.items():
-        if len(values) != x.size:
-            raise ValueError(
-                f"plot_training_curve: series {name!r} has {len(values)} values for {x.size} steps"
-            )
-    fig = _figure(max(3.0, 2.4 * len(series)))
-    axes = fig.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (name, values) in zip(axes, series.items()):
-        y = np.asarray(values, dtype=float)
-        smooth = y.size > 20
-        ax.plot(x, y, alpha=0.35 if smooth else 1.0, color="tab:blue")
-        if smooth:
-            ax.plot(x, _ema(y, max(5, y.size // 20)), color="tab:blue", label="EMA")
-            ax.legend(loc="best")
-        ax.set_ylabel(name)
-        ax.grid(True, alpha=0.3)
-    axes[0].set_title(title)
-    axes[-1].set_xlabel("step")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _cell(value: object) -> str:

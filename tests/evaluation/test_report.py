@@ -7,7 +7,6 @@ from tasks.core.report import (
     plot_filter_funnel,
     plot_n_at_k,
     plot_pass_at_k,
-    plot_training_curve,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -17,7 +16,7 @@ def _assert_png(path):
     data = path.read_bytes()
     assert data[:8] == PNG
     assert len(data) > 10_000  # a drawn figure, not an empty canvas
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in path.parent.iterdir() if ".tmp" in p.name]
 
 
 def test_plot_pass_at_k_writes_png(tmp_path):
@@ -46,12 +45,6 @@ def test_plot_cluster_sizes_writes_png(tmp_path):
     _assert_png(plot_cluster_sizes(sizes, tmp_path / "clusters.png"))
 
 
-def test_plot_training_curve_writes_png(tmp_path):
-    steps = np.arange(100)
-    series = {"loss": np.exp(-steps / 30.0), "reward": np.linspace(0, 1, 100)}
-    _assert_png(plot_training_curve(steps, series, tmp_path / "train.png"))
-
-
 def test_plot_overwrites_existing_file_atomically(tmp_path):
     target = tmp_path / "c.png"
     target.write_bytes(b"old")
@@ -63,8 +56,6 @@ def test_plots_reject_empty_or_ragged_input(tmp_path):
         plot_pass_at_k({}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="unequal-length"):
         plot_pass_at_k({"a": ([1, 2], [0.1], None, None)}, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="3 values for 2 steps"):
-        plot_training_curve([0, 1], {"loss": [1, 2, 3]}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 

@@ -115,10 +115,13 @@ def test_round_without_a_passing_sample_trains_nothing(tiny_model_dir, judge, tm
 def test_interrupted_round_resumes_its_training_from_the_checkpoint(
     tiny_model_dir, judge, tmp_path, monkeypatch
 ):
+    """The round trains through the shared loop: killed after its step-2 checkpoint, a rerun
+    reuses the round's scored samples and trains only the remaining steps."""
     import tasks.core.rl.expert_iteration as ei
+    import tasks.core.training.losses as losses
 
     params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
-    real = ei._kl_nll_sums
+    real = losses.kl_nll_sums
     calls = {"n": 0}
 
     def crash_after_three(*args, **kwargs):
@@ -127,17 +130,21 @@ def test_interrupted_round_resumes_its_training_from_the_checkpoint(
             raise KeyboardInterrupt("simulated kill")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ei, "_kl_nll_sums", crash_after_three)
+    monkeypatch.setattr(losses, "kl_nll_sums", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         train_expert_iteration(
             tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract
         )
-    assert (tmp_path / "rounds" / "round-0" / "checkpoint.pt").is_file()  # written at step 2
-    monkeypatch.setattr(ei, "_kl_nll_sums", real)
+    round_dir = tmp_path / "rounds" / "round-0"
+    assert (round_dir / "checkpoint" / "COMPLETE").read_text().strip() == "step 2"
+    assert (round_dir / ei.SCORED_FILE).is_file() and not (round_dir / ei.ROUND_MARKER).exists()
     seen = []
-    monkeypatch.setattr(ei, "_kl_nll_sums", lambda *a, **k: seen.append(1) or real(*a, **k))
+    monkeypatch.setattr(losses, "kl_nll_sums", lambda *a, **k: seen.append(1) or real(*a, **k))
+    monkeypatch.setattr(ei, "_sample", lambda *a, **k: pytest.fail("the rerun sampled again"))
     result = train_expert_iteration(
         tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract
     )
     steps = pq.read_table(result.metrics_path).to_pydict()["train_steps"][0]
     assert len(seen) == steps - 2  # only the steps after the checkpoint
+    per_step = pq.read_table(round_dir / "metrics.parquet").to_pydict()
+    assert per_step["step"] == list(range(1, int(steps) + 1)) and all(k > 0 for k in per_step["kl"][1:])

@@ -152,3 +152,41 @@ def test_sigkill_then_rerun_reaches_the_uninterrupted_loss(tmp_path):
     assert resumed["resumed"] == 8 and resumed["steps"] == 16
     assert math.isclose(resumed["loss"], reference.final_train_loss, rel_tol=1e-5)
     assert math.isclose(resumed["valid"], reference.final_valid_loss, rel_tol=1e-5)
+
+
+def test_kl_regularised_loss_reports_kl_and_with_beta_zero_trains_like_plain_nll(tokenizer, tmp_path):
+    import copy
+
+    import pyarrow.parquet as pq
+
+    from tasks.core.training import KLRegularisedNLL
+
+    pairs = [(f"# add {i} and {i + 1}\n", f"print({i} + {i + 1})\n") for i in range(40)]
+    hp = tiny_hparams(max_steps=6, checkpoint_every=3)
+    data = PromptCompletionDataset(pairs, tokenizer, max_len=hp.seq_len)
+    start = _fresh(tokenizer)
+    plain = train(copy.deepcopy(start), tokenizer, data, None, hp, tmp_path / "plain")
+    zero = train(
+        copy.deepcopy(start),
+        tokenizer,
+        data,
+        None,
+        hp,
+        tmp_path / "zero",
+        loss=KLRegularisedNLL(copy.deepcopy(start), 0.0),
+    )
+    assert zero.final_train_loss == pytest.approx(plain.final_train_loss, rel=1e-5)
+    assert "kl" not in pq.read_table(plain.metrics_path).column_names and plain.final_kl is None
+    kl = train(
+        copy.deepcopy(start),
+        tokenizer,
+        data,
+        None,
+        hp,
+        tmp_path / "kl",
+        loss=KLRegularisedNLL(copy.deepcopy(start), 0.5),
+    )
+    kls = [m.kl for m in read_metrics(kl.metrics_path)]
+    assert kls[0] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
+    assert all(k > 0 for k in kls[1:]) and kl.final_kl == kls[-1]
+    assert kl.final_train_loss != pytest.approx(plain.final_train_loss, rel=1e-5)

@@ -1,21 +1,22 @@
-"""Outputs shared by the RL trainers: the result record, metrics Parquet, curve PNG, final model.
+"""What the RL trainers share: the result record, the input checks and the output layout.
 
-Contract: every file is written atomically (temp path in the same directory + ``os.replace``),
-so a crash leaves either the previous artifact or none, never a partial one. The final model
-directory is swapped in by rename; an older one at the same path is removed after the swap.
-Limits: metrics rows are flat ``{name: float}`` dicts; non-numeric values are dropped.
+Contract: :func:`write_outputs` writes ``out_dir/model`` (``save_pretrained`` of model and
+tokenizer, swapped in by rename), ``metrics.parquet`` (one row per step, float64 columns, the
+union of the rows' keys) and ``rl_curve.png`` (one panel per curve key), each atomically
+(:mod:`tasks.core.io`), so a crash leaves either the previous artifact or none, never a partial
+one. The beta check the trainers share lives on their parameters' base,
+:class:`tasks.core.hparams.KLPenalty`; their reward is :func:`tasks.core.rl.rewards.make_reward`.
+Limits: metrics rows are flat ``{name: float}`` dicts; :func:`numeric_row` drops non-numeric values.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tasks.core.io import save_model, write_metrics
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 """``progress(step, total_steps, metrics_of_that_step)``; called after each optimiser step."""
@@ -53,104 +54,31 @@ def numeric_row(row: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def write_metrics(rows: Sequence[Mapping[str, float]], path: Path) -> Path:
-    """One row per optimiser step; columns are the union of keys (missing -> null)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = sorted({k for row in rows for k in row})
-    table = pa.table({c: pa.array([row.get(c) for row in rows], type=pa.float64()) for c in columns})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+@dataclass(frozen=True)
+class Outputs:
+    model_dir: Path
+    metrics_path: Path
+    plot_path: Path
 
 
-def _series(rows: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
-    for row in rows:
-        value = row.get(key)
-        if value is not None and not math.isnan(value):
-            xs.append(row["step"])
-            ys.append(value)
-    return xs, ys
+def write_outputs(
+    out_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Mapping[str, float]],
+    curve_keys: Sequence[str],
+    title: str,
+    extra: Callable[[Path], None] | None = None,
+) -> Outputs:
+    """The final model (plus ``extra(model_tmp_dir)``), the metrics table and the curve figure."""
+    from tasks.core.plots import plot_curves
 
-
-def plot_curve(rows: Sequence[Mapping[str, float]], path: Path, keys: Sequence[str], title: str) -> Path:
-    """Line plot of ``keys`` against ``step`` (absent keys are skipped), saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in keys:
-        xs, ys = _series(rows, key)
-        if xs:
-            ax.plot(xs, ys, marker="o", markersize=3, label=key)
-    ax.set_xlabel("step")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def save_model_atomic(
-    model: Any, tokenizer: Any, target: Path, extra: Callable[[Path], None] | None = None
-) -> Path:
-    """``save_pretrained`` model + tokenizer (+ ``extra(tmp_dir)``) into a temp dir, then rename
-    it to ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if extra is not None:
-            extra(tmp)
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def last_checkpoint(checkpoints: Path, prefix: str, marker: str) -> tuple[Path, int] | None:
-    """The complete ``<prefix><step>`` directory with the highest step under ``checkpoints``.
-
-    A directory counts as complete when it holds the ``marker`` file (written last on save).
-    """
-    if not checkpoints.is_dir():
-        return None
-    found = []
-    for child in checkpoints.iterdir():
-        suffix = child.name[len(prefix) :]
-        complete = (child / marker).is_file()
-        if child.is_dir() and child.name.startswith(prefix) and suffix.isdigit() and complete:
-            found.append((int(suffix), child))
-    if not found:
-        return None
-    step, path = max(found)
-    return path, step
+    model_dir = save_model(model, tokenizer, out_dir / MODEL_DIR, extra=extra)
+    metrics = write_metrics(out_dir / METRICS_FILE, rows)
+    panels = {}
+    for key in curve_keys:
+        points = [(row["step"], row[key]) for row in rows if key in row]
+        if points:
+            panels[key] = {key: ([x for x, _ in points], [y for _, y in points])}
+    plot = plot_curves(panels or {"no data": {}}, out_dir / PLOT_FILE, title=title)
+    return Outputs(model_dir, metrics, plot)

@@ -31,37 +31,31 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
+from tasks.core.hparams import KLPenalty
+from tasks.core.io import numbered_dirs
 from tasks.core.problems.schema import Problem
 from tasks.core.rl.artifacts import (
     CHECKPOINTS_DIR,
-    METRICS_FILE,
-    MODEL_DIR,
-    PLOT_FILE,
     ProgressFn,
     RLResult,
-    last_checkpoint,
+    check_inputs,
     numeric_row,
-    plot_curve,
-    save_model_atomic,
-    write_metrics,
+    write_outputs,
 )
-from tasks.core.rl.rewards import ExecutionReward
-from tasks.core.sandbox.types import Limits
+from tasks.core.rl.rewards import ExecutionReward, make_reward
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_MARKER = "trainer_state.json"
 CURVE_KEYS = ("reward", "pass_rate", "kl")
 
 
-class GRPOParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class GRPOParams(KLPenalty):
+    zero_beta_note = " (and TRL then loads no reference model)"
 
     steps: int = Field(default=50, ge=1)
     lr: float = Field(default=5e-5, gt=0)
-    beta: float = Field(default=0.04, ge=0)
-    allow_zero_beta: bool = False
     num_generations: int = Field(default=8, ge=2)
     prompts_per_step: int = Field(default=1, ge=1)
     max_completion_length: int = Field(default=64, ge=1)
@@ -76,21 +70,10 @@ class GRPOParams(BaseModel):
     save_total_limit: int | None = Field(default=2, ge=1)
     gradient_checkpointing: bool = False  # TRL's GRPOConfig turns it on; ~1/3 slower steps on CPU
 
-    @model_validator(mode="after")
-    def _beta_positive(self) -> GRPOParams:
-        if self.beta == 0 and not self.allow_zero_beta:
-            raise ValueError(
-                "beta=0 drops the KL penalty and TRL then loads no reference model; "
-                "use beta>0 (default 0.04) or set allow_zero_beta=True deliberately"
-            )
-        return self
-
 
 def _dataset(problems: Sequence[Problem], format_prompt: Callable[[Problem], str]) -> Any:
     from datasets import Dataset
 
-    if not problems:
-        raise ValueError("train_grpo needs at least one problem")
     names = [p.name for p in problems]
     if len(set(names)) != len(names):
         raise ValueError("problem names must be unique: they are the reward's problem_id")
@@ -190,30 +173,20 @@ def train_grpo(
 ) -> RLResult:
     """GRPO-train ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} has no config.json; pass a save_pretrained model dir")
-    reward = ExecutionReward(
-        judge=judge,
-        problems={p.name: p for p in problems},
-        extract_program=extract_program,
-        reward=params.reward,
-        on_sandbox_error=params.on_sandbox_error,
-        max_tests=params.max_tests,
-        limits=Limits(time_s=params.time_limit_s),
-    )
+    check_inputs(model_dir, problems, "train_grpo")
+    reward = make_reward(params, judge, problems, extract_program)
     trainer = build_grpo_trainer(model_dir, problems, reward, params, out_dir, format_prompt, progress)
-    found = last_checkpoint(out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
+    found = numbered_dirs(out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(found[0]) if found else None)
+    trainer.train(resume_from_checkpoint=str(found[-1][1]) if found else None)
     rows = step_rows(trainer.state.log_history)
-    save_model_atomic(trainer.model, trainer.processing_class, out_dir / MODEL_DIR)
-    metrics = write_metrics(rows, out_dir / METRICS_FILE)
-    plot = plot_curve(rows, out_dir / PLOT_FILE, CURVE_KEYS, f"GRPO ({time.perf_counter() - started:.0f} s)")
+    title = f"GRPO ({time.perf_counter() - started:.0f} s)"
+    out = write_outputs(out_dir, trainer.model, trainer.processing_class, rows, CURVE_KEYS, title)
     return RLResult(
-        model_dir=out_dir / MODEL_DIR,
+        model_dir=out.model_dir,
         steps=int(trainer.state.global_step),
-        metrics_path=metrics,
-        plot_path=plot,
+        metrics_path=out.metrics_path,
+        plot_path=out.plot_path,
         final_reward_mean=rows[-1]["reward"] if rows else float("nan"),
-        resumed_from_step=found[1] if found else None,
+        resumed_from_step=found[-1][0] if found else None,
     )

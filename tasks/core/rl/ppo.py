@@ -16,8 +16,11 @@ Contract
   is saved beside it as ``value_head.pt``), ``metrics.parquet`` (one row per step: reward,
   reward_std, pass_rate, kl, entropy, policy_loss, value_loss, clip_frac, approx_kl,
   ratio_dev, step_time, ...), ``rl_curve.png``, and ``checkpoints/step-<n>`` every
-  ``save_every`` steps and at the last step; a rerun with the same ``out_dir`` resumes from the
-  newest one there (refused if any param other than ``steps``/``save_every`` changed).
+  ``save_every`` steps and at the last step, in the one checkpoint format
+  (:func:`tasks.core.io.save_checkpoint`: actor, value head, optimizer, RNG, step, params and
+  the rows so far; the newest ``save_total_limit`` are kept); a rerun with the same ``out_dir``
+  resumes from the newest complete one there (refused if any param other than
+  ``steps``/``save_every`` changed).
 - Sampling is reseeded each step from ``(seed, step)``, and the prompt order is a per-pass
   permutation seeded by ``(seed, pass)``, so a resumed run draws the same prompts and seeds.
 
@@ -28,11 +31,7 @@ Limits
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,27 +41,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from tasks.core import io
 from tasks.core.hparams import PPOParams
 from tasks.core.problems.schema import Problem
-from tasks.core.rl.artifacts import (
-    CHECKPOINTS_DIR,
-    METRICS_FILE,
-    MODEL_DIR,
-    PLOT_FILE,
-    ProgressFn,
-    RLResult,
-    check_inputs,
-    last_checkpoint,
-    plot_curve,
-    save_model_atomic,
-    write_metrics,
-)
-from tasks.core.rl.rewards import ExecutionReward
-from tasks.core.sandbox.types import Limits
+from tasks.core.rl.artifacts import CHECKPOINTS_DIR, ProgressFn, RLResult, check_inputs, write_outputs
+from tasks.core.rl.rewards import ExecutionReward, make_reward
 
 CHECKPOINT_PREFIX = "step-"
-CHECKPOINT_MARKER = "state.json"
-VALUE_HEAD_FILE = "value_head.pt"
+VALUE_HEAD = "value_head"
+VALUE_HEAD_FILE = f"{VALUE_HEAD}.pt"
 CURVE_KEYS = ("reward", "pass_rate", "kl", "value_loss")
 
 
@@ -254,13 +241,13 @@ class _State:
     step: int
 
 
-def _load(model_dir: Path, start: Path, params: PPOParams) -> _State:
+def _load(model_dir: Path, params: PPOParams) -> _State:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(start))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    policy = AutoModelForCausalLM.from_pretrained(str(start), dtype=torch.float32)
+    policy = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     ref.requires_grad_(False)
     policy.eval()  # no dropout: rollout and update log-probs come from the same function
@@ -272,41 +259,31 @@ def _load(model_dir: Path, start: Path, params: PPOParams) -> _State:
     return _State(policy, head, ref, tokenizer, optimizer, rows=[], step=0)
 
 
-def _resume(state: _State, ckpt: Path, params: PPOParams) -> None:
-    saved = json.loads((ckpt / CHECKPOINT_MARKER).read_text())
-    fixed = {k: v for k, v in params.model_dump().items() if k not in ("steps", "save_every")}
-    old = {k: v for k, v in saved["params"].items() if k not in ("steps", "save_every")}
+def _resume_key(params: PPOParams) -> dict[str, Any]:
+    return params.model_dump(exclude={"steps", "save_every"})
+
+
+def _resume(state: _State, ckpt: io.Checkpoint, params: PPOParams) -> None:
+    fixed, old = _resume_key(params), ckpt.meta["params"]
     if fixed != old:
         diff = sorted(k for k in fixed if fixed.get(k) != old.get(k))
-        raise ValueError(f"checkpoint {ckpt} was written with other params ({diff}); use a new out_dir")
-    state.head.load_state_dict(torch.load(ckpt / VALUE_HEAD_FILE, weights_only=True))
-    state.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-    state.rows = list(saved["rows"])
-    state.step = int(saved["step"])
+        raise ValueError(f"checkpoint {ckpt.path} was written with other params ({diff}); use a new out_dir")
+    state.policy.load_state_dict(ckpt.state("model"))
+    state.head.load_state_dict(ckpt.state(VALUE_HEAD))
+    state.optimizer.load_state_dict(ckpt.state("optimizer"))
+    state.rows = list(ckpt.meta["rows"])
+    state.step = ckpt.step
 
 
 def _save_checkpoint(state: _State, params: PPOParams, checkpoints: Path) -> None:
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    target = checkpoints / f"{CHECKPOINT_PREFIX}{state.step}"
-    tmp = Path(tempfile.mkdtemp(dir=checkpoints, prefix=".tmp-"))
-    try:
-        state.policy.save_pretrained(tmp)
-        state.tokenizer.save_pretrained(tmp)
-        torch.save(state.head.state_dict(), tmp / VALUE_HEAD_FILE)
-        torch.save(state.optimizer.state_dict(), tmp / "optimizer.pt")
-        payload = {"step": state.step, "params": params.model_dump(), "rows": state.rows}
-        (tmp / CHECKPOINT_MARKER).write_text(json.dumps(payload))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    kept = sorted(
-        (int(p.name[len(CHECKPOINT_PREFIX) :]), p)
-        for p in checkpoints.iterdir()
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
-    )
-    for _, old in kept[: -params.save_total_limit]:
-        shutil.rmtree(old, ignore_errors=True)
+    states = {
+        "model": state.policy.state_dict(),
+        VALUE_HEAD: state.head.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+    }
+    meta = {"params": _resume_key(params), "rows": state.rows}
+    io.save_checkpoint(checkpoints / f"{CHECKPOINT_PREFIX}{state.step}", state.step, states, meta)
+    io.prune_checkpoints(checkpoints, CHECKPOINT_PREFIX, params.save_total_limit)
 
 
 def _problems_for_step(problems: Sequence[Problem], step: int, params: PPOParams) -> list[Problem]:
@@ -463,20 +440,13 @@ def train_ppo(
     """PPO-train ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     check_inputs(model_dir, problems, "train_ppo")
-    reward = ExecutionReward(
-        judge=judge,
-        problems={p.name: p for p in problems},
-        extract_program=extract_program,
-        reward=params.reward,
-        on_sandbox_error=params.on_sandbox_error,
-        max_tests=params.max_tests,
-        limits=Limits(time_s=params.time_limit_s),
-    )
+    reward = make_reward(params, judge, problems, extract_program)
     checkpoints = out_dir / CHECKPOINTS_DIR
-    found = last_checkpoint(checkpoints, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
-    state = _load(model_dir, found[0] if found else model_dir, params)
-    if found:
-        _resume(state, found[0], params)
+    found = io.numbered_dirs(checkpoints, CHECKPOINT_PREFIX)
+    ckpt = io.read_checkpoint(found[-1][1]) if found else None
+    state = _load(model_dir, params)
+    if ckpt is not None:
+        _resume(state, ckpt, params)
     while state.step < params.steps:
         row = _ppo_step(state, reward, problems, format_prompt, params)
         state.step += 1
@@ -485,20 +455,19 @@ def train_ppo(
             progress(state.step, params.steps, row)
         if state.step % params.save_every == 0 or state.step == params.steps:
             _save_checkpoint(state, params, checkpoints)
-    model_path = save_model_atomic(
-        state.policy,
-        state.tokenizer,
-        out_dir / MODEL_DIR,
-        extra=lambda d: torch.save(state.head.state_dict(), d / VALUE_HEAD_FILE),
+
+    def save_head(model_tmp: Path) -> None:
+        torch.save(state.head.state_dict(), model_tmp / VALUE_HEAD_FILE)
+
+    out = write_outputs(
+        out_dir, state.policy, state.tokenizer, state.rows, CURVE_KEYS, "PPO (CodeRL-style)", extra=save_head
     )
-    metrics = write_metrics(state.rows, out_dir / METRICS_FILE)
-    plot = plot_curve(state.rows, out_dir / PLOT_FILE, CURVE_KEYS, "PPO (CodeRL-style)")
     rewards = [r["reward"] for r in state.rows if "reward" in r]
     return RLResult(
-        model_dir=model_path,
+        model_dir=out.model_dir,
         steps=state.step,
-        metrics_path=metrics,
-        plot_path=plot,
+        metrics_path=out.metrics_path,
+        plot_path=out.plot_path,
         final_reward_mean=rewards[-1] if rewards else float("nan"),
-        resumed_from_step=found[1] if found else None,
+        resumed_from_step=ckpt.step if ckpt is not None else None,
     )

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from tasks.core.jobs import LimitPolicy, build_job
 from tasks.core.problems.schema import Problem
@@ -239,3 +239,27 @@ class ExecutionReward:
         if callable(log_metric):
             log_metric("pass_rate", self.last_pass_rate)
         return rewards
+
+
+class RewardSettings(Protocol):
+    """The reward fields of an RL trainer's parameters (GRPO, PPO, expert iteration)."""
+
+    reward: RewardName
+    on_sandbox_error: OnSandboxError
+    max_tests: int | None
+    time_limit_s: float  # CPU seconds per test in the sandbox
+
+
+def make_reward(
+    params: RewardSettings, judge: Any, problems: Sequence[Problem], extract_program: Callable[[str], str]
+) -> ExecutionReward:
+    """The :class:`ExecutionReward` every RL trainer scores with, built from its ``params``."""
+    return ExecutionReward(
+        judge=judge,
+        problems={p.name: p for p in problems},
+        extract_program=extract_program,
+        reward=params.reward,
+        on_sandbox_error=params.on_sandbox_error,
+        max_tests=params.max_tests,
+        limits=Limits(time_s=params.time_limit_s),
+    )

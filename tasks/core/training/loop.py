@@ -1,26 +1,19 @@
-"""One resumable training loop for stage 1 (packed code LM) and stage 2 (prompt -> solution).
+"""One resumable training loop for stage 1 (packed code LM), stage 2 (prompt -> solution) and
+expert iteration's rounds (prompt -> own passing completion, KL-regularised).
 
 Contract
-- Data: :class:`PackedLMDataset` (texts tokenized, each followed by eos, concatenated and cut
-  into ``seq_len`` blocks; the last partial block is dropped; every token is a label) and
-  :class:`PromptCompletionDataset` (prompt + target + eos; labels are -100 on prompt tokens and
-  padding, so the loss is on target tokens only; padding to the longest example of each batch,
-  on the right). Too long examples: the prompt is cut from the LEFT (its end, next to the
-  target, is kept); the target (with its eos) is cut on the right only when keeping it whole
-  would leave the prompt fewer than ``min(len(prompt), max_len // 2)`` positions.
-- Order: each epoch visits the items in ``torch.randperm`` order seeded by ``(seed, epoch)``;
-  a :class:`DataPosition` ``(epoch, index)`` says where the next batch starts, so the stream
-  resumes exactly. Batches wrap across epoch ends.
 - :func:`train`: AdamW (decay on matrices only), linear warm-up then cosine decay to
   ``lr * min_lr_ratio`` (:func:`lr_factor`), gradient accumulation whose loss is normalised
   by the label-token count of the whole optimizer step (so accumulation equals one big batch),
-  gradient clipping, bf16 autocast when ``hp.bf16`` (CPU or CUDA), validation loss every
-  ``eval_every`` steps and at the last step (mean over the first ``eval_batches`` batches of
-  ``valid_data`` in file order). Writes ``metrics.parquet`` (one row per step), ``loss.png``
-  and ``model/`` (``save_pretrained`` of model and tokenizer), each atomically.
+  gradient clipping, bf16 autocast when ``hp.bf16`` (CPU or CUDA), validation loss (next-token
+  NLL) every ``eval_every`` steps and at the last step (mean over the first ``eval_batches``
+  batches of ``valid_data`` in file order). The loss is pluggable (:mod:`.losses`; default
+  :class:`~.losses.NextTokenNLL`); the metrics report its NLL as ``loss`` and its regulariser,
+  if any, as ``kl``. Writes ``metrics.parquet`` (one row per step), ``loss.png`` and ``model/``
+  (``save_pretrained`` of model and tokenizer), each atomically (:mod:`tasks.core.io`).
 - Resume: every ``checkpoint_every`` steps and at the last step, ``out_dir/checkpoint/`` is
-  written to a temp dir and renamed into place; its ``COMPLETE`` marker is written last, and
-  only the newest checkpoint is kept. It holds model, optimizer, scheduler, RNG states
+  written in the format of :func:`tasks.core.io.save_checkpoint` (temp dir renamed into place,
+  ``COMPLETE`` marker last; only the newest is kept): model, optimizer, scheduler, RNG states
   (python, numpy, torch), data position, step, tokens seen, elapsed time and the metrics so
   far. On start, a complete ``out_dir/checkpoint/`` is resumed (no other directory is
   considered); it must have been written with the same hparams and the same data (a
@@ -37,222 +30,48 @@ Contract
 
 Tested here (CPU only, one process): fp32 and bf16 steps, loss going down, accumulation,
 resume after an in-process crash and after SIGKILL of a subprocess (that test is marked
-``slow``) giving the same final loss as an uninterrupted run. NOT tested: CUDA, multi-process ``accelerate launch``/``torchrun``
+``slow``) giving the same final loss as an uninterrupted run, the KL-regularised loss through
+expert iteration (tests/rl). NOT tested: CUDA, multi-process ``accelerate launch``/``torchrun``
 (DDP), FSDP (would need ``accelerator.prepare`` with an FSDP plugin and sharded-state
 checkpointing, which this module does not implement).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from tasks.core import io
 from tasks.core.hparams import TrainHParams
+from tasks.core.plots import plot_curves
+from tasks.core.training.data import DataPosition, IndexedDataset, TrainError
+from tasks.core.training.losses import NextTokenNLL, TokenLoss, token_nll_sum
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 CHECKPOINT_DIR = "checkpoint"
-COMPLETE_MARKER = "COMPLETE"
-
-
-class TrainError(ValueError):
-    """Training cannot start or resume as asked."""
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class DataPosition:
-    epoch: int = 0
-    index: int = 0
-
-
-@dataclass(frozen=True)
-class Batch:
-    input_ids: torch.Tensor  # [B, T] int64
-    attention_mask: torch.Tensor  # [B, T] int64
-    labels: torch.Tensor  # [B, T] int64, IGNORE_INDEX where no loss
-
-    @property
-    def n_input_tokens(self) -> int:
-        return int(self.attention_mask.sum())
-
-    @property
-    def n_label_tokens(self) -> int:
-        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
-
-    def to(self, device: torch.device) -> Batch:
-        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
-
-
-class IndexedDataset:
-    """Items addressable by index, served in a seeded per-epoch order."""
-
-    seed: int
-    max_len: int
-    fingerprint: str
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def collate(self, indices: Sequence[int]) -> Batch:
-        raise NotImplementedError
-
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self), generator=gen)
-
-    def draw(self, pos: DataPosition, count: int) -> tuple[list[int], DataPosition]:
-        """The next ``count`` item indices from ``pos`` and the position after them."""
-        indices: list[int] = []
-        epoch, index = pos.epoch, pos.index
-        while len(indices) < count:
-            order = self.epoch_order(epoch)
-            take = order[index : index + count - len(indices)].tolist()
-            indices.extend(take)
-            index += len(take)
-            if index >= len(self):
-                epoch, index = epoch + 1, 0
-        return indices, DataPosition(epoch, index)
-
-    def eval_batches(self, batch_size: int, max_batches: int) -> Iterator[Batch]:
-        """The first ``max_batches`` batches in file order (no shuffle), for validation."""
-        for start in range(0, min(len(self), batch_size * max_batches), batch_size):
-            yield self.collate(range(start, min(start + batch_size, len(self))))
-
-
-class PackedLMDataset(IndexedDataset):
-    """Stage 1: ``seq_len`` blocks of concatenated ``text + eos`` token streams."""
-
-    def __init__(self, texts: Iterable[str], tokenizer, seq_len: int, seed: int = 0, chunk: int = 256):
-        if tokenizer.eos_token_id is None:
-            raise TrainError("tokenizer has no eos token; PackedLMDataset needs one to separate documents")
-        eos = np.array([tokenizer.eos_token_id], dtype=np.int32)
-        parts: list[np.ndarray] = []
-        buffer: list[str] = []
-        for text in texts:
-            buffer.append(text)
-            if len(buffer) == chunk:
-                parts.extend(_encode_with_eos(tokenizer, buffer, eos))
-                buffer = []
-        parts.extend(_encode_with_eos(tokenizer, buffer, eos))
-        stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        n_blocks = len(stream) // seq_len
-        if n_blocks == 0:
-            raise TrainError(
-                f"corpus has {len(stream)} tokens, fewer than one block of seq_len={seq_len}; "
-                "add text or lower seq_len"
-            )
-        self.blocks = stream[: n_blocks * seq_len].reshape(n_blocks, seq_len)
-        self.seed, self.max_len = seed, seq_len
-        self.fingerprint = hashlib.sha256(self.blocks.tobytes()).hexdigest()[:16]
-
-    def __len__(self) -> int:
-        return self.blocks.shape[0]
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.blocks.size)
-
-    def collate(self, indices: Sequence[int]) -> Batch:
-        ids = torch.from_numpy(self.blocks[list(indices)].astype(np.int64))
-        return Batch(ids, torch.ones_like(ids), ids.clone())
-
-
-def _encode_with_eos(tokenizer, texts: list[str], eos: np.ndarray) -> list[np.ndarray]:
-    if not texts:
-        return []
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    out: list[np.ndarray] = []
-    for ids in encoded:
-        out.append(np.asarray(ids, dtype=np.int32))
-        out.append(eos)
-    return out
-
-
-class PromptCompletionDataset(IndexedDataset):
-    """Stage 2: ``prompt + target + eos`` with the loss on ``target + eos`` only."""
-
-    def __init__(self, pairs: Iterable[tuple[str, str]], tokenizer, max_len: int, seed: int = 0):
-        if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-            raise TrainError("tokenizer needs eos and pad tokens; load it with load_model_and_tokenizer")
-        pairs = list(pairs)
-        if not pairs:
-            raise TrainError("PromptCompletionDataset got no (prompt, target) pair")
-        if max_len < 4:
-            raise TrainError(f"max_len={max_len} is too small; use at least 4")
-        prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
-        targets = tokenizer([t for _, t in pairs], add_special_tokens=False)["input_ids"]
-        self.examples: list[tuple[np.ndarray, int]] = []
-        self.truncated = 0
-        for p, t in zip(prompts, targets):
-            ids, n_prompt, cut = _fit(p, t + [tokenizer.eos_token_id], max_len)
-            self.examples.append((ids, n_prompt))
-            self.truncated += cut
-        self.pad_id = tokenizer.pad_token_id
-        self.seed, self.max_len = seed, max_len
-        digest = hashlib.sha256()
-        for ids, n_prompt in self.examples:
-            digest.update(ids.tobytes() + n_prompt.to_bytes(4, "little"))
-        self.fingerprint = digest.hexdigest()[:16]
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def collate(self, indices: Sequence[int]) -> Batch:
-        rows = [self.examples[i] for i in indices]
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        for r, (ids, n_prompt) in enumerate(rows):
-            t = torch.from_numpy(ids.astype(np.int64))
-            input_ids[r, : len(t)] = t
-            mask[r, : len(t)] = 1
-            labels[r, n_prompt : len(t)] = t[n_prompt:]
-        return Batch(input_ids, mask, labels)
-
-
-def _fit(prompt: list[int], target: list[int], max_len: int) -> tuple[np.ndarray, int, int]:
-    """Concatenate, cutting the prompt from the left (and the target on the right only if it
-    would leave the prompt fewer than ``min(len(prompt), max_len // 2)`` positions). Returns
-    ids, prompt length, and 1 if anything was cut."""
-    if len(prompt) + len(target) <= max_len:
-        return np.asarray(prompt + target, dtype=np.int32), len(prompt), 0
-    keep_prompt = max(max_len - len(target), min(len(prompt), max_len // 2))
-    kept_prompt = prompt[len(prompt) - keep_prompt :] if keep_prompt else []
-    kept_target = target[: max_len - len(kept_prompt)]
-    return np.asarray(kept_prompt + kept_target, dtype=np.int32), len(kept_prompt), 1
-
-
-# ----------------------------------------------------------------------------- results
+COMPLETE_MARKER = io.CHECKPOINT_MARKER
 
 
 @dataclass(frozen=True)
 class StepMetrics:
     step: int
-    loss: float
+    loss: float  # next-token NLL per label token (the objective's NLL part)
     lr: float
     tokens: int  # cumulative input tokens (all processes)
     tok_per_s: float  # this step's tokens / this step's wall time (excluding eval, checkpoint)
     valid_loss: float | None
     elapsed: float  # wall seconds of the loop up to this step (incl. eval), summed over resumed runs
+    kl: float | None = None  # the loss's regulariser per label token (KL-regularised loss only)
 
 
 @dataclass(frozen=True)
@@ -266,6 +85,7 @@ class TrainResult:
     metrics_path: Path
     plot_path: Path
     resumed_from_step: int | None
+    final_kl: float | None = None
 
 
 @dataclass
@@ -274,7 +94,7 @@ class _State:
     position: DataPosition = DataPosition()
     tokens_seen: int = 0
     elapsed: float = 0.0
-    metrics: list[StepMetrics] | None = None
+    metrics: list[StepMetrics] = field(default_factory=list)
 
 
 def lr_factor(step: int, hp: TrainHParams) -> float:
@@ -289,6 +109,21 @@ def lr_factor(step: int, hp: TrainHParams) -> float:
 # ----------------------------------------------------------------------------- loop
 
 
+@dataclass
+class _Run:
+    """What one call of :func:`train` works with."""
+
+    model: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    accelerator: object
+    train_data: IndexedDataset
+    valid_data: IndexedDataset | None
+    hp: TrainHParams
+    loss: TokenLoss
+    ckpt: Path
+
+
 def train(
     model,
     tokenizer,
@@ -297,41 +132,60 @@ def train(
     hp: TrainHParams,
     out_dir: Path,
     progress: Callable[[StepMetrics], None] | None = None,
+    loss: TokenLoss | None = None,
 ) -> TrainResult:
-    """Train ``model`` for ``hp.max_steps`` optimizer steps, resuming ``out_dir/checkpoint``."""
+    """Train ``model`` for ``hp.max_steps`` optimizer steps with ``loss`` (default: next-token
+    NLL), resuming ``out_dir/checkpoint``."""
     from accelerate import Accelerator
 
     out_dir = Path(out_dir)
     _check_inputs(model, tokenizer, train_data, valid_data, hp)
     accelerator = Accelerator()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out_dir)
+    io.remove_stale(out_dir)
     optimizer = _optimizer(model, hp)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, hp))
-    state = _State(metrics=[])
-    ckpt = out_dir / CHECKPOINT_DIR
-    resumed_from = None
-    if (ckpt / COMPLETE_MARKER).exists():
-        state = _load_checkpoint(ckpt, model, optimizer, scheduler, hp, train_data, valid_data)
+    state, resumed_from = _State(), None
+    found = io.read_checkpoint(out_dir / CHECKPOINT_DIR)
+    if found is not None:
+        state = _resume(found, model, optimizer, scheduler, hp, train_data, valid_data)
         resumed_from = state.step
-        log.info("resuming %s from step %d", ckpt, state.step)
+        log.info("resuming %s from step %d", found.path, state.step)
     else:
         _seed_everything(hp.seed)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
+    run = _Run(
+        model,
+        optimizer,
+        scheduler,
+        accelerator,
+        train_data,
+        valid_data,
+        hp,
+        loss or NextTokenNLL(),
+        out_dir / CHECKPOINT_DIR,
+    )
+    tokens, seconds = _loop(run, state, progress)
+    return _finish(accelerator, model, tokenizer, out_dir, state, resumed_from, tokens, seconds)
+
+
+def _loop(run: _Run, state: _State, progress) -> tuple[int, float]:
+    """Steps until ``hp.max_steps``; returns the tokens trained and the training seconds."""
+    hp = run.hp
     trained_tokens, train_time = 0, 0.0
     elapsed_base, loop_start = state.elapsed, time.perf_counter()
     while state.step < hp.max_steps:
         t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        loss, n_tokens = _train_step(model, optimizer, scheduler, train_data, hp, state, accelerator)
+        lr = run.optimizer.param_groups[0]["lr"]
+        loss, kl, n_tokens = _train_step(run, state)
         dt = time.perf_counter() - t0
         trained_tokens, train_time = trained_tokens + n_tokens, train_time + dt
         state.step += 1
         state.tokens_seen += n_tokens
         valid_loss = None
-        if valid_data is not None and (state.step % hp.eval_every == 0 or state.step == hp.max_steps):
-            valid_loss = evaluate(model, valid_data, hp, accelerator)
+        if run.valid_data is not None and (state.step % hp.eval_every == 0 or state.step == hp.max_steps):
+            valid_loss = evaluate(run.model, run.valid_data, hp, run.accelerator)
         state.elapsed = elapsed_base + time.perf_counter() - loop_start
         metrics = StepMetrics(
             step=state.step,
@@ -341,26 +195,16 @@ def train(
             tok_per_s=n_tokens / dt if dt > 0 else 0.0,
             valid_loss=valid_loss,
             elapsed=state.elapsed,
+            kl=kl,
         )
         state.metrics.append(metrics)
         if progress is not None:
             progress(metrics)
         if state.step % hp.checkpoint_every == 0 or state.step == hp.max_steps:
-            if accelerator.is_main_process:
-                _save_checkpoint(
-                    ckpt,
-                    accelerator.unwrap_model(model),
-                    optimizer,
-                    scheduler,
-                    hp,
-                    state,
-                    train_data,
-                    valid_data,
-                )
-            accelerator.wait_for_everyone()
-    return _finish(
-        accelerator, model, tokenizer, hp, out_dir, state, resumed_from, trained_tokens, train_time
-    )
+            if run.accelerator.is_main_process:
+                _save_checkpoint(run, state)
+            run.accelerator.wait_for_everyone()
+    return trained_tokens, train_time
 
 
 def _check_inputs(model, tokenizer, train_data, valid_data, hp: TrainHParams) -> None:
@@ -391,47 +235,35 @@ def _optimizer(model, hp: TrainHParams) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=hp.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-def _token_loss_sum(model, batch: Batch, bf16: bool, device: torch.device) -> torch.Tensor:
-    with _autocast(device, bf16):
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    logits = logits[:, :-1].float()
-    labels = batch.labels[:, 1:]
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-
-
-def _train_step(
-    model, optimizer, scheduler, data, hp: TrainHParams, state: _State, accelerator
-) -> tuple[float, int]:
+def _train_step(run: _Run, state: _State) -> tuple[float, float | None, int]:
+    """One optimizer step: (NLL per label token, KL per label token or None, input tokens)."""
+    hp, data, accelerator = run.hp, run.train_data, run.accelerator
     world, rank = accelerator.num_processes, accelerator.process_index
     micro = []
     for _ in range(hp.grad_accum):
         indices, state.position = data.draw(state.position, hp.batch_size * world)
         micro.append(data.collate(indices[rank * hp.batch_size : (rank + 1) * hp.batch_size]))
-    local_label_tokens = sum(b.n_label_tokens for b in micro)
-    global_label_tokens = _all_sum(accelerator, local_label_tokens)
+    global_label_tokens = _all_sum(accelerator, sum(b.n_label_tokens for b in micro))
     if global_label_tokens == 0:
         raise TrainError("a training step has no label token; check the dataset's targets")
-    loss_total = 0.0
+    nll_total, kl_total = 0.0, None
     for i, batch in enumerate(micro):
         batch = batch.to(accelerator.device)
-        sync = nullcontext() if i == len(micro) - 1 else accelerator.no_sync(model)
+        sync = nullcontext() if i == len(micro) - 1 else accelerator.no_sync(run.model)
         with sync:
-            loss_sum = _token_loss_sum(model, batch, hp.bf16, accelerator.device)
+            sums = run.loss(run.model, batch, hp.bf16, accelerator.device)
             # DDP averages gradients over processes, hence the * world.
-            accelerator.backward(loss_sum * world / global_label_tokens)
-        loss_total += loss_sum.item()
-    accelerator.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(sums.objective * world / global_label_tokens)
+        nll_total += sums.nll.item()
+        if sums.kl is not None:
+            kl_total = (kl_total or 0.0) + sums.kl.item()
+    accelerator.clip_grad_norm_(run.model.parameters(), hp.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
     n_input = _all_sum(accelerator, sum(b.n_input_tokens for b in micro))
-    return _all_sum(accelerator, loss_total) / global_label_tokens, int(n_input)
+    kl = None if kl_total is None else _all_sum(accelerator, kl_total) / global_label_tokens
+    return _all_sum(accelerator, nll_total) / global_label_tokens, kl, int(n_input)
 
 
 def _all_sum(accelerator, value: float | int) -> float | int:
@@ -444,13 +276,13 @@ def _all_sum(accelerator, value: float | int) -> float | int:
 
 @torch.no_grad()
 def evaluate(model, data: IndexedDataset, hp: TrainHParams, accelerator=None) -> float:
-    """Mean per-token loss over the first ``hp.eval_batches`` batches of ``data``."""
+    """Mean per-token next-token NLL over the first ``hp.eval_batches`` batches of ``data``."""
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for batch in data.eval_batches(hp.batch_size, hp.eval_batches):
-        total += _token_loss_sum(model, batch.to(device), hp.bf16, device).item()
+        total += token_nll_sum(model, batch.to(device), hp.bf16, device).item()
         count += batch.n_label_tokens
     model.train(was_training)
     return total / max(count, 1)
@@ -472,103 +304,55 @@ def _fingerprints(train_data, valid_data) -> dict[str, str | None]:
     }
 
 
-def _save_checkpoint(
-    ckpt: Path, model, optimizer, scheduler, hp, state: _State, train_data, valid_data
-) -> None:
-    tmp = ckpt.parent / f"{CHECKPOINT_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(model.state_dict(), tmp / "model.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save({"torch": torch.get_rng_state(), "cuda": _cuda_rng()}, tmp / "rng.pt")
-    np_state = np.random.get_state()
+def _save_checkpoint(run: _Run, state: _State) -> None:
+    states = {
+        "model": run.accelerator.unwrap_model(run.model).state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+    }
     meta = {
-        "step": state.step,
         "epoch": state.position.epoch,
         "index": state.position.index,
         "tokens_seen": state.tokens_seen,
         "elapsed": state.elapsed,
-        "hparams": hp.model_dump(),
-        "data": _fingerprints(train_data, valid_data),
-        "python_rng": _jsonable(random.getstate()),
-        "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "hparams": run.hp.model_dump(),
+        "data": _fingerprints(run.train_data, run.valid_data),
+        "metrics": [asdict(m) for m in state.metrics],
     }
-    _write_json(tmp / "state.json", meta)
-    _write_metrics(tmp / "metrics.parquet", state.metrics or [])
-    _fsync_dir_files(tmp)
-    (tmp / COMPLETE_MARKER).write_text(f"step {state.step}\n")
-    _fsync_dir_files(tmp)
-    old = ckpt.parent / f"{CHECKPOINT_DIR}.old-{os.getpid()}"
-    if ckpt.exists():
-        os.replace(ckpt, old)
-    os.replace(tmp, ckpt)
-    shutil.rmtree(old, ignore_errors=True)
+    io.save_checkpoint(run.ckpt, state.step, states, meta)
 
 
-def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, hp, train_data, valid_data) -> _State:
-    meta = json.loads((ckpt / "state.json").read_text())
+def _resume(ckpt: io.Checkpoint, model, optimizer, scheduler, hp, train_data, valid_data) -> _State:
+    meta = ckpt.meta
     if meta["hparams"] != hp.model_dump():
         diff = sorted(k for k in hp.model_dump() if meta["hparams"].get(k) != hp.model_dump()[k])
         raise TrainError(
-            f"checkpoint {ckpt} was written with other hparams (differ: {diff}); "
+            f"checkpoint {ckpt.path} was written with other hparams (differ: {diff}); "
             "use a fresh out_dir or delete that checkpoint to start over"
         )
     if meta["data"] != _fingerprints(train_data, valid_data):
         raise TrainError(
-            f"checkpoint {ckpt} was written for other data (fingerprints {meta['data']}); "
+            f"checkpoint {ckpt.path} was written for other data (fingerprints {meta['data']}); "
             "use a fresh out_dir or delete that checkpoint to start over"
         )
-    model.load_state_dict(torch.load(ckpt / "model.pt", weights_only=True))
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-    rng = torch.load(ckpt / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    random.setstate(_tupled(meta["python_rng"]))
-    kind, keys, *rest = meta["numpy_rng"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    model.load_state_dict(ckpt.state("model"))
+    optimizer.load_state_dict(ckpt.state("optimizer"))
+    scheduler.load_state_dict(ckpt.state("scheduler"))
+    ckpt.restore_rng()
     return _State(
-        step=meta["step"],
+        step=ckpt.step,
         position=DataPosition(meta["epoch"], meta["index"]),
         tokens_seen=meta["tokens_seen"],
         elapsed=meta["elapsed"],
-        metrics=read_metrics(ckpt / "metrics.parquet"),
+        metrics=[StepMetrics(**m) for m in meta["metrics"]],
     )
-
-
-def _cuda_rng():
-    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-
-
-def _jsonable(obj):
-    return [_jsonable(x) for x in obj] if isinstance(obj, (tuple, list)) else obj
-
-
-def _tupled(obj):
-    return tuple(_tupled(x) for x in obj) if isinstance(obj, list) else obj
-
-
-def _remove_stale(out_dir: Path) -> None:
-    for pattern in (f"{CHECKPOINT_DIR}.tmp-*", f"{CHECKPOINT_DIR}.old-*", "model.tmp-*", "model.old-*"):
-        for stale in out_dir.glob(pattern):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _fsync_dir_files(directory: Path) -> None:
-    for path in directory.iterdir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------- outputs
 
 
-def _finish(
-    accelerator, model, tokenizer, hp, out_dir: Path, state: _State, resumed_from, tokens, seconds
-) -> TrainResult:
-    metrics = state.metrics or []
+def _finish(accelerator, model, tokenizer, out_dir: Path, state: _State, resumed_from, tokens, seconds):
+    metrics = state.metrics
     final_valid = next((m.valid_loss for m in reversed(metrics) if m.valid_loss is not None), None)
     result = TrainResult(
         final_train_loss=metrics[-1].loss,
@@ -580,52 +364,36 @@ def _finish(
         metrics_path=out_dir / "metrics.parquet",
         plot_path=out_dir / "loss.png",
         resumed_from_step=resumed_from,
+        final_kl=metrics[-1].kl,
     )
     if accelerator.is_main_process:
-        _save_model(accelerator.unwrap_model(model), tokenizer, result.model_dir)
-        _write_metrics(result.metrics_path, metrics)
+        io.save_model(accelerator.unwrap_model(model), tokenizer, result.model_dir)
+        write_step_metrics(result.metrics_path, metrics)
         plot_losses(metrics, result.plot_path)
     accelerator.wait_for_everyone()
     return result
 
 
-def _save_model(model, tokenizer, target: Path) -> None:
-    tmp = target.parent / f"{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    old = target.parent / f"{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
-def _write_metrics(path: Path, metrics: list[StepMetrics]) -> None:
+def _metrics_schema(with_kl: bool):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [
-            ("step", pa.int64()),
-            ("loss", pa.float64()),
-            ("lr", pa.float64()),
-            ("tokens", pa.int64()),
-            ("tok_per_s", pa.float64()),
-            ("valid_loss", pa.float64()),
-            ("elapsed", pa.float64()),
-        ]
-    )
-    table = pa.Table.from_pylist([asdict(m) for m in metrics], schema=schema)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    columns = [
+        ("step", pa.int64()),
+        ("loss", pa.float64()),
+        ("lr", pa.float64()),
+        ("tokens", pa.int64()),
+        ("tok_per_s", pa.float64()),
+        ("valid_loss", pa.float64()),
+        ("elapsed", pa.float64()),
+    ]
+    return pa.schema(columns + ([("kl", pa.float64())] if with_kl else []))
+
+
+def write_step_metrics(path: Path, metrics: list[StepMetrics]) -> None:
+    """``metrics.parquet``: one row per step; a ``kl`` column only when the loss has one."""
+    with_kl = any(m.kl is not None for m in metrics)
+    rows = [{k: v for k, v in asdict(m).items() if with_kl or k != "kl"} for m in metrics]
+    io.write_metrics(path, rows, schema=_metrics_schema(with_kl))
 
 
 def read_metrics(path: Path) -> list[StepMetrics]:
@@ -634,23 +402,14 @@ def read_metrics(path: Path) -> list[StepMetrics]:
     return [StepMetrics(**row) for row in pq.read_table(path).to_pylist()]
 
 
-def plot_losses(metrics: list[StepMetrics], path: Path) -> None:
-    """Train loss per step and validation loss where computed, as a PNG (atomic write)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([m.step for m in metrics], [m.loss for m in metrics], label="train", lw=1)
+def plot_losses(metrics: list[StepMetrics], path: Path) -> Path:
+    """Train loss per step, validation loss where computed (and KL, if any), as a PNG."""
+    steps = [m.step for m in metrics]
+    loss = {"train": (steps, [m.loss for m in metrics])}
     valid = [m for m in metrics if m.valid_loss is not None]
     if valid:
-        ax.plot([m.step for m in valid], [m.valid_loss for m in valid], "o-", label="valid")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+        loss["valid"] = ([m.step for m in valid], [m.valid_loss for m in valid])
+    panels = {"loss (nats/token)": loss}
+    if any(m.kl is not None for m in metrics):
+        panels["KL to reference (nats/token)"] = {"kl": (steps, [m.kl for m in metrics])}
+    return plot_curves(panels, path, title="training")
