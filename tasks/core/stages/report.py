@@ -2,7 +2,8 @@
 
 Contract: reads the two evaluation stages' ``metrics.parquet`` and ``per_sample.parquet``;
 writes ``metrics.parquet`` (both models' rows), ``comparison.parquet`` (per split: pass@1 of
-each model and the paired-bootstrap difference over the same problems, 95% CI),
+each model and the paired difference over the same problems with a family-clustered bootstrap
+95% CI, ``metrics.family_paired_bootstrap``, and the number of families it resampled),
 ``pass_at_k.png``/``n_at_k.png`` with both models' curves, and ``report.md`` linking every
 stage's own report and plots. Nothing is recomputed from models: only from Parquet.
 """
@@ -15,10 +16,11 @@ import pyarrow.parquet as pq
 
 from tasks.core.io import write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.metrics import paired_bootstrap, pass_at_k
+from tasks.core.metrics import family_paired_bootstrap, pass_at_k
 from tasks.core.report import markdown_table, plot_n_at_k, plot_pass_at_k
 from tasks.core.stages import REPORT_FILE
 from tasks.core.stages.evaluate import METRICS_FILE, PER_SAMPLE_FILE, curves, split_of
+from tasks.core.stages.sample import eval_problems
 
 
 def per_problem_pass1(evaluation: Manifest) -> dict[str, float]:
@@ -31,15 +33,24 @@ def per_problem_pass1(evaluation: Manifest) -> dict[str, float]:
     return {pid: pass_at_k(n, c, 1) for pid, (n, c) in counts.items()}
 
 
-def compare(before: Manifest, after: Manifest, split_of: dict[str, str], seed: int = 0) -> list[dict]:
+def compare(
+    before: Manifest,
+    after: Manifest,
+    split_of: dict[str, str],
+    seed: int = 0,
+    family_of: dict[str, str] | None = None,
+) -> list[dict]:
+    """Per split, pass@1 before/after and their family-clustered paired bootstrap difference;
+    a problem missing from ``family_of`` is its own family."""
     a, b = per_problem_pass1(after), per_problem_pass1(before)
+    family_of = family_of or {}
     rows = []
     for split in [*sorted(set(split_of.values())), "all"]:
         ids = sorted(p for p in a if p in b and split in ("all", split_of.get(p)))
         if len(ids) < 2:
             continue
         x, y = np.array([a[p] for p in ids]), np.array([b[p] for p in ids])
-        diff = paired_bootstrap(x, y, seed=seed)
+        diff = family_paired_bootstrap(x, y, [family_of.get(p, p) for p in ids], seed=seed)
         rows.append(
             {
                 "split": split,
@@ -49,6 +60,7 @@ def compare(before: Manifest, after: Manifest, split_of: dict[str, str], seed: i
                 "difference": diff.difference,
                 "lo": diff.lo,
                 "hi": diff.hi,
+                "families": diff.n_families,
             }
         )
     return rows
@@ -69,7 +81,8 @@ def build_report(
         + pq.read_table(after.file(METRICS_FILE)).to_pylist()
     )
     write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows))
-    comparison = compare(before, after, split_of(problems, splits))
+    family_of = {p.name: p.tags.get("family", p.name) for p in eval_problems(problems, splits)}
+    comparison = compare(before, after, split_of(problems, splits), family_of=family_of)
     write_parquet(plan.dir / "comparison.parquet", pa.Table.from_pylist(comparison))
     n_metric = next((r["metric"] for r in rows if r["metric"] != "pass@k"), "10@k")
     for split in sorted({r["split"] for r in rows}):
@@ -90,7 +103,10 @@ def _markdown(rows: list[dict], comparison: list[dict], stages: dict[str, Manife
     lines = [
         "# AlphaCode pipeline report",
         "",
-        "## RL vs stage-2 model: pass@1 on hidden tests (paired bootstrap 95% CI over problems)",
+        "## RL vs stage-2 model: pass@1 on hidden tests",
+        "",
+        "Paired difference with a family-clustered bootstrap 95% CI (families resampled, then "
+        "problems within each family); `families` is the number of families behind each interval.",
         "",
         _fmt(comparison),
         "",
