@@ -1,0 +1,280 @@
+"""Computed cache keys: a stage's code fingerprint is exactly what its core module imports.
+
+The walk runs over the real repository files (or a byte-for-byte copy of them in which one file
+is edited), never over a mock of the import graph.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tasks.core import fingerprint as fp
+from tasks.core.manifest import Manifest, plan_stage
+from tasks.core.stages import Stage
+
+ENTRIES = {
+    Stage.PROBLEMS: "tasks.core.stages.problems",
+    "train": "tasks.core.stages.train",  # pretrain and finetune
+    Stage.SAMPLE: "tasks.core.stages.sample",
+    Stage.FILTER: "tasks.core.stages.filter",
+    Stage.CLUSTER: "tasks.core.stages.cluster",
+    Stage.EVALUATE: "tasks.core.stages.evaluate",
+    Stage.RL: "tasks.core.stages.rl",
+    Stage.REPORT: "tasks.core.stages.report",
+}
+EVERY_STAGE = {
+    "tasks/__init__.py",
+    "tasks/core/__init__.py",
+    "tasks/core/stages/__init__.py",
+    "tasks/core/manifest.py",
+    "tasks/core/fingerprint.py",
+}
+SANDBOX = {
+    f"tasks/core/sandbox/{name}.py"
+    for name in ("__init__", "judge", "compare", "bwrap", "runner", "seccomp", "server", "envelopes", "types")
+}
+SAMPLING = {
+    f"tasks/core/sampling/{name}.py" for name in ("__init__", "params", "backend", "hf", "vllm", "shard")
+}
+PROBLEMS = {
+    "tasks/core/problems/__init__.py",
+    "tasks/core/problems/prompt.py",
+    "tasks/core/problems/schema.py",
+}
+MUST = {
+    Stage.PROBLEMS: PROBLEMS | {"tasks/core/stages/problems.py"},
+    "train": PROBLEMS | {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/stages/train.py"},
+    Stage.SAMPLE: PROBLEMS | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/stages/sample.py"},
+    Stage.FILTER: SANDBOX | SAMPLING | {"tasks/core/execution.py", "tasks/core/stages/judging.py"},
+    Stage.CLUSTER: SANDBOX
+    | {"tasks/core/clustering.py", "tasks/core/testgen.py", "tasks/core/stages/filter.py"},
+    Stage.EVALUATE: SANDBOX
+    | {"tasks/core/metrics.py", "tasks/core/report.py", "tasks/core/stages/filter.py"},
+    Stage.RL: SANDBOX
+    | {"tasks/core/rl/__init__.py", "tasks/core/rl/rewards.py", "tasks/core/stages/judging.py"},
+    Stage.REPORT: {"tasks/core/metrics.py", "tasks/core/stages/evaluate.py", "tasks/core/stages/report.py"},
+}
+# config.py is imported under TYPE_CHECKING only: configs reach keys through their dumped values
+MUST_NOT = {
+    Stage.PROBLEMS: SANDBOX | SAMPLING | {"tasks/core/corpus.py", "tasks/core/config.py"},
+    "train": SANDBOX | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/config.py"},
+    Stage.SAMPLE: SANDBOX | {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
+    Stage.FILTER: {"tasks/core/corpus.py", "tasks/core/clustering.py", "tasks/core/config.py"},
+    Stage.CLUSTER: {"tasks/core/corpus.py", "tasks/core/metrics.py", "tasks/core/config.py"},
+    Stage.EVALUATE: {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
+    Stage.RL: {"tasks/core/corpus.py", "tasks/core/clustering.py", "tasks/core/config.py"},
+    Stage.REPORT: {"tasks/core/corpus.py", "tasks/core/config.py"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    fp._fingerprint.cache_clear()
+    fp._dependencies.cache_clear()
+    yield
+    fp._fingerprint.cache_clear()
+    fp._dependencies.cache_clear()
+
+
+def files_of(entry: str, root: Path | None = None) -> set[str]:
+    return set(fp.fingerprint(entry, root).files)
+
+
+@pytest.mark.parametrize("stage", list(ENTRIES))
+def test_each_stage_fingerprints_what_it_runs_and_nothing_unrelated(stage):
+    files = files_of(ENTRIES[stage])
+    assert EVERY_STAGE | MUST[stage] <= files, sorted(EVERY_STAGE | MUST[stage] - files)
+    assert not files & MUST_NOT[stage], sorted(files & MUST_NOT[stage])
+    # the Prefect layer (tasks/*.py) and flows/ never compute anything a key must cover
+    assert all(f.startswith("tasks/core/") or f == "tasks/__init__.py" for f in files)
+
+
+def test_every_file_in_a_fingerprint_is_a_real_source_file():
+    for entry in ENTRIES.values():
+        for rel in files_of(entry):
+            assert (fp.REPO_ROOT / rel).is_file() and rel.endswith(".py")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A byte-for-byte copy of the project's packages, to edit."""
+    root = tmp_path_factory.mktemp("tree")
+    for package in fp.PROJECT_PACKAGES:
+        shutil.copytree(fp.REPO_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def edited(tree: Path, rel: str, rewalk: bool = True):
+    """Context: ``rel`` in ``tree`` with a comment line appended (then restored). Digests are
+    recomputed; with ``rewalk`` the import graph is walked again too (a comment changes no
+    import, so keeping the graph walked over the unedited copy gives the same files)."""
+
+    def clear():
+        fp._fingerprint.cache_clear()
+        if rewalk:
+            fp._dependencies.cache_clear()
+
+    class _Edit:
+        def __enter__(self):
+            self.path, self.before = tree / rel, (tree / rel).read_bytes()
+            self.path.write_bytes(self.before + b"\n# edited by test_cache_keys\n")
+            clear()
+
+        def __exit__(self, *exc):
+            self.path.write_bytes(self.before)
+            clear()
+
+    return _Edit()
+
+
+def test_copy_fingerprints_like_the_repository(tree):
+    for entry in ENTRIES.values():
+        assert fp.fingerprint(entry, tree) == fp.fingerprint(entry)
+
+
+def test_editing_any_imported_file_changes_exactly_the_stages_that_import_it(tree):
+    graphs = {stage: files_of(entry, tree) for stage, entry in ENTRIES.items()}
+    before = {stage: fp.fingerprint(entry, tree).digest for stage, entry in ENTRIES.items()}
+    for rel in sorted(set().union(*graphs.values())):
+        with edited(tree, rel, rewalk=False):
+            after = {stage: fp.fingerprint(entry, tree).digest for stage, entry in ENTRIES.items()}
+        changed = {stage for stage in ENTRIES if after[stage] != before[stage]}
+        assert changed == {stage for stage, files in graphs.items() if rel in files}, rel
+
+
+def pipeline_keys() -> dict[str, str]:
+    """Every stage's content address, each planned on its upstream's (stand-in) manifest."""
+    root = "/nonexistent-run"
+
+    def plan(stage: str, entry: str, upstream: list[Manifest]) -> Manifest:
+        p = plan_stage(root, stage, {"cfg": stage}, upstream, entry)
+        return Manifest(
+            stage=p.stage, key=p.key, path=str(p.dir), config={}, code_version=p.code_version, created_at=""
+        )
+
+    problems = plan(Stage.PROBLEMS, ENTRIES[Stage.PROBLEMS], [])
+    pretrain = plan(Stage.PRETRAIN, ENTRIES["train"], [])
+    finetune = plan(Stage.FINETUNE, ENTRIES["train"], [pretrain, problems])
+    out = {"problems": problems, "pretrain": pretrain, "finetune": finetune}
+    out["rl"] = rl = plan(Stage.RL, ENTRIES[Stage.RL], [finetune, problems])
+    for label, model in (("sft", finetune), ("rl", rl)):
+        samples = plan(Stage.SAMPLE, ENTRIES[Stage.SAMPLE], [model, problems])
+        filtered = plan(Stage.FILTER, ENTRIES[Stage.FILTER], [samples, problems])
+        clusters = plan(Stage.CLUSTER, ENTRIES[Stage.CLUSTER], [samples, filtered, problems])
+        evaluation = plan(Stage.EVALUATE, ENTRIES[Stage.EVALUATE], [samples, filtered, clusters, problems])
+        out |= {
+            f"sample ({label})": samples,
+            f"filter ({label})": filtered,
+            f"cluster ({label})": clusters,
+            f"evaluate ({label})": evaluation,
+        }
+    out["report"] = plan(Stage.REPORT, ENTRIES[Stage.REPORT], [out["evaluate (sft)"], out["evaluate (rl)"]])
+    return {name: m.key for name, m in out.items()}
+
+
+def keys_changed_by(tree: Path, rel: str, monkeypatch) -> set[str]:
+    monkeypatch.setattr(fp, "REPO_ROOT", tree)  # plan_stage fingerprints the copy
+    before = pipeline_keys()
+    with edited(tree, rel):
+        after = pipeline_keys()
+    return {name for name in before if after[name] != before[name]}
+
+
+def test_editing_the_sandbox_rekeys_filter_cluster_evaluate_rl_not_upstream(tree, monkeypatch):
+    for rel in (
+        "tasks/core/sandbox/compare.py",
+        "tasks/core/sandbox/judge.py",
+        "tasks/core/sandbox/server.py",
+    ):
+        changed = keys_changed_by(tree, rel, monkeypatch)
+        untouched = {"problems", "pretrain", "finetune", "sample (sft)"}
+        assert not changed & untouched, (rel, changed & untouched)
+        assert {"filter (sft)", "cluster (sft)", "evaluate (sft)", "rl", "report"} <= changed, rel
+        assert "sample (rl)" in changed  # downstream of RL through its key
+
+
+def test_editing_the_corpus_rekeys_pretrain_and_everything_downstream(tree, monkeypatch):
+    changed = keys_changed_by(tree, "tasks/core/corpus.py", monkeypatch)
+    assert changed == set(pipeline_keys()) - {"problems"}
+
+
+def test_editing_the_hf_backend_rekeys_sampling_not_training(tree, monkeypatch):
+    changed = keys_changed_by(tree, "tasks/core/sampling/hf.py", monkeypatch)
+    assert not changed & {"problems", "pretrain", "finetune"}
+    assert {"sample (sft)", "filter (sft)", "evaluate (sft)", "report"} <= changed
+
+
+# ------------------------------------------------------------------ the walk's rules, on a toy tree
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_walk_follows_lazy_relative_submodule_dynamic_and_text_imports(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "tasks/__init__.py": "",
+            "tasks/pkg/__init__.py": "from .sub import thing\n",
+            "tasks/pkg/sub.py": "thing = 1\n",
+            "tasks/pkg/mod.py": "from . import sibling\n",
+            "tasks/pkg/sibling.py": "",
+            "tasks/pkg/shipped.py": "print('runs elsewhere')\n",
+            "tasks/pkg/sender.py": "SOURCE = 'shipped.py'\n",
+            "tasks/lazy.py": "def f():\n    from tasks.pkg import mod\n    return mod\n",
+            "tasks/dyn.py": "import importlib\nM = importlib.import_module('tasks.pkg.sender')\n",
+            "tasks/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import tasks.heavy\n",
+            "tasks/heavy.py": "",
+            "tasks/entry.py": "import tasks.lazy\nimport tasks.dyn\nimport tasks.typed\n",
+        },
+    )
+    files = files_of("tasks.entry", root)
+    assert files == {
+        "tasks/__init__.py",
+        "tasks/entry.py",
+        "tasks/lazy.py",
+        "tasks/dyn.py",
+        "tasks/typed.py",
+        "tasks/pkg/__init__.py",  # package on the path of tasks.pkg.mod
+        "tasks/pkg/sub.py",  # imported by the package's __init__
+        "tasks/pkg/mod.py",  # `from tasks.pkg import mod`: a submodule
+        "tasks/pkg/sibling.py",  # `from . import sibling`
+        "tasks/pkg/sender.py",  # importlib.import_module("tasks.pkg.sender")
+        "tasks/pkg/shipped.py",  # named as a .py file beside sender.py
+    }  # tasks/heavy.py is imported under TYPE_CHECKING only
+
+
+def test_computed_dynamic_import_is_refused_with_its_location(tmp_path):
+    root = write(
+        tmp_path,
+        {
+            "tasks/__init__.py": "",
+            "tasks/entry.py": "import importlib\nname = 'x'\nimportlib.import_module(name)\n",
+        },
+    )
+    with pytest.raises(fp.FingerprintError, match=r"entry\.py:3: imports a module by a computed name"):
+        fp.fingerprint("tasks.entry", root)
+
+
+def test_missing_project_module_or_entry_is_a_clear_error(tmp_path):
+    root = write(tmp_path, {"tasks/__init__.py": "", "tasks/entry.py": "import tasks.gone\n"})
+    with pytest.raises(fp.FingerprintError, match=r"entry\.py:1: imports 'tasks.gone', which is no module"):
+        fp.fingerprint("tasks.entry", root)
+    with pytest.raises(fp.FingerprintError, match="stage entry module 'tasks.nothing' has no source file"):
+        fp.fingerprint("tasks.nothing", root)
+
+
+def test_plan_stage_takes_a_module_or_its_name():
+    from tasks.core.stages import filter as filter_stage
+
+    by_module = plan_stage("/tmp/run", Stage.FILTER, {}, [], filter_stage)
+    by_name = plan_stage("/tmp/run", Stage.FILTER, {}, [], "tasks.core.stages.filter")
+    assert by_module.key == by_name.key
+    assert by_module.code_version == fp.fingerprint(filter_stage).digest
