@@ -83,6 +83,23 @@ def test_assert_style_pass_and_fail(judge):
     assert [verdicts(r) for r in judge.run_many([ok, bad])] == [["ACCEPTED"], ["RUNTIME_ERROR"]]
 
 
+def test_assert_style_runs_each_test_input_as_test_code_in_the_program_namespace(judge):
+    program = "import sys\nSEEN = sys.stdin.read()\ndef f(x):\n    return x + 1\n"
+    tests = (
+        TestCase("assert f(1) == 2\nassert SEEN == ''\n"),  # the test code is never stdin
+        TestCase("assert f(1) == 3\n"),
+        TestCase("print('done')\n", "ignored"),  # expected is unused for assert style
+    )
+    r = judge.run(Job(program=program, tests=tests, style="assert"))
+    assert verdicts(r) == ["ACCEPTED", "RUNTIME_ERROR", "ACCEPTED"]
+    assert "AssertionError" in r.results[1].stderr_prefix and r.results[2].stdout_prefix == "done\n"
+
+
+def test_assert_style_needs_python():
+    with pytest.raises(ValueError, match="assert"):
+        Job(program="int main(){}", language="cpp", style="assert")
+
+
 def test_cpp_accepted_and_wrong_answer(judge):
     r = judge.run(Job(program=CPP_ADD, language="cpp", tests=(TestCase("1 2", "3"), TestCase("2 2", "5"))))
     assert verdicts(r) == ["ACCEPTED", "WRONG_ANSWER"]
@@ -201,6 +218,17 @@ def test_per_call_limits_override(judge):
         limits=Limits(time_s=0.2, wall_factor=2.0),
     )
     assert verdicts(r) == ["TIME_LIMIT_EXCEEDED"]
+
+
+def test_job_limits_win_over_call_and_judge_limits(judge):
+    slow = "import time\nwhile time.process_time() < 1.3:\n    pass\n"
+    roomy, tight = Limits(time_s=3.0), Limits(time_s=1.0)
+    own = judge.run(Job(program=slow, limits=roomy), limits=tight)  # FAST (judge) and tight lose
+    assert verdicts(own) == ["ACCEPTED"]
+    assert verdicts(judge.run(Job(program=slow), limits=roomy)) == ["ACCEPTED"]
+    assert verdicts(judge.run(Job(program=slow))) == ["TIME_LIMIT_EXCEEDED"]  # FAST: 1 s
+    with pytest.raises(ValueError, match="Job.limits"):
+        Job(program="", limits={"time_s": 1})
 
 
 def test_missing_bwrap_raises_with_install_hint(monkeypatch):
