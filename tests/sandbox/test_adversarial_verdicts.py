@@ -139,3 +139,23 @@ def test_undecodable_results_name_the_reason(judge1):
     )
     assert res.results[0].verdict is Verdict.WRONG_ANSWER
     assert "not decodable JSON" in res.results[0].detail and "ValueError" in res.results[0].detail
+
+
+def test_malformed_runner_frames_are_sandbox_errors_not_other_exceptions():
+    """Host side: a frame header or end envelope that does not decode is a harness failure
+    (SandboxError, retried), never a JSON/Unicode/Recursion error escaping the judge."""
+    from tasks.core.sandbox import SandboxError
+    from tasks.core.sandbox import runner as runner_mod
+    from tasks.core.sandbox.envelopes import ENVELOPE, Envelopes
+
+    for header in (b"\xff\xfe", b"{not json", b"[" * 100_000, b"[1, 2]"):
+        envelopes = Envelopes()
+        envelopes.start(7)
+        frame = runner_mod.FRAME.pack(len(header), 0) + header
+        envelopes.feed(ENVELOPE.pack(7, 0, len(frame)) + frame)
+        with pytest.raises(SandboxError, match="frame header"):
+            list(envelopes.next_frames())
+    envelopes = Envelopes()
+    envelopes.start(3)
+    with pytest.raises(SandboxError, match="end envelope"):
+        envelopes.feed(ENVELOPE.pack(3, 1, 4) + b"\x80abc")
