@@ -46,6 +46,7 @@ from pathlib import Path
 from . import runner as runner_mod
 from . import seccomp
 from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
+from .scratch import Scratch
 from .types import SandboxError, SandboxUnavailable
 
 BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own env: pid 1's /proc/1/environ is readable
@@ -155,6 +156,8 @@ _POOL = UidPool()
 _PROBE_LOCK = threading.Lock()
 _PROBE_RESULT: list[str | None] = []  # [] = not probed yet; [None] = ok; [msg] = unavailable
 STDERR_KEEP = 4096
+SETTLE_S = 10.0  # how long a finished job's cleanup may take before its sandbox is thrown away
+TMP_INODES = 8192  # files + directories /tmp may hold at once (bwrap as root, Docker)
 
 
 def _data_pipe(data: bytes) -> int:
@@ -172,8 +175,11 @@ def _data_pipe(data: bytes) -> int:
 class _Sandbox:
     """One warm sandbox: bwrap running the job server, its uid lease, one job at a time."""
 
-    def __init__(self, proc: subprocess.Popen, uid: int | None, setup: bytes) -> None:
+    def __init__(
+        self, proc: subprocess.Popen, uid: int | None, setup: bytes, scratch: Scratch | None = None
+    ) -> None:
         self.proc, self.uid, self.seq, self.jobs = proc, uid, 0, 0
+        self.scratch, self.pending = scratch, False
         self.envelopes = Envelopes()
         self.err = bytearray()
         self.poller = select.poll()
@@ -202,8 +208,24 @@ class _Sandbox:
         self.envelopes.start(seq)
         self._send(message({"seq": seq, "request": request}))
         abort = lambda: self._send(message({"seq": seq, "abort": True}))  # noqa: E731
+        self.pending = True  # until the server's end envelope: its cleanup is under way
         while not serve_frames(self.envelopes, on_frame, self.stderr, abort):
             self._receive(deadline, timeout_s)
+
+    def settle(self, budget_s: float = SETTLE_S) -> bool:
+        """Wait for the last job's end envelope (sent once its cleanup is complete); True if
+        this sandbox may take another job (it ended in time and asked for no recycling)."""
+        if self.pending:
+            deadline = time.monotonic() + budget_s
+            try:
+                while self.envelopes.ended is None:
+                    self._receive(deadline, budget_s)
+            except SandboxError:
+                return False
+            self.pending = False
+            if self.scratch is not None:
+                self.scratch.detach()  # bwrap has bound it: the sandbox alone holds it now
+        return self.alive() and not (self.envelopes.ended or {}).get("recycle")
 
     def _receive(self, deadline: float, timeout_s: float) -> None:
         remaining = deadline - time.monotonic()
@@ -232,6 +254,8 @@ class _Sandbox:
                 stream.close()
             except OSError:
                 pass
+        if self.scratch is not None:
+            self.scratch.detach()
         if self.uid is not None:
             _POOL.release(self.uid)
 
@@ -253,7 +277,7 @@ class BwrapBackend:
         self._spawner: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ command line
-    def _argv(self, filter_fd: int, argv: list[str], as_pid_1: bool) -> list[str]:
+    def _argv(self, filter_fd: int, argv: list[str], as_pid_1: bool, scratch: Scratch | None) -> list[str]:
         cmd = [
             self.bwrap,
             "--unshare-all",
@@ -289,10 +313,11 @@ class BwrapBackend:
             "/dev",
             "--remount-ro",
             "/dev",
-            "--size",
-            str(self.tmpfs_bytes),
-            "--tmpfs",
-            "/tmp",
+            *(
+                ["--bind", str(scratch.path), "/tmp"]
+                if scratch is not None
+                else ["--size", str(self.tmpfs_bytes), "--tmpfs", "/tmp"]
+            ),
             "--remount-ro",
             "/",
             "--seccomp",
@@ -312,10 +337,11 @@ class BwrapBackend:
         uid: int | None,
         stdin,
         as_pid_1: bool = False,
+        scratch: Scratch | None = None,
     ) -> subprocess.Popen:
         filter_fd = _data_pipe(self._filter)
         try:
-            cmd, extra = self._argv(filter_fd, argv, as_pid_1), {}
+            cmd, extra = self._argv(filter_fd, argv, as_pid_1, scratch), {}
             if uid is not None and self.setpriv:  # lets subprocess use vfork
                 cmd = [self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *cmd]
             elif uid is not None:
@@ -371,34 +397,40 @@ class BwrapBackend:
             spawner = self._spawner
         uid = _POOL.acquire() if self.as_root else None
         argv = ["/usr/bin/python3", "-I", "-S", "-c", SERVER]
+        scratch = None
         try:
-            proc = spawner.submit(self._spawn, argv, uid, subprocess.PIPE, True).result()
-        except OSError as exc:
+            if uid is not None:
+                scratch = Scratch(uid, self.tmpfs_bytes, TMP_INODES)
+            proc = spawner.submit(self._spawn, argv, uid, subprocess.PIPE, True, scratch).result()
+        except (OSError, SandboxError) as exc:
+            if scratch is not None:
+                scratch.detach()
             if uid is not None:
                 _POOL.release(uid)
             raise SandboxError(f"bwrap could not be started: {exc}") from None
         try:
-            return _Sandbox(proc, uid, self._setup)
+            return _Sandbox(proc, uid, self._setup, scratch)
         except BaseException:
             proc.kill()
             proc.wait()
+            if scratch is not None:
+                scratch.detach()
             if uid is not None:
                 _POOL.release(uid)
             raise
 
     def _checkout(self) -> _Sandbox:
-        dead = []
-        with self._lock:
-            while self._idle:
-                box = self._idle.pop()
-                if box.alive():
-                    break
-                dead.append(box)
-            else:
-                box = None
-        for gone in dead:
-            gone.close()
-        return box if box is not None else self._start()
+        """An idle sandbox whose last job's cleanup is complete, or a new one. The wait for that
+        cleanup happens here, before the next job's deadline starts, so it counts against no
+        job's limits; a sandbox that does not settle in time, or asked to be recycled, is closed."""
+        while True:
+            with self._lock:
+                box = self._idle.pop() if self._idle else None
+            if box is None:
+                return self._start()
+            if box.settle():
+                return box
+            box.close()
 
     def _checkin(self, box: _Sandbox, healthy: bool) -> None:
         if healthy and box.jobs < self.max_jobs:

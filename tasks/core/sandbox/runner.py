@@ -1,9 +1,10 @@
 """The test runner that executes INSIDE the sandbox (stdlib only, ``/usr/bin/python3 -I -S``).
 
 The job server (``server.py``, the sandbox's pid 1) loads this module and forks ``main()`` once
-per job; ``main()`` refuses to run anywhere else (its sweep SIGKILLs every process it can signal).
-Contract: reads one request frame on fd 0 (``>Q`` length + UTF-8 JSON: language, style,
-entry_point, program, inputs, limits), then writes frames on fd 1, each ``>II`` (meta length,
+per job, before the job exists; ``main()`` refuses to run anywhere else (its sweep SIGKILLs every
+process it can signal). Contract: ``main(request)`` takes the request dict from the server (or
+reads one request frame on fd 0: ``>Q`` length + UTF-8 JSON: language, style, entry_point,
+program, inputs, limits), then writes frames on fd 1, each ``>II`` (meta length,
 blob length) + JSON meta + raw blob:
 
 * ``{"kind": "compile", "ok": bool, ...}`` once for C++ (blob: nothing);
@@ -12,13 +13,20 @@ blob length) + JSON meta + raw blob:
   ``assert`` style the meta also says ``"completed"`` (see below);
 * ``{"kind": "done"}`` last, or ``{"kind": "fatal", "error": ...}`` if the runner itself broke.
 
-Per test it forks one child in its own process group with RLIMIT_CPU/AS/FSIZE/NOFILE/NPROC/
-STACK/CORE set, a per-child seccomp guard (``seccomp.guard_filter``) so the program cannot
-signal the runner or pid 1 (the server), stdin from a memfd, stdout/stderr (and the ``call`` result) on
-pipes. It enforces the wall limit, stops reading after ``output_bytes`` (OLE), measures CPU time
-and peak RSS with ``wait4``, then SIGKILLs every other process in the sandbox (``kill(-1)``,
-which spares the caller and pid 1), reaps them as child subreaper and empties ``/tmp`` except
-the program directory, so no test sees another's processes or files.
+The runner puts itself in its own process group and blocks every signal. Per test it forks one
+child in its own session (so no process of the test can join the runner's group, and
+``/proc/self/autogroup`` changes only the test's own autogroup), with every signal unblocked,
+RLIMIT_CPU/AS/FSIZE/NOFILE/NPROC/STACK/CORE set, a per-child seccomp guard
+(``seccomp.guard_filter``) so the program cannot signal the runner or pid 1 (the server), stdin
+from a memfd, stdout/stderr (and the ``call`` result) on pipes. It enforces the wall limit, stops
+reading after ``output_bytes`` (OLE), measures peak RSS with ``wait4``, then SIGKILLs every other
+process in the sandbox (``kill(-1)``, which spares the caller and pid 1) and reaps them as child
+subreaper. CPU time is that of every process the test created: the child's ``wait4`` usage
+(itself and the descendants it waited for) plus the usage of every orphan reaped here (detached,
+double-forked or ``setsid`` processes come back to the subreaper), so CPU burnt outside the
+child is charged to the test. Then ``purge`` empties ``/tmp`` except the program directory (no
+recursion, any depth or permissions; ``/tmp``'s own mode and extended attributes restored where
+the job could change them), so no test sees another's processes or files.
 
 Styles (Python): ``stdio`` runs the program on the test's stdin; ``call`` runs it, then calls
 ``entry_point(*json.loads(input))`` and writes the JSON return value on fd 3; ``assert`` runs it,
@@ -151,8 +159,10 @@ class Capture:
         return self.total > self.limit
 
 
-def _sweep() -> None:
-    """SIGKILL every process of the sandbox but us and pid 1, and reap them all."""
+def _sweep() -> float:
+    """SIGKILL every process of the sandbox but us and pid 1, reap them all; returns the CPU
+    seconds of the processes reaped here (orphans re-parented to us: detached descendants)."""
+    cpu = 0.0
     while True:
         try:
             os.kill(-1, signal.SIGKILL)
@@ -160,34 +170,118 @@ def _sweep() -> None:
             pass
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, _, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return cpu
             if pid == 0:
                 break
+            cpu += usage.ru_utime + usage.ru_stime
         time.sleep(0.0005)
 
 
+def _force_open(name: str, dir_fd: int) -> int:
+    """A directory fd for ``name`` in ``dir_fd``, made searchable first (we own every file)."""
+    try:
+        os.chmod(name, 0o700, dir_fd=dir_fd)
+    except OSError:
+        pass
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+
+
+def _flatten(name: str, dir_fd: int, serial: list) -> bool:
+    """Unlink the files of directory ``name`` and rename its subdirectories up into ``dir_fd``
+    (so no depth ever needs recursion, long paths or one fd per level); True if it changed."""
+    try:
+        sub = _force_open(name, dir_fd)
+    except OSError:
+        return False
+    changed = False
+    try:
+        for child in os.listdir(sub):
+            try:
+                os.unlink(child, dir_fd=sub)
+                changed = True
+                continue
+            except OSError:
+                pass
+            serial[0] += 1
+            try:
+                os.chmod(child, 0o700, dir_fd=sub)  # a moved directory's ".." must be writable
+                os.rename(child, f".purge-{serial[0]}", src_dir_fd=sub, dst_dir_fd=dir_fd)
+                changed = True
+            except OSError:
+                pass
+    except OSError:
+        pass
+    finally:
+        os.close(sub)
+    return changed
+
+
+def purge(root: str, keep: str = "", mode: int | None = None) -> bool:
+    """Empty directory ``root`` except the entry ``keep``; never raises and never recurses.
+
+    Restores ``root``'s permission bits to ``mode`` and drops its extended attributes (ACLs
+    included) where we own it. Runs only once every process of the job is dead (nothing races
+    it); the tmpfs inode cap bounds its work. True if nothing but ``keep`` is left."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    serial = [0]
+    try:
+        if mode is not None and os.fstat(fd).st_mode & 0o7777 != mode:
+            try:
+                os.chmod(fd, mode)
+            except OSError:
+                pass
+        for attr in _listxattr(fd):
+            try:
+                os.removexattr(fd, attr)
+            except OSError:
+                pass
+        while True:
+            names = [n for n in os.listdir(fd) if n != keep]
+            if not names:
+                return True
+            changed = False
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                    changed = True
+                    continue
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    pass
+                try:
+                    os.rmdir(name, dir_fd=fd)
+                    changed = True
+                    continue
+                except OSError:
+                    pass
+                if _flatten(name, fd, serial):
+                    changed = True
+            if not changed:
+                return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _listxattr(fd: int) -> list:
+    try:
+        return os.listxattr(fd)
+    except OSError:
+        return []
+
+
 def _clean_tmp() -> None:
-    names = [n for n in os.listdir(WORK_DIR) if n != ".prog"]
-    if not names:
-        return
-    import shutil
+    purge(WORK_DIR, keep=".prog", mode=TMP_MODE[0])
 
-    def _force(func, path, _exc):
-        try:
-            os.chmod(os.path.dirname(path), 0o700)
-            os.chmod(path, 0o700)
-        except OSError:
-            pass
-        func(path)
 
-    for name in names:
-        path = os.path.join(WORK_DIR, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=_force)
-        else:
-            os.unlink(path)
+TMP_MODE = [None]  # /tmp's permission bits when the job started (restored after every test)
 
 
 def _result_channel(want_result: bool, handshake: bool) -> tuple[int, int]:
@@ -277,7 +371,7 @@ class Runner:
         return meta, bytes(main.data)
 
     def _child_setup(self, in_fd, out_w, err_w, res_w, st_w, lim, as_bytes, nproc) -> None:
-        os.setpgid(0, 0)
+        os.setsid()  # own session + group: can't join (and kill(0)) the runner's group, own autogroup
         os.dup2(in_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
@@ -288,6 +382,7 @@ class Runner:
         os.closerange(st_fd + 1, 1 << 20)
         os.chdir(WORK_DIR)
         _set_limits(lim, as_bytes, nproc)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # the runner blocks every signal; we don't
         self.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE 1: /proc/self readable again
         self.guard()
         os.write(st_fd, b"1")
@@ -333,7 +428,7 @@ class Runner:
                 pass
             os.kill(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
-        _sweep()
+        detached_cpu = _sweep()
         if not exceeded:
             for fd in list(open_fds):  # every writer is dead now: drain to EOF
                 while chunk := _read_chunk(fd):
@@ -343,7 +438,7 @@ class Runner:
         _clean_tmp()
         return {
             "wall_s": wall,
-            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "cpu_s": usage.ru_utime + usage.ru_stime + detached_cpu,
             "maxrss_kb": usage.ru_maxrss,
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
@@ -477,14 +572,19 @@ def run_job(request: dict, guard, out_fd: int) -> None:
 SANDBOXED = False  # set by the job server (server.py) that loads this module in a sandbox
 
 
-def main() -> None:
+def main(request: dict | None = None) -> None:
+    """Run one job: ``request`` as given by the job server, or read as one frame from fd 0."""
     if not SANDBOXED:  # its sweep SIGKILLs every process it can signal: never on a host
         sys.exit("runner.py runs only inside an alphacode sandbox, started by server.py")
     import seccomp
 
     try:
-        (length,) = REQUEST.unpack(_read_exact(0, REQUEST.size))
-        request = json.loads(_read_exact(0, length))
+        if request is None:
+            (length,) = REQUEST.unpack(_read_exact(0, REQUEST.size))
+            request = json.loads(_read_exact(0, length))
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # no signal reaches us
+        os.setpgid(0, 0)  # our own group, guarded below; test children run in their own sessions
+        TMP_MODE[0] = os.stat(WORK_DIR).st_mode & 0o7777
         prctl = _prctl()
         prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us
         prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children can't read our /proc/<pid>/mem

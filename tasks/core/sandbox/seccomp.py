@@ -11,7 +11,13 @@ userfaultfd, io_uring, swap, reboot, clock-setting and process_vm_* syscalls, Sy
 POSIX message queues (state that would outlive a job in a warm sandbox), and ``clone``
 with any namespace flag; fails ``clone3`` with ENOSYS (glibc then falls back to ``clone``,
 whose flags are visible to BPF); fails ``socket`` for every domain except AF_UNIX with
-EAFNOSUPPORT. Everything else is allowed.
+EAFNOSUPPORT. Scheduling state of other processes: ``setpriority``, ``sched_setparam``,
+``sched_setscheduler``, ``sched_setaffinity``, ``sched_setattr``, ``ioprio_set``,
+``migrate_pages`` and ``move_pages`` fail with EPERM unless they name the caller itself (pid 0,
+``PRIO_PROCESS``/``IOPRIO_WHO_PROCESS`` 0), so a job cannot slow the job server or the runner for
+later jobs. Signal routes other than ``kill``: ``fcntl`` ``F_SETOWN``/``F_SETSIG``/``F_SETOWN_EX``
+and ``ioctl`` ``FIOSETOWN``/``SIOCSPGRP`` (SIGIO/SIGURG, or any chosen signal, to a named
+process) fail with EPERM. Everything else is allowed.
 
 Limits: x86_64 only (``base_filter`` raises ``RuntimeError`` elsewhere); syscall numbers are
 hard-coded from ``asm/unistd_64.h``. This module must stay stdlib-only: the runner imports it
@@ -35,10 +41,20 @@ _RET_ERRNO = 0x00050000
 EPERM, ENOSYS, EAFNOSUPPORT = 1, 38, 97
 AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
-_OFF_NR, _OFF_ARCH, _OFF_ARG0_LO = 0, 4, 16
+_OFF_NR, _OFF_ARCH, _OFF_ARG0_LO, _OFF_ARG1_LO = 0, 4, 16, 24
 
 NR = {
+    "ioctl": 16,
     "socket": 41,
+    "fcntl": 72,
+    "setpriority": 141,
+    "sched_setparam": 142,
+    "sched_setscheduler": 144,
+    "sched_setaffinity": 203,
+    "ioprio_set": 251,
+    "migrate_pages": 256,
+    "move_pages": 279,
+    "sched_setattr": 314,
     "clone": 56,
     "kill": 62,
     "ptrace": 101,
@@ -203,6 +219,17 @@ CLONE_NAMESPACE_FLAGS = (
 )
 AF_UNIX = 1
 
+# Scheduling syscalls allowed only on the caller itself (first argument 0 = "this process"):
+# on any other pid (the job server, the runner) they fail with EPERM, so no job can change how
+# later jobs are scheduled. setpriority/ioprio_set: only (PRIO_PROCESS, 0) / (IOPRIO_WHO_PROCESS, 0).
+SELF_ONLY = ("sched_setparam", "sched_setscheduler", "sched_setaffinity", "sched_setattr")
+SELF_ONLY += ("migrate_pages", "move_pages")
+PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
+# Signal routes other than kill: fcntl F_SETOWN / F_SETSIG / F_SETOWN_EX and the socket ioctls
+# FIOSETOWN / SIOCSPGRP name a process (or group) that gets SIGIO/SIGURG, or any signal, later.
+F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
+FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
+
 # Syscalls whose first argument names a target process (pid/tgid) the guard protects.
 PID_TARGETING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "prlimit64")
 
@@ -231,14 +258,36 @@ def _deny_nr(nr: int, errno: int) -> list[bytes]:
     return [_ins(_JEQ_K, nr, jf=1), _ret_errno(errno)]
 
 
-def _arg0_block(nr: int, body: list[bytes]) -> list[bytes]:
-    """``if nr matches: A = low word of arg0; body``; reloads A = nr afterwards."""
+def _arg0_block(nr: int, body: list[bytes], offset: int = _OFF_ARG0_LO) -> list[bytes]:
+    """``if nr matches: A = low word of arg0 (or the arg at offset); body``; reloads A = nr."""
     return [
         _ins(_JEQ_K, nr, jf=len(body) + 1),
-        _ins(_LD_W_ABS, _OFF_ARG0_LO),
+        _ins(_LD_W_ABS, offset),
         *body,
         _ins(_LD_W_ABS, _OFF_NR),
     ]
+
+
+def _deny_args_in(nr: int, offset: int, values: tuple[int, ...]) -> list[bytes]:
+    """EPERM if the syscall is ``nr`` and the argument at ``offset`` is one of ``values``."""
+    body: list[bytes] = []
+    for v in values:
+        body += [_ins(_JEQ_K, v, jf=1), _ret_errno(EPERM)]
+    return _arg0_block(nr, body, offset)
+
+
+def _only_args(nr: int, wanted: tuple[tuple[int, int], ...]) -> list[bytes]:
+    """EPERM for syscall ``nr`` unless every ``(offset, value)`` argument matches.
+
+    Arguments are compared on their low 32 bits: these syscalls take ``int`` arguments, which
+    the kernel truncates the same way."""
+    k = len(wanted)
+    body: list[bytes] = []
+    for j, (offset, value) in enumerate(wanted):
+        body.append(_ins(_LD_W_ABS, offset))
+        body.append(_ins(_JEQ_K, value, jt=1 if j == k - 1 else 0, jf=2 * k - 2 * j - 2))
+    body += [_ret_errno(EPERM), _ins(_LD_W_ABS, _OFF_NR)]
+    return [_ins(_JEQ_K, nr, jf=len(body)), *body]
 
 
 def _check_arch() -> None:
@@ -255,6 +304,12 @@ def base_filter() -> bytes:
     prog += _deny_nr(NR["clone3"], ENOSYS)
     prog += _arg0_block(NR["clone"], [_ins(_JSET_K, CLONE_NAMESPACE_FLAGS, jf=1), _ret_errno(EPERM)])
     prog += _arg0_block(NR["socket"], [_ins(_JEQ_K, AF_UNIX, jt=1), _ret_errno(EAFNOSUPPORT)])
+    for name in SELF_ONLY:
+        prog += _only_args(NR[name], ((_OFF_ARG0_LO, 0),))
+    prog += _only_args(NR["setpriority"], ((_OFF_ARG0_LO, PRIO_PROCESS), (_OFF_ARG1_LO, 0)))
+    prog += _only_args(NR["ioprio_set"], ((_OFF_ARG0_LO, IOPRIO_WHO_PROCESS), (_OFF_ARG1_LO, 0)))
+    prog += _deny_args_in(NR["fcntl"], _OFF_ARG1_LO, (F_SETOWN, F_SETSIG, F_SETOWN_EX))
+    prog += _deny_args_in(NR["ioctl"], _OFF_ARG1_LO, (FIOSETOWN, SIOCSPGRP))
     prog.append(_ins(_RET_K, RET_ALLOW))
     return b"".join(prog)
 

@@ -1,0 +1,52 @@
+"""Per-sandbox scratch tmpfs for bwrap's ``/tmp``, with an inode cap (host root only).
+
+Contract: ``Scratch(uid, size_bytes, inodes)`` mounts a fresh tmpfs (``size``, ``nr_inodes``,
+``mode=1777``, owned by host root, nosuid, nodev, private propagation) at
+``$ALPHACODE_SCRATCH_DIR/<uid>`` (default ``/run/alphacode-sandbox-tmp``) for bwrap to bind on
+``/tmp``; it raises ``SandboxError`` if the mount fails. ``detach()`` lazily unmounts it on the
+host (``MNT_DETACH``) once bwrap has bound it: the tmpfs then lives exactly as long as the
+sandbox holds it, and nothing is left on the host. A mount left at the same path by a killed
+process is detached before the new one is made, so leftovers are bounded by the uid pool.
+
+Why: bwrap's own ``--tmpfs`` takes no inode limit, so a job could create millions of empty files
+(kernel memory, and seconds of cleanup for the next job), and ``/tmp`` would belong to the
+sandbox user, who could change its mode, ACLs and extended attributes for later jobs. A
+root-owned sticky ``/tmp`` with ``nr_inodes`` closes both. Limits: Linux, root only (bwrap
+without root keeps its ``--tmpfs``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from .types import SandboxError
+
+ROOT = Path(os.environ.get("ALPHACODE_SCRATCH_DIR", "/run/alphacode-sandbox-tmp"))
+MS_NOSUID, MS_NODEV, MS_PRIVATE, MNT_DETACH = 0x2, 0x4, 1 << 18, 0x2
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _umount(path: Path) -> None:
+    _LIBC.umount2(os.fsencode(path), MNT_DETACH)  # EINVAL when nothing is mounted: fine
+
+
+class Scratch:
+    def __init__(self, uid: int, size_bytes: int, inodes: int) -> None:
+        self.path = ROOT / str(uid)
+        self.path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(ROOT, 0o755)  # the sandbox uid must reach its mount point
+        _umount(self.path)  # a leftover of a killed run
+        opts = f"size={int(size_bytes)},nr_inodes={int(inodes)},mode=1777,uid=0,gid=0"
+        path = os.fsencode(self.path)
+        if _LIBC.mount(b"tmpfs", path, b"tmpfs", MS_NOSUID | MS_NODEV, opts.encode()) != 0:
+            err = ctypes.get_errno()
+            raise SandboxError(f"cannot mount the scratch tmpfs at {self.path}: {os.strerror(err)}")
+        _LIBC.mount(None, path, None, MS_PRIVATE, None)
+        self.attached = True
+
+    def detach(self) -> None:
+        if self.attached:
+            _umount(self.path)
+            self.attached = False
