@@ -1,8 +1,9 @@
 """The one job builder: a problem's tests as the judge's :class:`Job`, with the limits it runs under.
 
 Filtering, clustering, evaluation (:mod:`tasks.core.execution`), every RL reward
-(:class:`tasks.core.rl.rewards.ExecutionReward`) and ``alphacode humaneval`` build their jobs here
-and nowhere else, so what RL optimises is exactly what evaluation measures.
+(:class:`tasks.core.rl.rewards.ExecutionReward`) and ``alphacode humaneval`` build every job of a
+problem here and nowhere else, so what RL optimises is exactly what evaluation measures (only
+``alphacode judge``, a program against ad-hoc tests, and ``doctor``'s probe build raw Jobs).
 
 Contract of :func:`build_job` ``(problem, code, test_set, policy, ...)``:
 
