@@ -1,5 +1,6 @@
 """The torch-free parameter models of stages 1, 2 and 6: :class:`ModelSpec`, :class:`TrainHParams`,
-:class:`PPOParams` and :class:`KLPenalty` (the beta fields and check every RL trainer shares).
+:class:`PPOParams`, and the RL parameters' shared bases: :class:`KLPenalty` (the beta fields and
+check of every RL trainer) and :class:`OnlineRLParams` (the fields GRPO and PPO share).
 
 Contract: frozen pydantic models that forbid unknown fields; a bad combination fails with a
 message naming the field and the fix. They live here, not beside the code that uses them
@@ -90,11 +91,25 @@ class KLPenalty(BaseModel):
         return self
 
 
-class PPOParams(KLPenalty):
-    """Parameters of :func:`tasks.core.rl.ppo.train_ppo`."""
+class OnlineRLParams(KLPenalty):
+    """The fields GRPO and PPO share: steps, prompts and sampling, the sandbox reward's options
+    (the reward function itself is each trainer's, with its own default), seed, checkpointing."""
 
     steps: int = Field(default=50, ge=1)
     lr: float = Field(default=5e-5, gt=0)
+    prompts_per_step: int = Field(default=1, ge=1)
+    max_completion_length: int = Field(default=64, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    on_sandbox_error: Literal["raise", "exclude"] = "raise"
+    max_tests: int | None = Field(default=None, ge=1)
+    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
+    seed: int = 0
+    save_every: int = Field(default=10, ge=1)
+
+
+class PPOParams(OnlineRLParams):
+    """Parameters of :func:`tasks.core.rl.ppo.train_ppo`."""
+
     gamma: float = Field(default=1.0, ge=0, le=1)
     lam: float = Field(default=0.95, ge=0, le=1)
     clip_eps: float = Field(default=0.2, gt=0)
@@ -104,14 +119,6 @@ class PPOParams(KLPenalty):
     ppo_epochs: int = Field(default=4, ge=1)
     minibatch_size: int = Field(default=8, ge=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    prompts_per_step: int = Field(default=1, ge=1)
     samples_per_prompt: int = Field(default=8, ge=1)
-    max_completion_length: int = Field(default=64, ge=1)
-    temperature: float = Field(default=1.0, gt=0)
     reward: Literal["pass_fraction", "all_pass", "coderl"] = "coderl"
-    on_sandbox_error: Literal["raise", "exclude"] = "raise"
-    max_tests: int | None = Field(default=None, ge=1)
-    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
-    seed: int = 0
-    save_every: int = Field(default=10, ge=1)
     save_total_limit: int = Field(default=2, ge=1)

@@ -113,3 +113,14 @@ class CountingJudge:
         jobs = list(jobs)
         self.calls.append(jobs)
         return self.inner.run_many(jobs, *args, **kwargs)
+
+
+RL_PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
+
+
+def rl_task(model_dir: Path, judge, out_dir: Path, extract=parity_extract, calls: list | None = None):
+    """The trainers' task on :data:`RL_PROBLEMS`; progress calls are appended to ``calls``."""
+    from tasks.core.rl.artifacts import RLTask
+
+    progress = None if calls is None else (lambda step, total, m: calls.append((step, total, m)))
+    return RLTask(model_dir, RL_PROBLEMS, judge, out_dir, plain_prompt, extract, progress)

@@ -10,9 +10,8 @@ from safetensors.torch import load_file
 
 from tasks.core.config import RLConfig
 from tasks.core.rl.expert_iteration import ExpertIterationParams, passing_pairs, train_expert_iteration
-from tests.rl.conftest import make_problem, parity_extract, plain_prompt
+from tests.rl.conftest import rl_task
 
-PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
 SMOKE = dict(
     rounds=2,
     samples_per_problem=6,
@@ -56,14 +55,7 @@ def progress_calls() -> list:
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("ei")
     return train_expert_iteration(
-        tiny_model_dir,
-        PROBLEMS,
-        judge,
-        ExpertIterationParams(**SMOKE),
-        out,
-        plain_prompt,
-        parity_extract,
-        progress=lambda step, total, m: progress_calls.append((step, total, m)),
+        rl_task(tiny_model_dir, judge, out, calls=progress_calls), ExpertIterationParams(**SMOKE)
     )
 
 
@@ -83,28 +75,18 @@ def test_resume_skips_complete_rounds(smoke, tiny_model_dir, judge, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(smoke.model_dir.parent, out)
     params = ExpertIterationParams(**{**SMOKE, "rounds": 3})
-    result = train_expert_iteration(
-        tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract
-    )
+    task = rl_task(tiny_model_dir, judge, out)
+    result = train_expert_iteration(task, params)
     assert result.resumed_from_step == 2 and result.steps == 3
     assert pq.read_table(result.metrics_path).to_pydict()["step"] == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="other params"):
-        train_expert_iteration(
-            tiny_model_dir,
-            PROBLEMS,
-            judge,
-            params.model_copy(update={"lr": 1e-4}),
-            out,
-            plain_prompt,
-            parity_extract,
-        )
+        train_expert_iteration(task, params.model_copy(update={"lr": 1e-4}))
 
 
 def test_round_without_a_passing_sample_trains_nothing(tiny_model_dir, judge, tmp_path):
     params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
-    result = train_expert_iteration(
-        tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, lambda completion: "print(3)\n"
-    )
+    task = rl_task(tiny_model_dir, judge, tmp_path, extract=lambda completion: "print(3)\n")
+    result = train_expert_iteration(task, params)
     rows = pq.read_table(result.metrics_path).to_pydict()
     assert rows["pairs"] == [0.0] and rows["train_steps"] == [0.0] and rows["pass_rate"] == [0.0]
     before = load_file(tiny_model_dir / "model.safetensors")
@@ -121,6 +103,7 @@ def test_interrupted_round_resumes_its_training_from_the_checkpoint(
     import tasks.core.training.losses as losses
 
     params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
+    task = rl_task(tiny_model_dir, judge, tmp_path)
     real = losses.kl_nll_sums
     calls = {"n": 0}
 
@@ -132,18 +115,14 @@ def test_interrupted_round_resumes_its_training_from_the_checkpoint(
 
     monkeypatch.setattr(losses, "kl_nll_sums", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
-        train_expert_iteration(
-            tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract
-        )
+        train_expert_iteration(task, params)
     round_dir = tmp_path / "rounds" / "round-0"
     assert (round_dir / "checkpoint" / "COMPLETE").read_text().strip() == "step 2"
     assert (round_dir / ei.SCORED_FILE).is_file() and not (round_dir / ei.ROUND_MARKER).exists()
     seen = []
     monkeypatch.setattr(losses, "kl_nll_sums", lambda *a, **k: seen.append(1) or real(*a, **k))
     monkeypatch.setattr(ei, "_sample", lambda *a, **k: pytest.fail("the rerun sampled again"))
-    result = train_expert_iteration(
-        tiny_model_dir, PROBLEMS, judge, params, tmp_path, plain_prompt, parity_extract
-    )
+    result = train_expert_iteration(task, params)
     steps = pq.read_table(result.metrics_path).to_pydict()["train_steps"][0]
     assert len(seen) == steps - 2  # only the steps after the checkpoint
     per_step = pq.read_table(round_dir / "metrics.parquet").to_pydict()

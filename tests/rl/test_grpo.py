@@ -10,9 +10,8 @@ import torch
 
 from tasks.core.rl.grpo import GRPOParams, build_grpo_trainer, train_grpo
 from tasks.core.rl.rewards import ExecutionReward
-from tests.rl.conftest import make_problem, parity_extract, plain_prompt
+from tests.rl.conftest import RL_PROBLEMS, parity_extract, rl_task
 
-PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
 SMOKE = dict(steps=2, num_generations=4, max_completion_length=16, save_every=1, lr=1e-3)
 
 
@@ -38,16 +37,7 @@ def progress_calls() -> list:
 @pytest.fixture(scope="module")
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("grpo")
-    return train_grpo(
-        tiny_model_dir,
-        PROBLEMS,
-        judge,
-        GRPOParams(**SMOKE),
-        out,
-        plain_prompt,
-        parity_extract,
-        progress=lambda step, total, m: progress_calls.append((step, total, m)),
-    )
+    return train_grpo(rl_task(tiny_model_dir, judge, out, calls=progress_calls), GRPOParams(**SMOKE))
 
 
 def test_smoke_writes_model_metrics_and_plot(smoke):
@@ -73,7 +63,7 @@ def test_resume_continues_from_last_checkpoint(smoke, tiny_model_dir, judge, tmp
     out = tmp_path / "run"
     shutil.copytree(smoke.model_dir.parent, out)
     params = GRPOParams(**{**SMOKE, "steps": 3})
-    result = train_grpo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)
+    result = train_grpo(rl_task(tiny_model_dir, judge, out), params)
     assert result.resumed_from_step == 2 and result.steps == 3
     assert pq.read_table(result.metrics_path).to_pydict()["step"] == [1.0, 2.0, 3.0]
 
@@ -83,10 +73,11 @@ def test_reference_is_frozen_stage2_model(tiny_model_dir, judge, tmp_path):
 
     stage2 = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).state_dict()
     reward = ExecutionReward(
-        judge=judge, problems={p.name: p for p in PROBLEMS}, extract_program=parity_extract
+        judge=judge, problems={p.name: p for p in RL_PROBLEMS}, extract_program=parity_extract
     )
     params = GRPOParams(**{**SMOKE, "steps": 1})
-    trainer = build_grpo_trainer(tiny_model_dir, PROBLEMS, reward, params, tmp_path, plain_prompt)
+    task = rl_task(tiny_model_dir, judge, tmp_path)
+    trainer = build_grpo_trainer(task, reward, params)
     assert trainer.ref_model is not None
     assert trainer.ref_model.config._name_or_path == str(tiny_model_dir)
     trainer.train()

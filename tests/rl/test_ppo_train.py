@@ -8,9 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.rl.ppo import VALUE_HEAD_FILE, PPOParams, train_ppo
-from tests.rl.conftest import make_problem, parity_extract, plain_prompt
+from tests.rl.conftest import rl_task
 
-PROBLEMS = [make_problem("add_a"), make_problem("add_b")]
 SMOKE = dict(
     steps=2,
     samples_per_prompt=4,
@@ -30,16 +29,7 @@ def progress_calls() -> list:
 @pytest.fixture(scope="module")
 def smoke(tiny_model_dir, judge, tmp_path_factory, progress_calls):
     out = tmp_path_factory.mktemp("ppo")
-    return train_ppo(
-        tiny_model_dir,
-        PROBLEMS,
-        judge,
-        PPOParams(**SMOKE),
-        out,
-        plain_prompt,
-        parity_extract,
-        progress=lambda step, total, m: progress_calls.append((step, total, m)),
-    )
+    return train_ppo(rl_task(tiny_model_dir, judge, out, calls=progress_calls), PPOParams(**SMOKE))
 
 
 def test_smoke_writes_model_with_value_head(smoke):
@@ -69,7 +59,7 @@ def test_resume_continues_from_last_checkpoint(smoke, tiny_model_dir, judge, tmp
     out = tmp_path / "run"
     shutil.copytree(smoke.model_dir.parent, out)
     params = PPOParams(**{**SMOKE, "steps": 3})
-    result = train_ppo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)
+    result = train_ppo(rl_task(tiny_model_dir, judge, out), params)
     assert result.resumed_from_step == 2 and result.steps == 3
     assert pq.read_table(result.metrics_path).to_pydict()["step"] == [1.0, 2.0, 3.0]
 
@@ -79,4 +69,4 @@ def test_resume_with_other_params_is_refused(smoke, tiny_model_dir, judge, tmp_p
     shutil.copytree(smoke.model_dir.parent, out)
     params = PPOParams(**{**SMOKE, "steps": 3, "beta": 0.5})
     with pytest.raises(ValueError, match="other params"):
-        train_ppo(tiny_model_dir, PROBLEMS, judge, params, out, plain_prompt, parity_extract)
+        train_ppo(rl_task(tiny_model_dir, judge, out), params)

@@ -2,14 +2,15 @@
 
 ``train_grpo`` (default; TRL ``GRPOTrainer``), ``train_ppo`` (ours, CodeRL-style actor-critic)
 and ``train_expert_iteration`` (fine-tuning on the policy's own passing samples) share one
-signature and one output layout (:class:`RLResult`). Rewards come
+signature, ``train_<algorithm>(task: RLTask, params) -> RLResult``, one reward builder and
+one output layout. Rewards come
 from running extracted programs on each problem's hidden tests in the sandbox judge.
 No Prefect here; importing this package does not import torch, TRL or transformers until training
 (the torch-based PPO names load from :mod:`tasks.core.rl.ppo` on first access).
 """
 
 from tasks.core.hparams import PPOParams
-from tasks.core.rl.artifacts import RLResult
+from tasks.core.rl.artifacts import RLResult, RLTask
 from tasks.core.rl.expert_iteration import ExpertIterationParams, train_expert_iteration
 from tasks.core.rl.grpo import GRPOParams, train_grpo
 from tasks.core.rl.rewards import (
@@ -26,6 +27,7 @@ __all__ = [
     "GRPOParams",
     "PPOParams",
     "RLResult",
+    "RLTask",
     "SandboxFailure",
     "all_pass",
     "coderl_shaped",

@@ -1,4 +1,5 @@
-"""What the RL trainers share: the result record, the input checks and the output layout.
+"""What the RL trainers share: their task (:class:`RLTask`: inputs, input checks, reward), the
+result record and the output layout.
 
 Contract: :func:`write_outputs` writes ``out_dir/model`` (``save_pretrained`` of model and
 tokenizer, swapped in by rename), ``metrics.parquet`` (one row per step, float64 columns, the
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.io import save_model, write_metrics
+from tasks.core.rl.rewards import ExecutionReward, RewardSettings, make_reward
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
 """``progress(step, total_steps, metrics_of_that_step)``; called after each optimiser step."""
@@ -37,12 +39,31 @@ class RLResult:
     resumed_from_step: int | None
 
 
-def check_inputs(model_dir: Path, problems: Sequence[Any], trainer: str) -> None:
-    """The checks every trainer makes before loading anything: a saved model, some problems."""
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} has no config.json; pass a save_pretrained model dir")
-    if not problems:
-        raise ValueError(f"{trainer} needs at least one problem")
+@dataclass(frozen=True)
+class RLTask:
+    """What every RL trainer is given besides its params; the one trainer signature is
+    ``train_<algorithm>(task, params) -> RLResult``."""
+
+    model_dir: Path  # the stage-2 model: the policy's start and the frozen KL reference
+    problems: Sequence[Any]  # the RL split, never the SFT prompts; names unique
+    judge: Any  # ``run_many(jobs) -> list[JobResult]``, the sandbox Judge
+    out_dir: Path
+    format_prompt: Callable[[Any], str]
+    extract_program: Callable[[str], str]
+    progress: ProgressFn | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    def start(self, params: RewardSettings, trainer: str) -> ExecutionReward:
+        """The checks every trainer makes before loading anything (a saved model, some
+        problems), then its reward (:func:`~tasks.core.rl.rewards.make_reward`)."""
+        if not (self.model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{self.model_dir} has no config.json; pass a save_pretrained model dir")
+        if not self.problems:
+            raise ValueError(f"{trainer} needs at least one problem")
+        return make_reward(params, self.judge, self.problems, self.extract_program)
 
 
 def numeric_row(row: Mapping[str, Any]) -> dict[str, float]:

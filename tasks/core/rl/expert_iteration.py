@@ -45,8 +45,8 @@ from pydantic import Field
 from tasks.core.hparams import KLPenalty
 from tasks.core.io import atomic_write_json
 from tasks.core.problems.schema import Problem
-from tasks.core.rl.artifacts import ProgressFn, RLResult, check_inputs, write_outputs
-from tasks.core.rl.rewards import ExecutionReward, OnSandboxError, RewardName, make_reward
+from tasks.core.rl.artifacts import RLResult, RLTask, write_outputs
+from tasks.core.rl.rewards import ExecutionReward, OnSandboxError, RewardName
 
 ROUNDS_DIR = "rounds"
 ROUND_MARKER = "round.json"
@@ -213,39 +213,30 @@ def _read_checked(path: Path, params: ExpertIterationParams) -> dict[str, Any]:
     return saved
 
 
-def train_expert_iteration(
-    model_dir: Path,
-    problems: Sequence[Problem],
-    judge: Any,
-    params: ExpertIterationParams,
-    out_dir: Path,
-    format_prompt: Callable[[Problem], str],
-    extract_program: Callable[[str], str],
-    progress: ProgressFn | None = None,
-) -> RLResult:
-    """Expert-iterate ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
+def train_expert_iteration(task: RLTask, params: ExpertIterationParams) -> RLResult:
+    """Expert-iterate ``task.model_dir`` on ``task.problems`` (not the SFT prompts); see the module
+    docstring."""
     from tasks.core.modeling import load_model_and_tokenizer
 
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    check_inputs(model_dir, problems, "train_expert_iteration")
-    reward = make_reward(params, judge, problems, extract_program)
+    reward = task.start(params, "train_expert_iteration")
+    model_dir, problems = task.model_dir, task.problems
     rows, current, resumed = [], model_dir, None
     for r in range(params.rounds):
-        round_dir = out_dir / ROUNDS_DIR / f"round-{r}"
+        round_dir = task.out_dir / ROUNDS_DIR / f"round-{r}"
         marker = round_dir / ROUND_MARKER
         if marker.is_file():
             resumed = r + 1
         else:
             round_dir.mkdir(parents=True, exist_ok=True)
-            _round(r, current, model_dir, problems, reward, params, round_dir, format_prompt)
+            _round(r, current, model_dir, problems, reward, params, round_dir, task.format_prompt)
         done = _read_checked(marker, params)
         if done["trained"]:  # else the model is unchanged
             current = round_dir / "model"
         rows.append(done["row"])
-        if progress is not None:
-            progress(r + 1, params.rounds, done["row"])
+        if task.progress is not None:
+            task.progress(r + 1, params.rounds, done["row"])
     model, tokenizer = load_model_and_tokenizer(current)
-    out = write_outputs(out_dir, model, tokenizer, rows, CURVE_KEYS, "expert iteration")
+    out = write_outputs(task.out_dir, model, tokenizer, rows, CURVE_KEYS, "expert iteration")
     return RLResult(
         model_dir=out.model_dir,
         steps=params.rounds,

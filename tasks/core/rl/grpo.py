@@ -33,40 +33,23 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tasks.core.hparams import KLPenalty
+from tasks.core.hparams import OnlineRLParams
 from tasks.core.io import numbered_dirs
 from tasks.core.problems.schema import Problem
-from tasks.core.rl.artifacts import (
-    CHECKPOINTS_DIR,
-    ProgressFn,
-    RLResult,
-    check_inputs,
-    numeric_row,
-    write_outputs,
-)
-from tasks.core.rl.rewards import ExecutionReward, make_reward
+from tasks.core.rl.artifacts import CHECKPOINTS_DIR, ProgressFn, RLResult, RLTask, numeric_row, write_outputs
+from tasks.core.rl.rewards import ExecutionReward
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_MARKER = "trainer_state.json"
 CURVE_KEYS = ("reward", "pass_rate", "kl")
 
 
-class GRPOParams(KLPenalty):
+class GRPOParams(OnlineRLParams):
     zero_beta_note = " (and TRL then loads no reference model)"
 
-    steps: int = Field(default=50, ge=1)
-    lr: float = Field(default=5e-5, gt=0)
     num_generations: int = Field(default=8, ge=2)
-    prompts_per_step: int = Field(default=1, ge=1)
-    max_completion_length: int = Field(default=64, ge=1)
-    temperature: float = Field(default=1.0, gt=0)
     reward: Literal["pass_fraction", "all_pass", "coderl"] = "pass_fraction"
-    on_sandbox_error: Literal["raise", "exclude"] = "raise"
-    max_tests: int | None = Field(default=None, ge=1)
-    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
     epsilon: float = Field(default=0.2, gt=0)
-    seed: int = 0
-    save_every: int = Field(default=10, ge=1)
     save_total_limit: int | None = Field(default=2, ge=1)
     gradient_checkpointing: bool = False  # TRL's GRPOConfig turns it on; ~1/3 slower steps on CPU
 
@@ -125,28 +108,20 @@ def _progress_callback(progress: ProgressFn, total: int) -> Any:
     return _Progress()
 
 
-def build_grpo_trainer(
-    model_dir: Path,
-    problems: Sequence[Problem],
-    reward: ExecutionReward,
-    params: GRPOParams,
-    out_dir: Path,
-    format_prompt: Callable[[Problem], str],
-    progress: ProgressFn | None = None,
-) -> Any:
-    """The configured ``GRPOTrainer`` (policy and reference both loaded from ``model_dir``)."""
+def build_grpo_trainer(task: RLTask, reward: ExecutionReward, params: GRPOParams) -> Any:
+    """The configured ``GRPOTrainer`` (policy and reference both loaded from ``task.model_dir``)."""
     from transformers import AutoTokenizer
     from trl import GRPOTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(task.model_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    callbacks = [_progress_callback(progress, params.steps)] if progress else None
+    callbacks = [_progress_callback(task.progress, params.steps)] if task.progress else None
     return GRPOTrainer(
-        model=str(model_dir),
+        model=str(task.model_dir),
         reward_funcs=[reward],
-        args=_config(params, Path(out_dir) / CHECKPOINTS_DIR),
-        train_dataset=_dataset(problems, format_prompt),
+        args=_config(params, task.out_dir / CHECKPOINTS_DIR),
+        train_dataset=_dataset(task.problems, task.format_prompt),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -161,27 +136,17 @@ def step_rows(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, float]
     return rows
 
 
-def train_grpo(
-    model_dir: Path,
-    problems: Sequence[Problem],
-    judge: Any,
-    params: GRPOParams,
-    out_dir: Path,
-    format_prompt: Callable[[Problem], str],
-    extract_program: Callable[[str], str],
-    progress: ProgressFn | None = None,
-) -> RLResult:
-    """GRPO-train ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    check_inputs(model_dir, problems, "train_grpo")
-    reward = make_reward(params, judge, problems, extract_program)
-    trainer = build_grpo_trainer(model_dir, problems, reward, params, out_dir, format_prompt, progress)
-    found = numbered_dirs(out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
+def train_grpo(task: RLTask, params: GRPOParams) -> RLResult:
+    """GRPO-train ``task.model_dir`` on ``task.problems`` (not the SFT prompts); see the module
+    docstring."""
+    reward = task.start(params, "train_grpo")
+    trainer = build_grpo_trainer(task, reward, params)
+    found = numbered_dirs(task.out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(found[-1][1]) if found else None)
     rows = step_rows(trainer.state.log_history)
     title = f"GRPO ({time.perf_counter() - started:.0f} s)"
-    out = write_outputs(out_dir, trainer.model, trainer.processing_class, rows, CURVE_KEYS, title)
+    out = write_outputs(task.out_dir, trainer.model, trainer.processing_class, rows, CURVE_KEYS, title)
     return RLResult(
         model_dir=out.model_dir,
         steps=int(trainer.state.global_step),

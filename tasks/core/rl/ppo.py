@@ -44,8 +44,8 @@ from torch import nn
 from tasks.core import io
 from tasks.core.hparams import PPOParams
 from tasks.core.problems.schema import Problem
-from tasks.core.rl.artifacts import CHECKPOINTS_DIR, ProgressFn, RLResult, check_inputs, write_outputs
-from tasks.core.rl.rewards import ExecutionReward, make_reward
+from tasks.core.rl.artifacts import CHECKPOINTS_DIR, RLResult, RLTask, write_outputs
+from tasks.core.rl.rewards import ExecutionReward
 
 CHECKPOINT_PREFIX = "step-"
 VALUE_HEAD = "value_head"
@@ -427,32 +427,22 @@ def _ppo_step(
     return row
 
 
-def train_ppo(
-    model_dir: Path,
-    problems: Sequence[Problem],
-    judge: Any,
-    params: PPOParams,
-    out_dir: Path,
-    format_prompt: Callable[[Problem], str],
-    extract_program: Callable[[str], str],
-    progress: ProgressFn | None = None,
-) -> RLResult:
-    """PPO-train ``model_dir`` on ``problems`` (not the SFT prompts); see the module docstring."""
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    check_inputs(model_dir, problems, "train_ppo")
-    reward = make_reward(params, judge, problems, extract_program)
-    checkpoints = out_dir / CHECKPOINTS_DIR
+def train_ppo(task: RLTask, params: PPOParams) -> RLResult:
+    """PPO-train ``task.model_dir`` on ``task.problems`` (not the SFT prompts); see the module
+    docstring."""
+    reward = task.start(params, "train_ppo")
+    checkpoints = task.out_dir / CHECKPOINTS_DIR
     found = io.numbered_dirs(checkpoints, CHECKPOINT_PREFIX)
     ckpt = io.read_checkpoint(found[-1][1]) if found else None
-    state = _load(model_dir, params)
+    state = _load(task.model_dir, params)
     if ckpt is not None:
         _resume(state, ckpt, params)
     while state.step < params.steps:
-        row = _ppo_step(state, reward, problems, format_prompt, params)
+        row = _ppo_step(state, reward, task.problems, task.format_prompt, params)
         state.step += 1
         state.rows.append(row)
-        if progress is not None:
-            progress(state.step, params.steps, row)
+        if task.progress is not None:
+            task.progress(state.step, params.steps, row)
         if state.step % params.save_every == 0 or state.step == params.steps:
             _save_checkpoint(state, params, checkpoints)
 
@@ -460,7 +450,13 @@ def train_ppo(
         torch.save(state.head.state_dict(), model_tmp / VALUE_HEAD_FILE)
 
     out = write_outputs(
-        out_dir, state.policy, state.tokenizer, state.rows, CURVE_KEYS, "PPO (CodeRL-style)", extra=save_head
+        task.out_dir,
+        state.policy,
+        state.tokenizer,
+        state.rows,
+        CURVE_KEYS,
+        "PPO (CodeRL-style)",
+        extra=save_head,
     )
     rewards = [r["reward"] for r in state.rows if "reward" in r]
     return RLResult(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
-from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
+from tasks.core.rl import RLTask, train_expert_iteration, train_grpo, train_ppo
 from tasks.core.stages.judging import make_judge
 from tasks.core.stages.problems import load_split
 
@@ -41,16 +41,10 @@ def run_rl(
         "expert-iteration": (train_expert_iteration, cfg.expert_iteration),
     }[cfg.algorithm]
     with make_judge(judge_cfg) as judge:
-        result = trainer(
-            finetuned.dir / "model",
-            problems,
-            judge,
-            params,
-            plan.dir,
-            format_prompt,
-            extract_program,
-            progress,
+        task = RLTask(
+            finetuned.dir / "model", problems, judge, plan.dir, format_prompt, extract_program, progress
         )
+        result = trainer(task, params)
     files = [f for f in list_files(plan.dir) if not f.startswith(("checkpoints/", "rounds/"))]
     return plan.publish(
         files,
