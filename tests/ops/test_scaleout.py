@@ -319,7 +319,8 @@ def test_ray_execution_shards_equal_sequential(prefect_harness, tmp_path):
 def test_pipeline_runs_sample_and_filter_on_the_configured_runner(
     prefect_harness, dask_cluster, one_torch_thread, tmp_path
 ):
-    from flows.pipeline import _evaluate_into
+    from flows.pipeline import _evaluate
+    from tasks.core.stages import Stage
 
     problems, model = problems_and_model(tmp_path)
     overrides = {
@@ -331,11 +332,9 @@ def test_pipeline_runs_sample_and_filter_on_the_configured_runner(
     for kind, runner in (("seq", {}), ("dask", {"kind": "dask", "address": dask_cluster.scheduler_address})):
         cfg = load_profile("smoke", {**overrides, "runner": runner})
         before = executed_on_workers(dask_cluster)
-        stages = {"problems": problems}
-        _evaluate_into(stages, "sft", cfg, model, str(tmp_path / kind), "filter")
-        runs[kind] = (stages, executed_on_workers(dask_cluster) - before)
+        run = _evaluate("sft", cfg, model, problems, str(tmp_path / kind), Stage.FILTER)
+        runs[kind] = (run, executed_on_workers(dask_cluster) - before)
     (seq, seq_tasks), (dask, dask_tasks) = runs["seq"], runs["dask"]
     assert seq_tasks == 0 and dask_tasks >= 4  # 4 sample shards + at least 1 exec shard on the workers
-    for stage in ("sample (sft)", "filter (sft)"):
-        assert seq[stage].key == dask[stage].key
-    assert seq["filter (sft)"].metrics == dask["filter (sft)"].metrics
+    assert seq.samples.key == dask.samples.key and seq.filtered.key == dask.filtered.key
+    assert seq.clusters is None and seq.filtered.metrics == dask.filtered.metrics

@@ -52,8 +52,9 @@ def test_every_stage_published(smoke_run):
     assert set(first.stages) == expected
     for manifest in [*first.stages.values(), first.report]:
         assert (Path(manifest.path) / "manifest.json").is_file()
-    assert (first.stages["finetune"].dir / "model" / "config.json").is_file()
-    assert (first.stages["rl"].dir / "model" / "config.json").is_file()
+    assert (first.finetune.dir / "model" / "config.json").is_file()
+    assert (first.rl.dir / "model" / "config.json").is_file()
+    assert first.stages["sample (rl)"] == first.rl_eval.samples and first.stages["rl"] == first.rl
     assert (first.report.dir / "report.md").read_text().startswith("# AlphaCode pipeline report")
 
 
@@ -68,7 +69,7 @@ def test_second_run_is_all_cached(smoke_run):
 def test_sample_store_has_exactly_problems_times_n(smoke_run):
     first, _, _ = smoke_run
     cfg = load_profile("smoke")
-    samples = first.stages["sample (sft)"]
+    samples = first.sft.samples
     table = pq.read_table(samples.dir / "samples")
     n_problems = samples.metrics["problems"]
     assert n_problems == cfg.problems.max_eval_problems * len(cfg.problems.eval_splits)
@@ -79,7 +80,7 @@ def test_sample_store_has_exactly_problems_times_n(smoke_run):
 
 def test_pass_at_k_recomputes_from_parquet(smoke_run):
     first, _, _ = smoke_run
-    evaluation = first.stages["evaluate (sft)"]
+    evaluation = first.sft.evaluation
     per_sample = pq.read_table(evaluation.dir / "per_sample.parquet").to_pylist()
     metrics = pq.read_table(evaluation.dir / "metrics.parquet").to_pylist()
     counts: dict[str, list[int]] = {}
@@ -99,7 +100,7 @@ def test_reevaluate_appends_history_and_reuses_cache(smoke_run):
 
     first, _, _ = smoke_run
     one = reevaluate(run_dir=first.root, profile="smoke", split="test_instances", model_stage="rl")
-    assert one["model_key"] == first.stages["rl"].key
+    assert one["model_key"] == first.rl.key
     started = datetime.now(timezone.utc)
     two = reevaluate(run_dir=first.root, profile="smoke", split="test_instances", model_stage="rl")
     assert two["evaluation"] == one["evaluation"]
