@@ -52,7 +52,7 @@ class TestStyle(str, Enum):
 
     STDIO = "stdio"  # program reads stdin, writes stdout (CodeContests, Codeforces)
     CALL = "call"  # APPS-style: function name, JSON argument lists, expected return values
-    ASSERT = "assert"  # HumanEval/MBPP: program + test code, passes iff it exits 0
+    ASSERT = "assert"  # HumanEval/MBPP: program, then test code; passes iff the test code ran to its end
 
 
 class _Frozen(BaseModel):
