@@ -47,7 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import runner as runner_mod
-from .bwrap import UidPool
+from .bwrap import SETTLE_S, TMP_INODES, UidPool
 from .docker_image import IMAGE, ImageBuildError, ensure_image
 from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
 from .types import Limits, SandboxError, SandboxUnavailable
@@ -119,7 +119,7 @@ class Worker:
     """One warm container (its pid 1 is the job server) and its uid; one job at a time."""
 
     def __init__(self, client, image: str, uid: int, config: dict, setup: bytes) -> None:
-        self.client, self.uid, self.seq = client, uid, 0
+        self.client, self.uid, self.seq, self.pending = client, uid, 0, False
         self.container = client.containers.create(
             image,
             ["/usr/bin/python3", "-I", "-S", "-c", SERVER],
@@ -147,6 +147,7 @@ class Worker:
         stream.sock.settimeout(timeout_s)
         stream.sock.sendall(message({"seq": seq, "request": request}))
         stream.sock.setblocking(True)
+        self.pending = True  # until the server's end envelope: its cleanup is under way
         while True:
             if serve_frames(
                 stream.envelopes,
@@ -156,6 +157,19 @@ class Worker:
             ):
                 return
             stream.receive(deadline, timeout_s)
+
+    def settle(self, budget_s: float = SETTLE_S) -> bool:
+        """Wait for the last job's end envelope (sent once its cleanup is complete); True if
+        this container may take another job (it ended in time and asked for no recycling)."""
+        if self.pending:
+            deadline = time.monotonic() + budget_s
+            try:
+                while self.stream.envelopes.ended is None:
+                    self.stream.receive(deadline, budget_s)
+            except (SandboxError, OSError):
+                return False
+            self.pending = False
+        return not (self.stream.envelopes.ended or {}).get("recycle")
 
     def remove(self) -> None:
         wrapper = getattr(self, "_wrapper", None)
@@ -178,7 +192,10 @@ def _container_config(limits: Limits, tmpfs_mb: int, cpus: float) -> dict:
         "network_mode": "none",
         "read_only": True,
         "ipc_mode": "none",
-        "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
+        "tmpfs": {
+            "/tmp": f"rw,exec,nosuid,nodev,size={tmpfs_mb}m,nr_inodes={TMP_INODES},mode=1777",
+            "/dev/mqueue": "ro,nosuid,nodev,noexec,size=4k",  # Docker's own mqueue mount is writable
+        },
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "mem_limit": f"{memory_mb}m",
@@ -272,9 +289,19 @@ class DockerBackend:
 
     # ------------------------------------------------------------ workers
     def _checkout(self) -> Worker:
+        """An idle worker whose last job's cleanup is complete (waited for here, before the next
+        job's deadline starts), or a new one; one that does not settle in time is removed."""
+        while True:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                break
+            if worker.settle():
+                return worker
+            worker.remove()
+            with self._lock:
+                self._count -= 1
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
             if self._count >= self.workers:
                 raise SandboxError(f"more than {self.workers} concurrent jobs on {self.workers} workers")
             self._count += 1
