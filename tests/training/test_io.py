@@ -4,6 +4,7 @@ import json
 import random
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -42,6 +43,9 @@ def test_write_metrics_unions_keys_as_float_columns_or_uses_a_schema(tmp_path):
     table = pq.read_table(path)
     assert table.column_names == ["a", "b", "step"]
     assert table.to_pydict() == {"a": [0.5, None], "b": [None, 1.0], "step": [1.0, 2.0]}
+    schema = pa.schema([("step", pa.int64()), ("a", pa.float64())])
+    typed = pq.read_table(io.write_metrics(tmp_path / "t.parquet", [{"step": 1, "a": 0.5}], schema=schema))
+    assert typed.schema == schema and typed.to_pydict() == {"step": [1], "a": [0.5]}
 
 
 def test_atomic_dir_swaps_in_on_success_and_keeps_the_old_dir_on_failure(tmp_path):
