@@ -1,16 +1,9 @@
-"""Read-only inspection of a pipeline run's Parquet stores (``alphacode samples ...``).
+"""Read-only queries over a pipeline run's Parquet stores (``alphacode samples ...``).
 
 Contract:
-* A *run directory* holds content-addressed stage directories ``<run>/<stage>/<key>/``
-  (:mod:`tasks.core.manifest`). :func:`scan_run` lists every one of them; a directory whose
-  ``manifest.json`` is missing, unreadable or lists a missing/resized file is reported as
-  *incomplete* and is never read as a finished store.
-* A *model* is one complete ``sample`` store: ``sft`` is the newest sample store whose
-  manifest's upstream names ``finetune``, ``rl`` the newest whose upstream names ``rl``, and any
-  other value is a sample key (or a unique prefix of one). :func:`resolve_stores` pairs it with
-  the newest complete ``filter`` whose ``upstream["sample"]`` is that key, the newest complete
-  ``cluster`` naming both, and the newest complete ``evaluate`` naming all three. Missing
-  downstream stages leave their columns NULL; asking to filter on them is an error.
+* Which stores belong to a model is :mod:`tasks.core.runs` (:func:`resolve_stores`; its names
+  are re-exported here). Missing downstream stages leave their columns NULL; asking to filter on
+  them is an error.
 * Queries run in DuckDB directly over the stage files: the sample store
   (``samples/problem=*/part-*.parquet``), ``filter/sample_verdicts.parquet`` and
   ``evaluate/per_sample.parquet`` joined by ``(problem_id, sample_id)``, and
@@ -28,232 +21,28 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import duckdb
-import pyarrow.parquet as pq
 
-from tasks.core.manifest import MANIFEST_NAME, read_manifest
-from tasks.core.rl.artifacts import METRICS_FILE as RL_METRICS_FILE
-from tasks.core.samplestore import PROBLEM_GLOB, SHARD_GLOB, SampleStore
-from tasks.core.stages import STAGES, Stage
+from tasks.core.runs import STORE_DIR as STORE_DIR
+from tasks.core.runs import InspectError, ModelStores, sample_files
+from tasks.core.runs import RunInfo as RunInfo
+from tasks.core.runs import StageEntry as StageEntry
+from tasks.core.runs import find_runs as find_runs
+from tasks.core.runs import is_run_dir as is_run_dir
+from tasks.core.runs import resolve_run as resolve_run
+from tasks.core.runs import resolve_stores as resolve_stores
+from tasks.core.runs import scan_run as scan_run
+from tasks.core.samplestore import PROBLEM_GLOB, SHARD_GLOB
+from tasks.core.stages import Stage
 from tasks.core.stages.cluster import CLUSTERS_FILE
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.filter import VERDICTS_FILE
-from tasks.core.stages.sample import STORE as STORE_DIR
-
-MODEL_UPSTREAM = {"sft": Stage.FINETUNE, "rl": Stage.RL}
-# the main Parquet payload of each stage, counted in ``runs`` (footer row counts only)
-MAIN_FILES = {
-    Stage.FILTER: VERDICTS_FILE,
-    Stage.CLUSTER: CLUSTERS_FILE,
-    Stage.EVALUATE: PER_SAMPLE_FILE,
-    Stage.RL: RL_METRICS_FILE,
-}
-SUMMARY_METRICS = {
-    Stage.PROBLEMS: (),
-    Stage.SAMPLE: ("problems", "samples", "unique_programs", "generated_tokens"),
-    Stage.FILTER: ("samples", "distinct_programs", "surviving_samples", "problems_without_survivors"),
-    Stage.CLUSTER: ("problems_clustered", "clusters", "largest_cluster", "selected"),
-    Stage.EVALUATE: ("label",),
-    Stage.RL: ("algorithm", "steps", "final_reward_mean"),
-}
-
-
-class InspectError(ValueError):
-    """Bad input for an inspection: the message names the thing and the fix."""
-
-
-# ------------------------------------------------------------------ run layout
-
-
-@dataclass(frozen=True)
-class StageEntry:
-    """One ``<run>/<stage>/<key>/`` directory; ``manifest`` fields are empty when incomplete."""
-
-    stage: str
-    key: str
-    dir: Path
-    complete: bool
-    created_at: str = ""
-    upstream: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model(self) -> str:
-        """``sft``/``rl`` for a sample store (from its upstream), else ``""``."""
-        if self.stage != Stage.SAMPLE:
-            return ""
-        for label, stage in MODEL_UPSTREAM.items():
-            if stage in self.upstream:
-                return label
-        return ""
-
-    def rows(self) -> int | None:
-        """Rows of the stage's main Parquet payload, from file footers (None if it has none)."""
-        if not self.complete:
-            return None
-        if self.stage == Stage.SAMPLE:
-            files = sample_files(self.dir)
-        elif self.stage in MAIN_FILES and (self.dir / MAIN_FILES[self.stage]).is_file():
-            files = [self.dir / MAIN_FILES[self.stage]]
-        else:
-            return None
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-
-    def summary(self) -> dict[str, Any]:
-        """The key metrics of the stage's manifest (for evaluate: label and every @1 value)."""
-        keys = SUMMARY_METRICS.get(self.stage, ())
-        out = {k: self.metrics[k] for k in keys if k in self.metrics}
-        if self.stage == Stage.EVALUATE:
-            out.update({k: v for k, v in self.metrics.items() if k.startswith("all/") and k.endswith("/1")})
-        return out
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    root: Path
-    entries: tuple[StageEntry, ...]
-
-    def of(self, stage: str, complete_only: bool = True) -> list[StageEntry]:
-        """Entries of ``stage``, newest first (incomplete ones last)."""
-        found = [e for e in self.entries if e.stage == stage and (e.complete or not complete_only)]
-        return sorted(found, key=lambda e: (e.complete, e.created_at), reverse=True)
-
-
-def _entry(stage: str, directory: Path) -> StageEntry:
-    manifest = read_manifest(directory)
-    if manifest is None:
-        return StageEntry(stage=stage, key=directory.name, dir=directory, complete=False)
-    return StageEntry(
-        stage=stage,
-        key=manifest.key,
-        dir=directory,
-        complete=True,
-        created_at=manifest.created_at,
-        upstream=dict(manifest.upstream),
-        metrics=dict(manifest.metrics),
-    )
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / s).is_dir() for s in STAGES)
-
-
-def scan_run(run_dir: Path | str) -> RunInfo:
-    """Every stage directory of a run, complete or not, in stage order then key order."""
-    root = Path(run_dir)
-    if not is_run_dir(root):
-        raise InspectError(
-            f"{root} is not a run directory (no stage directories such as {root}/sample); "
-            "pass a run directory like runs/default (list them with `alphacode samples runs`)"
-        )
-    entries = [
-        _entry(stage, d)
-        for stage in STAGES
-        if (root / stage).is_dir()
-        for d in sorted((root / stage).iterdir())
-        if d.is_dir() and not d.name.startswith(".")
-    ]
-    return RunInfo(root=root, entries=tuple(entries))
-
-
-def find_runs(root: Path | str) -> list[RunInfo]:
-    """``root`` itself if it is a run directory, else each run directory directly under it."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InspectError(
-            f"runs root {root} does not exist; pass --root DIR (the pipeline's --out parent, e.g. runs)"
-        )
-    if is_run_dir(root):
-        return [scan_run(root)]
-    return [scan_run(d) for d in sorted(root.iterdir()) if is_run_dir(d)]
-
-
-def resolve_run(run: str | Path, runs_root: str | Path = "runs") -> Path:
-    """``run`` as a directory, or ``<runs_root>/<run>`` (so ``default`` means ``runs/default``)."""
-    for candidate in (Path(run), Path(runs_root) / str(run)):
-        if is_run_dir(candidate):
-            return candidate
-    raise InspectError(
-        f"run directory {run!r} not found (tried {run} and {Path(runs_root) / str(run)}); "
-        "pass a run directory like runs/default (list them with `alphacode samples runs`)"
-    )
-
-
-# ------------------------------------------------------------------ stores of one model
-
-
-@dataclass(frozen=True)
-class ModelStores:
-    """The complete stores of one sampled model; downstream stages may be absent (None)."""
-
-    run: Path
-    model: str
-    sample: StageEntry
-    filter: StageEntry | None = None
-    cluster: StageEntry | None = None
-    evaluate: StageEntry | None = None
-
-    @property
-    def store_dir(self) -> Path:
-        return self.sample.dir / STORE_DIR
-
-
-def _pick_sample(run: RunInfo, model: str) -> StageEntry:
-    samples = run.of(Stage.SAMPLE)
-    pending = [e.key for e in run.of(Stage.SAMPLE, complete_only=False) if not e.complete]
-    note = f" (incomplete: {', '.join('sample/' + k for k in pending)})" if pending else ""
-    fix = f"finish the run with `alphacode run --out {run.root}`"
-    if model in MODEL_UPSTREAM:
-        found = [e for e in samples if e.model == model]
-        if not found:
-            raise InspectError(
-                f"run {run.root} has no complete sample store for model {model!r}{note}; {fix}"
-            )
-        return found[0]
-    found = [e for e in samples if e.key.startswith(model)] if model else []
-    if len(found) == 1:
-        return found[0]
-    if any(k.startswith(model) for k in pending) and model:
-        raise InspectError(
-            f"sample store sample/{model}* in {run.root} is incomplete (no valid {MANIFEST_NAME}); {fix}"
-        )
-    known = ", ".join(f"{e.key} ({e.model or '?'})" for e in samples) or "none"
-    what = "matches several sample stores" if found else "matches no sample store"
-    raise InspectError(f"--model {model!r} {what} in {run.root}; use sft, rl or a sample key: {known}")
-
-
-def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> StageEntry | None:
-    for entry in run.of(stage):
-        if all(entry.upstream.get(s) == k for s, k in needs.items()):
-            return entry
-    return None
-
-
-def resolve_stores(run: RunInfo, model: str = "sft") -> ModelStores:
-    """The sample store of ``model`` and the newest complete stages computed from it."""
-    sample = _pick_sample(run, model)
-    needs = {Stage.SAMPLE.value: sample.key}
-    filt = _newest(run, Stage.FILTER, needs)
-    clus = _newest(run, Stage.CLUSTER, {**needs, Stage.FILTER.value: filt.key}) if filt else None
-    ev = (
-        _newest(run, Stage.EVALUATE, {**needs, Stage.FILTER.value: filt.key, Stage.CLUSTER.value: clus.key})
-        if clus
-        else None
-    )
-    return ModelStores(
-        run=run.root, model=sample.model or sample.key, sample=sample, filter=filt, cluster=clus, evaluate=ev
-    )
-
-
-def sample_files(stage_dir: Path, problem_id: str | None = None) -> list[Path]:
-    return SampleStore(stage_dir / STORE_DIR).files(None if problem_id is None else [problem_id])
-
 
 # ------------------------------------------------------------------ SQL
 
