@@ -6,6 +6,13 @@ fix, before anything runs), then runs the ``alphacode-pipeline`` flow in Prefect
 mode and prints where the stores, checkpoints and report are. Prefect and Hugging Face are
 configured for this machine before they are imported: project-local ``PREFECT_HOME``, no
 telemetry, offline hub, a generous ephemeral-server start-up timeout.
+
+Also ``profiles``, ``serve`` (a local Prefect stack, :mod:`flows.serve`), ``doctor`` (is this
+machine ready? :mod:`tasks.core.doctor`; exit 1 if a required part is missing), ``judge`` and
+``humaneval`` (:mod:`flows.cli_judge`) and the ``samples`` group (:mod:`flows.cli_samples`).
+Heavy libraries load inside the commands that need them: ``--help``, argument and profile
+errors, ``profiles``, ``judge``, ``humaneval`` and ``samples`` import neither torch nor
+transformers (``tests/pipeline/test_cli_imports.py``).
 """
 
 from __future__ import annotations
