@@ -4,15 +4,20 @@ Contract: ``BwrapBackend().execute(request, timeout_s, on_frame)`` runs one job 
 sandbox, or starts one: ``bwrap`` with every namespace unshared (private network namespace with
 only its own loopback, own pid/ipc/uts/cgroup/user namespaces), an empty read-only root with
 read-only ``/usr`` (+ ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` symlinks), ``/proc``, a read-only
-``/dev``, a size-capped tmpfs on ``/tmp``, an environment of only PATH/LANG/HOME/TMPDIR/PWD (bwrap
+``/dev``, a size-capped tmpfs on ``/tmp`` (as root: a root-owned sticky tmpfs with an inode cap,
+``scratch.Scratch``, bound in; without root, or where the host refuses the mount, bwrap's own
+``--tmpfs`` without one), an environment of only PATH/LANG/HOME/TMPDIR/PWD (bwrap
 itself is started with only PATH), a new session, ``--die-with-parent``, ``--disable-userns``,
 ``--as-pid-1`` and ``seccomp.base_filter()`` (which also denies non-AF_UNIX sockets and SysV/POSIX
 IPC). Its pid 1 is ``server.py``, the job server shared with the Docker backend (nothing of the
 host tree is visible; the runner and seccomp sources come in its setup message). It runs each
-job in a forked ``runner.main()``, then kills every other process of the sandbox, reaps them and
-empties ``/tmp`` before it takes the next job: a job never sees the processes, files or IPC
-objects of an earlier one, while the bwrap + interpreter start (~35 ms here) is paid once per
-sandbox instead of once per job. ``on_frame(meta, blob)`` sees each frame as it arrives and may
+job in a ``runner.main()`` forked before the job existed, then kills every other process of the
+sandbox, reaps them and empties ``/tmp`` before it takes the next job (the isolation property
+and its mechanisms: ``server.py``), while the bwrap + interpreter start (~35 ms here) is paid
+once per sandbox instead of once per job. A sandbox takes its next job only once the server's
+end envelope of the last one came (``settle``: its cleanup is complete; waited for at checkout,
+before the next job's deadline starts); one that does not settle within ``SETTLE_S``, or whose
+server asks to be recycled, is closed and replaced. ``on_frame(meta, blob)`` sees each frame as it arrives and may
 return ``False`` to stop the job early (the server aborts the rest; the sandbox stays warm). Any
 harness failure (bwrap error, runner crash, protocol error, overall timeout) raises
 ``SandboxError`` and that sandbox is thrown away, so the judge's retry starts a fresh one. A
@@ -26,7 +31,8 @@ enabled). ``probe()`` checks once per process that a sandbox can start and raise
 ``SandboxUnavailable`` with the fix otherwise. Sandboxes are started from one long-lived thread
 (``--die-with-parent`` follows the starting *thread*); ``close()`` stops them. If the host process
 dies they die with it. Limits: x86_64 Linux only; isolation between jobs of one sandbox rests on
-the sweep and the seccomp filter, not on fresh namespaces.
+the pristine runner template, the sweep, the purge and the seccomp filter, not on fresh
+namespaces.
 """
 
 from __future__ import annotations
@@ -269,6 +275,7 @@ class BwrapBackend:
             raise SandboxUnavailable(f"bwrap (bubblewrap) not found on PATH: {INSTALL_HINT}")
         self.tmpfs_bytes, self.max_jobs = tmpfs_bytes, max_jobs
         self.as_root = os.geteuid() == 0
+        self.scratch_mounts = self.as_root  # off if this host refuses mounts (no CAP_SYS_ADMIN)
         self.setpriv = shutil.which("setpriv")
         self._filter = seccomp.base_filter()
         self._setup = setup_message(base_filter=False)  # bwrap loads the base filter itself
@@ -398,9 +405,12 @@ class BwrapBackend:
         uid = _POOL.acquire() if self.as_root else None
         argv = ["/usr/bin/python3", "-I", "-S", "-c", SERVER]
         scratch = None
-        try:
-            if uid is not None:
+        if uid is not None and self.scratch_mounts:
+            try:
                 scratch = Scratch(uid, self.tmpfs_bytes, TMP_INODES)
+            except (OSError, SandboxError):
+                self.scratch_mounts = False  # bwrap's own --tmpfs from now on: no inode cap
+        try:
             proc = spawner.submit(self._spawn, argv, uid, subprocess.PIPE, True, scratch).result()
         except (OSError, SandboxError) as exc:
             if scratch is not None:

@@ -5,8 +5,9 @@ semantics of ``BwrapBackend.execute`` (same ``runner.py`` and frames, so the jud
 are shared; expected outputs never enter a container, comparison stays on the host). It keeps up
 to ``workers`` long-lived containers (created lazily from ``ensure_image``), each running one job
 at a time. A container is started with ``network_mode=none`` (its own network namespace with only
-loopback), a read-only root, a ``tmpfs_mb`` tmpfs on ``/tmp`` (the only writable place; no
-``/dev/shm``: ``ipc_mode=none``), ``cap_drop=ALL``, ``no-new-privileges``, Docker's default
+loopback), a read-only root, a ``tmpfs_mb`` tmpfs on ``/tmp`` with at most ``TMP_INODES`` inodes,
+owned by root and sticky (the only writable place; no ``/dev/shm``: ``ipc_mode=none``;
+``/dev/mqueue``, which Docker mounts writable, is replaced by a read-only tmpfs), ``cap_drop=ALL``, ``no-new-privileges``, Docker's default
 seccomp profile, a memory cap (no swap), a pids cap, one CPU, and a non-root uid that no other
 sandbox uses (``UidPool`` 62000+, so RLIMIT_NPROC counts only its own processes).
 
@@ -16,9 +17,11 @@ per job: that costs ~70 ms here). At start it receives the runner's and seccomp 
 (nothing of the host tree is in the image, so changing the runner needs no image rebuild), sets
 the environment to ``runner.ENV`` + ``PWD``, makes itself non-dumpable and loads
 ``seccomp.base_filter()`` (same socket/namespace denials as bwrap), inherited by everything
-below it. Per job it forks ``runner.main()`` with the request on a memfd as stdin, forwards its
+below it. Per job it runs a ``runner.main()`` forked before the job existed, forwards its
 frames tagged with the job's sequence number, then SIGKILLs every other process of the
-container, reaps them, empties ``/tmp`` and sends an end marker. The runner's RLIMIT_NPROC
+container, reaps them, empties ``/tmp`` and sends an end marker (the isolation property and its
+mechanisms: ``server.py``); a worker takes its next job only after that marker (``settle``, as
+for bwrap; one that does not settle or asks to be recycled is removed). The runner's RLIMIT_NPROC
 accounting (pid 1 + runner) is the same as under bwrap. Any harness failure (Docker API error,
 runner crash, protocol error, ``timeout_s`` passed) raises ``SandboxError`` and the container
 is thrown away, so the judge's retry runs on a fresh one. ``on_frame`` returning ``False``
