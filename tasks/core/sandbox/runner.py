@@ -47,6 +47,8 @@ C++ is compiled once with g++ under its own limits, then each test ``execve``s t
 
 Limits: a program can still alter its own files under ``/tmp/.prog`` between its tests (this
 only affects its own verdicts); expected outputs never come here, comparison is the host's job.
+Over 500 lines because the job server ships it into the sandbox as one self-contained stdlib
+module (framing, process control, cleanup and the test children belong together there).
 """
 
 from __future__ import annotations
