@@ -15,7 +15,9 @@ scheduling state, ``/tmp`` and processes the sandbox started with:
 * CPU accounting: CPU burnt by detached (double-forked, ``setsid``) processes is charged;
 * leftovers: ``/tmp``'s own mode and extended attributes, inode floods, ``chmod 000`` trees
   deeper than any path or recursion limit, FIFOs, ``/dev/mqueue``; cleanup time is not charged
-  to the next job.
+  to the next job;
+* cleanup before reuse: a job aborted mid-test (``stop_on_first_failure``) with a detached
+  process and files left is swept before the next job starts.
 
 Docker tests are marked ``docker`` and skip when no engine answers
 (``tests/sandbox/docker_env.sh start``).
@@ -324,4 +326,19 @@ def test_tmp_leftovers_and_their_cleanup_do_not_reach_the_next_job(judge1):
         assert full == "FULL" and int(count) < TMP_INODES, lines  # the inode cap
     assert second.verdict is Verdict.ACCEPTED, second.detail  # the runner cleaned up between tests
     assert second.stdout_prefix.splitlines()[:3] == lines[:3]
+    assert_next_job_unaffected(judge1)
+
+
+# ------------------------------------------------------------------ cleanup before reuse
+def test_an_aborted_job_is_swept_before_the_next_one_starts(judge1):
+    """stop_on_first_failure aborts the job while its second test still runs (with a detached
+    process and files left behind); the next job starts only after the sweep and the purge."""
+    program = (
+        "import os, sys, time\nif sys.stdin.read() == 'fail':\n    sys.exit(3)\n"
+        "open('/tmp/left', 'w').write('x')\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+        "time.sleep(60)\n"
+    )
+    tests = (TestCase("fail", None), TestCase("ok", None), TestCase("ok", None))
+    res = judge1.run(Job(program=program, tests=tests, stop_on_first_failure=True))
+    assert res.sandbox_retries == 0 and [r.verdict for r in res.results] == [Verdict.RUNTIME_ERROR]
     assert_next_job_unaffected(judge1)
