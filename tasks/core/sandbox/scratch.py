@@ -5,7 +5,7 @@ Contract: ``Scratch(uid, size_bytes, inodes)`` mounts a fresh tmpfs (``size``, `
 ``$ALPHACODE_SCRATCH_DIR/<uid>`` (default ``/run/alphacode-sandbox-tmp``) for bwrap to bind on
 ``/tmp``; it raises ``SandboxError`` if the mount fails. ``detach()`` lazily unmounts it on the
 host (``MNT_DETACH``) once bwrap has bound it: the tmpfs then lives exactly as long as the
-sandbox holds it, and nothing is left on the host. A mount left at the same path by a killed
+sandbox holds it, and no mount is left on the host (only the empty mount-point directory). A mount left at the same path by a killed
 process is detached before the new one is made, so leftovers are bounded by the uid pool.
 
 Why: bwrap's own ``--tmpfs`` takes no inode limit, so a job could create millions of empty files
