@@ -52,7 +52,8 @@ from pathlib import Path
 from . import runner as runner_mod
 from . import seccomp
 from .envelopes import SERVER, Envelopes, message, serve_frames, setup_message
-from .scratch import Scratch
+from .scratch import ROOT as SCRATCH_ROOT
+from .scratch import Scratch, umount
 from .types import SandboxError, SandboxUnavailable
 
 BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own env: pid 1's /proc/1/environ is readable
@@ -159,6 +160,27 @@ class UidPool:
 
 
 _POOL = UidPool()
+
+
+def _detach_stale_scratch() -> None:
+    """Unmount scratch tmpfs left by killed processes (a uid nobody leases, with no process)."""
+    try:
+        names = os.listdir(SCRATCH_ROOT)
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit() or not os.path.ismount(SCRATCH_ROOT / name):
+            continue
+        lease = _try_lease(int(name))
+        if lease is None:  # a live sandbox of some process
+            continue
+        try:
+            if not _uid_has_processes(int(name)):
+                umount(SCRATCH_ROOT / name)
+        finally:
+            os.close(lease)
+
+
 _PROBE_LOCK = threading.Lock()
 _PROBE_RESULT: list[str | None] = []  # [] = not probed yet; [None] = ok; [msg] = unavailable
 STDERR_KEEP = 4096
@@ -217,6 +239,8 @@ class _Sandbox:
         self.pending = True  # until the server's end envelope: its cleanup is under way
         while not serve_frames(self.envelopes, on_frame, self.stderr, abort):
             self._receive(deadline, timeout_s)
+        if self.scratch is not None:
+            self.scratch.detach()  # the server runs, so bwrap has bound it: only the sandbox holds it
 
     def settle(self, budget_s: float = SETTLE_S) -> bool:
         """Wait for the last job's end envelope (sent once its cleanup is complete); True if
@@ -229,8 +253,6 @@ class _Sandbox:
             except SandboxError:
                 return False
             self.pending = False
-            if self.scratch is not None:
-                self.scratch.detach()  # bwrap has bound it: the sandbox alone holds it now
         return self.alive() and not (self.envelopes.ended or {}).get("recycle")
 
     def _receive(self, deadline: float, timeout_s: float) -> None:
@@ -376,6 +398,8 @@ class BwrapBackend:
             raise SandboxUnavailable(_PROBE_RESULT[0])
 
     def _probe_once(self) -> str | None:
+        if self.as_root:
+            _detach_stale_scratch()
         uid = _POOL.acquire() if self.as_root else None
         try:
             proc = self._spawn(["/usr/bin/python3", "-I", "-S", "-c", "print('ok')"], uid, subprocess.DEVNULL)

@@ -6,7 +6,8 @@ Contract: ``Scratch(uid, size_bytes, inodes)`` mounts a fresh tmpfs (``size``, `
 ``/tmp``; it raises ``SandboxError`` if the mount fails. ``detach()`` lazily unmounts it on the
 host (``MNT_DETACH``) once bwrap has bound it: the tmpfs then lives exactly as long as the
 sandbox holds it, and no mount is left on the host (only the empty mount-point directory). A mount left at the same path by a killed
-process is detached before the new one is made, so leftovers are bounded by the uid pool.
+process is detached before the new one is made, and the bwrap backend's probe detaches every
+stale one (a uid nobody leases and no process runs as), so leftovers do not accumulate.
 
 Why: bwrap's own ``--tmpfs`` takes no inode limit, so a job could create millions of empty files
 (kernel memory, and seconds of cleanup for the next job), and ``/tmp`` would belong to the
@@ -28,7 +29,7 @@ MS_NOSUID, MS_NODEV, MS_PRIVATE, MNT_DETACH = 0x2, 0x4, 1 << 18, 0x2
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _umount(path: Path) -> None:
+def umount(path: Path) -> None:
     _LIBC.umount2(os.fsencode(path), MNT_DETACH)  # EINVAL when nothing is mounted: fine
 
 
@@ -37,7 +38,7 @@ class Scratch:
         self.path = ROOT / str(uid)
         self.path.mkdir(mode=0o755, parents=True, exist_ok=True)
         os.chmod(ROOT, 0o755)  # the sandbox uid must reach its mount point
-        _umount(self.path)  # a leftover of a killed run
+        umount(self.path)  # a leftover of a killed run
         opts = f"size={int(size_bytes)},nr_inodes={int(inodes)},mode=1777,uid=0,gid=0"
         path = os.fsencode(self.path)
         if _LIBC.mount(b"tmpfs", path, b"tmpfs", MS_NOSUID | MS_NODEV, opts.encode()) != 0:
@@ -48,5 +49,5 @@ class Scratch:
 
     def detach(self) -> None:
         if self.attached:
-            _umount(self.path)
+            umount(self.path)
             self.attached = False
