@@ -216,6 +216,8 @@ def announced_seq(seq_r):
 
 
 def run(ctx, pid, r, seq_r):
+    """Run one job in the pre-forked runner; returns the next job's runner, forked after this
+    job's cleanup and before its end envelope (so the host's next job finds it ready)."""
     seq = announced_seq(seq_r)
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
@@ -237,7 +239,9 @@ def run(ctx, pid, r, seq_r):
     ctx.relay.wipe()
     clean = ctx.runner.purge(TMP, mode=ctx.tmp_mode)
     recycle = not clean or sched_state(ctx.syscall) != ctx.sched
+    following = spawn(ctx.runner)
     send(seq, 1, json.dumps({"status": status, "recycle": recycle}).encode())
+    return following
 
 
 class Context:
@@ -271,8 +275,9 @@ def main():
     del setup
     gc.collect()
     gc.freeze()  # forked children then don't dirty our objects' pages by collecting them
+    job = spawn(runner)
     while True:
-        run(ctx, *spawn(runner))
+        job = run(ctx, *job)
 
 
 if __name__ == "__main__":
