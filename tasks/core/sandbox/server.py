@@ -45,9 +45,9 @@ job, and nothing a job does changes how a later job is scheduled, limited or jud
 
 Measured cost: none measurable. Per job it adds one pipe, a seq read, a few syscalls (state
 check, the purge) and, per test, a ``setsid`` and a signal-mask reset; the runner
-fork left the job's critical path. Five interleaved rounds of the previous and this judge
-(``bench_judge.py`` workload, 2 workers, loaded 2-core machine): medians 153.9 vs 152.3 tests/s
-for 25-test jobs, 73.0 vs 75.6 for one-test jobs. If the host goes away the pre-forked runner
+fork left the job's critical path. Six interleaved rounds, ABBA order, of the previous and this
+judge (``bench_judge.py`` workload, 2 workers, loaded 2-core machine): medians 308 vs 310
+tests/s for 25-test jobs, 129 vs 120 for one-test jobs. If the host goes away the pre-forked runner
 reads end-of-file and exits, and so do we (and the sandbox).
 Limits: pid numbers and kernel-global counters (load, uptime) are shared by consecutive jobs;
 ``/tmp``'s timestamps are not reset; without root, bwrap's ``/tmp`` has no inode cap.
