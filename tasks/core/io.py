@@ -209,6 +209,11 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
     path = Path(path)
     if not (path / CHECKPOINT_MARKER).is_file():
         return None
+    if not (path / CHECKPOINT_META).is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} is marked complete but has no {CHECKPOINT_META} (another format); "
+            "delete it to start over"
+        )
     saved = json.loads((path / CHECKPOINT_META).read_text())
     return Checkpoint(path=path, step=int(saved["step"]), meta=saved["meta"], rng=saved["rng"])
 

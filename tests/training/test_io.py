@@ -107,6 +107,12 @@ def test_incomplete_checkpoints_are_ignored_and_pruning_keeps_the_newest(tmp_pat
         io.save_checkpoint(tmp_path / f"step-{step}", step, {}, {})
     (tmp_path / "step-3" / io.CHECKPOINT_MARKER).unlink()
     assert io.read_checkpoint(tmp_path / "step-3") is None
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / io.CHECKPOINT_MARKER).write_text("step 1\n")  # e.g. a pre-io format
+    with pytest.raises(FileNotFoundError, match="no meta.json"):
+        io.read_checkpoint(tmp_path / "old")
+    (tmp_path / "old" / io.CHECKPOINT_MARKER).unlink()
+    (tmp_path / "old").rmdir()
     assert [s for s, _ in io.numbered_dirs(tmp_path, "step-")] == [1, 2]
     io.prune_checkpoints(tmp_path, "step-", keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-2", "step-3"]
