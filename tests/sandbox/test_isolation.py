@@ -342,3 +342,16 @@ def test_an_aborted_job_is_swept_before_the_next_one_starts(judge1):
     res = judge1.run(Job(program=program, tests=tests, stop_on_first_failure=True))
     assert res.sandbox_retries == 0 and [r.verdict for r in res.results] == [Verdict.RUNTIME_ERROR]
     assert_next_job_unaffected(judge1)
+
+
+def test_a_sandbox_whose_server_asks_for_recycling_is_replaced():
+    """The server sets ``recycle`` when its purge left something or its scheduling state changed
+    (which the filter prevents, so this simulates the envelope): that sandbox takes no next job."""
+    _skip_if_allowed()
+    with Judge(backend="bwrap", workers=1, limits=FAST) as judge:
+        assert run1(judge, "print(1)").stdout_prefix == "1\n"
+        (box,) = judge._backend._idle
+        assert box.settle() and box.envelopes.ended.get("recycle") is False
+        box.envelopes.ended = dict(box.envelopes.ended, recycle=True)
+        assert run1(judge, "print(2)").stdout_prefix == "2\n"
+        assert judge._backend._idle[0] is not box and box.proc.poll() is not None
