@@ -105,7 +105,7 @@ def active_run(root: str):
         marker.unlink(missing_ok=True)
 
 
-def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT) -> PipelineResult:
+def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value) -> PipelineResult:
     """Run the stages in order up to and including ``until`` (the whole pipeline by default);
     finished stages come back Cached."""
     if until not in STAGES:
@@ -203,7 +203,7 @@ def alphacode_pipeline(
 
 @flow(name="alphacode-stage")
 def alphacode_stage(
-    stage: str = Stage.PRETRAIN,
+    stage: str = Stage.PRETRAIN.value,
     profile: str = "default",
     out_dir: str | None = None,
     overrides: dict[str, Any] | None = None,
