@@ -26,10 +26,11 @@ from tasks.core.config import (
 from tasks.core.manifest import Manifest, plan_stage
 from tasks.core.stages import Stage, cluster, evaluate
 from tasks.core.stages import filter as filter_stage
+from tasks.core.stages import finetune as finetune_stage
+from tasks.core.stages import pretrain as pretrain_stage
 from tasks.core.stages import problems as problems_stage
 from tasks.core.stages import rl as rl_stage
 from tasks.core.stages import sample as sample_stage
-from tasks.core.stages import train as train_stage
 from tasks.progress import StageProgress
 from tasks.stages import (
     cluster_finish_task,
@@ -54,7 +55,7 @@ def problems_flow(cfg: ProblemsConfig, root: str) -> Manifest:
 
 @flow(name="pretrain")
 def pretrain_flow(cfg: PretrainConfig, root: str) -> Manifest:
-    plan = plan_stage(root, Stage.PRETRAIN, cfg, [], train_stage)
+    plan = plan_stage(root, Stage.PRETRAIN, cfg, [], pretrain_stage)
     return _published(cached(pretrain_task, root)(plan=plan, cfg=cfg))
 
 
@@ -63,7 +64,7 @@ def finetune_flow(
     cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest, sft_split: str, valid_split: str, root: str
 ) -> Manifest:
     key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
-    plan = plan_stage(root, Stage.FINETUNE, key_cfg, [pretrained, problems], train_stage)
+    plan = plan_stage(root, Stage.FINETUNE, key_cfg, [pretrained, problems], finetune_stage)
     return _published(
         cached(finetune_task, root)(
             plan=plan,

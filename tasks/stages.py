@@ -28,10 +28,11 @@ from tasks.core.problems import Problem
 from tasks.core.sampling import SampleRequest, SamplingParams
 from tasks.core.stages import cluster, evaluate, report
 from tasks.core.stages import filter as filter_stage
+from tasks.core.stages import finetune as finetune_stage
+from tasks.core.stages import pretrain as pretrain_stage
 from tasks.core.stages import problems as problems_stage
 from tasks.core.stages import rl as rl_stage
 from tasks.core.stages import sample as sample_stage
-from tasks.core.stages import train as train_stage
 from tasks.progress import StageProgress
 
 
@@ -55,7 +56,7 @@ def pretrain_task(plan: StagePlan, cfg: PretrainConfig) -> Manifest:
         return done
     bar, update = _train_progress(cfg.train.max_steps, "stage 1 pretrain (steps)")
     with bar:
-        return train_stage.run_pretrain(plan, cfg, update)
+        return pretrain_stage.run_pretrain(plan, cfg, update)
 
 
 @task(name="finetune")
@@ -71,7 +72,7 @@ def finetune_task(
         return done
     bar, update = _train_progress(cfg.train.max_steps, "stage 2 fine-tune (steps)")
     with bar:
-        return train_stage.run_finetune(plan, cfg, pretrained, problems, sft_split, valid_split, update)
+        return finetune_stage.run_finetune(plan, cfg, pretrained, problems, sft_split, valid_split, update)
 
 
 @task(name="sample-shard", retries=1)

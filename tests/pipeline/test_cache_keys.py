@@ -17,7 +17,8 @@ from tasks.core.stages import Stage
 
 ENTRIES = {
     Stage.PROBLEMS: "tasks.core.stages.problems",
-    "train": "tasks.core.stages.train",  # pretrain and finetune
+    Stage.PRETRAIN: "tasks.core.stages.pretrain",
+    Stage.FINETUNE: "tasks.core.stages.finetune",
     Stage.SAMPLE: "tasks.core.stages.sample",
     Stage.FILTER: "tasks.core.stages.filter",
     Stage.CLUSTER: "tasks.core.stages.cluster",
@@ -46,7 +47,8 @@ PROBLEMS = {
 }
 MUST = {
     Stage.PROBLEMS: PROBLEMS | {"tasks/core/stages/problems.py"},
-    "train": PROBLEMS | {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/stages/train.py"},
+    Stage.PRETRAIN: {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/stages/pretrain.py"},
+    Stage.FINETUNE: PROBLEMS | {"tasks/core/stages/pretrain.py", "tasks/core/stages/finetune.py"},
     Stage.SAMPLE: PROBLEMS | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/stages/sample.py"},
     Stage.FILTER: SANDBOX | SAMPLING | {"tasks/core/execution.py", "tasks/core/stages/judging.py"},
     Stage.CLUSTER: SANDBOX
@@ -60,7 +62,8 @@ MUST = {
 # config.py is imported under TYPE_CHECKING only: configs reach keys through their dumped values
 MUST_NOT = {
     Stage.PROBLEMS: SANDBOX | SAMPLING | {"tasks/core/corpus.py", "tasks/core/config.py"},
-    "train": SANDBOX | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/config.py"},
+    Stage.PRETRAIN: SANDBOX | SAMPLING | PROBLEMS | {"tasks/core/samplestore.py", "tasks/core/config.py"},
+    Stage.FINETUNE: SANDBOX | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/config.py"},
     Stage.SAMPLE: SANDBOX | {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
     Stage.FILTER: {"tasks/core/corpus.py", "tasks/core/clustering.py", "tasks/core/config.py"},
     Stage.CLUSTER: {"tasks/core/corpus.py", "tasks/core/metrics.py", "tasks/core/config.py"},
@@ -156,8 +159,8 @@ def pipeline_keys() -> dict[str, str]:
         )
 
     problems = plan(Stage.PROBLEMS, ENTRIES[Stage.PROBLEMS], [])
-    pretrain = plan(Stage.PRETRAIN, ENTRIES["train"], [])
-    finetune = plan(Stage.FINETUNE, ENTRIES["train"], [pretrain, problems])
+    pretrain = plan(Stage.PRETRAIN, ENTRIES[Stage.PRETRAIN], [])
+    finetune = plan(Stage.FINETUNE, ENTRIES[Stage.FINETUNE], [pretrain, problems])
     out = {"problems": problems, "pretrain": pretrain, "finetune": finetune}
     out["rl"] = rl = plan(Stage.RL, ENTRIES[Stage.RL], [finetune, problems])
     for label, model in (("sft", finetune), ("rl", rl)):
@@ -199,6 +202,11 @@ def test_editing_the_sandbox_rekeys_filter_cluster_evaluate_rl_not_upstream(tree
 def test_editing_the_corpus_rekeys_pretrain_and_everything_downstream(tree, monkeypatch):
     changed = keys_changed_by(tree, "tasks/core/corpus.py", monkeypatch)
     assert changed == set(pipeline_keys()) - {"problems"}
+
+
+def test_editing_the_problem_code_rekeys_everything_but_pretraining(tree, monkeypatch):
+    changed = keys_changed_by(tree, "tasks/core/problems/prompt.py", monkeypatch)
+    assert changed == set(pipeline_keys()) - {"pretrain"}
 
 
 def test_editing_the_hf_backend_rekeys_sampling_not_training(tree, monkeypatch):

@@ -1,15 +1,13 @@
-"""Stages 1 and 2: pretraining-corpus SFT and CodeContests fine-tuning.
+"""Stage 1: pretraining-corpus next-token training of a scratch (or a local pretrained) model.
 
-Contract:
-* Stage 1 loads the corpus, trains (scratch) or loads (pretrained) a tokenizer, builds or loads
-  the model, and trains next-token prediction on packed blocks. The tokenizer is saved in the
-  stage directory before training, so a resumed run uses the very same vocabulary.
-* Stage 2 starts from stage 1's ``model/`` and trains on (prompt, reference solution) pairs of
-  the SFT split, loss on solution tokens only (the prompt format is ``format_training_example``).
-* Both resume from ``<stage dir>/checkpoint`` (see :mod:`tasks.core.training`) and publish
-  ``model/``, ``metrics.parquet`` and ``loss.png``; the manifest records corpus byte/token
-  counts, final losses and throughput.
-Limits: one process; only Python 3 reference solutions are used for fine-tuning.
+Contract: loads the corpus, trains (scratch) or loads (pretrained) a tokenizer, builds or loads
+the model, and trains next-token prediction on packed blocks. The tokenizer is saved in the
+stage directory before training, so a resumed run uses the very same vocabulary. Resumes from
+``<stage dir>/checkpoint`` (see :mod:`tasks.core.training`) and publishes ``model/``,
+``metrics.parquet`` and ``loss.png`` (:func:`publish_trained`, shared with stage 2); the
+manifest records corpus byte/token counts, final losses and throughput. This module imports no
+problem code, so editing the problems re-runs fine-tuning, not pretraining.
+Limits: one process.
 """
 
 from __future__ import annotations
@@ -21,12 +19,10 @@ from tasks.core.corpus import load_corpus
 from tasks.core.io import save_model
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.modeling import build_model, load_model_and_tokenizer, train_tokenizer
-from tasks.core.problems import Language, format_training_example
-from tasks.core.stages.problems import load_split
-from tasks.core.training import PackedLMDataset, PromptCompletionDataset, StepMetrics, TrainResult, train
+from tasks.core.training import PackedLMDataset, StepMetrics, TrainResult, train
 
 if TYPE_CHECKING:
-    from tasks.core.config import FinetuneConfig, PretrainConfig
+    from tasks.core.config import PretrainConfig
 
 Progress = Callable[[StepMetrics], None]
 
@@ -45,7 +41,9 @@ def _tokenizer_and_model(plan: StagePlan, cfg: PretrainConfig, texts):
     return build_model(cfg.model, tokenizer), tokenizer
 
 
-def _publish(plan: StagePlan, result: TrainResult, extra: dict) -> Manifest:
+def publish_trained(plan: StagePlan, result: TrainResult, extra: dict) -> Manifest:
+    """Publish a training stage: ``model/``, metrics and plot (not the checkpoint or tokenizer
+    work dirs); the manifest records the final losses, steps, throughput and ``extra``."""
     files = [f for f in list_files(plan.dir) if not f.startswith(("checkpoint/", "tokenizer/"))]
     metrics = {
         "final_train_loss": result.final_train_loss,
@@ -67,7 +65,7 @@ def run_pretrain(plan: StagePlan, cfg: PretrainConfig, progress: Progress | None
     valid_data = PackedLMDataset(corpus.valid_texts, tokenizer, seq_len) if corpus.valid_texts else None
     result = train(model, tokenizer, train_data, valid_data, cfg.train, plan.dir, progress)
     stats = corpus.stats
-    return _publish(
+    return publish_trained(
         plan,
         result,
         {
@@ -78,40 +76,5 @@ def run_pretrain(plan: StagePlan, cfg: PretrainConfig, progress: Progress | None
             "corpus_tokens_train": train_data.n_tokens,
             "corpus_tokens_valid": valid_data.n_tokens if valid_data else 0,
             "parameters": sum(p.numel() for p in model.parameters()),
-        },
-    )
-
-
-def sft_pairs(problems) -> list[tuple[str, str]]:
-    pairs = []
-    for problem in problems:
-        for solution in problem.solutions.of(Language.PYTHON3):
-            pairs.append(format_training_example(problem, solution))
-    return pairs
-
-
-def run_finetune(
-    plan: StagePlan,
-    cfg: FinetuneConfig,
-    pretrained: Manifest,
-    problems: Manifest,
-    sft_split: str,
-    valid_split: str,
-    progress: Progress | None = None,
-) -> Manifest:
-    model, tokenizer = load_model_and_tokenizer(pretrained.dir / "model")
-    train_problems = load_split(problems, sft_split)[: cfg.max_problems]
-    valid_problems = load_split(problems, valid_split)
-    max_len = min(cfg.train.seq_len, model.config.max_position_embeddings)
-    train_data = PromptCompletionDataset(sft_pairs(train_problems), tokenizer, max_len, seed=cfg.train.seed)
-    valid_data = PromptCompletionDataset(sft_pairs(valid_problems), tokenizer, max_len)
-    result = train(model, tokenizer, train_data, valid_data, cfg.train, plan.dir, progress)
-    return _publish(
-        plan,
-        result,
-        {
-            "sft_examples": len(train_data),
-            "sft_problems": len(train_problems),
-            "truncated": train_data.truncated,
         },
     )
