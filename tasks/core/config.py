@@ -71,24 +71,24 @@ class SampleConfig(_Cfg):
 
 
 class JudgeConfig(_Cfg):
+    """Sandbox settings. ``time_limit_s``/``memory_mb`` apply to problems without their own
+    limits; a problem's own limits go through ``tasks.core.jobs.LimitPolicy``: CPU s =
+    min(time_cap_s, max(time_floor_s, time_factor x limit)) for Python, memory = min(cap, limit)."""
+
     backend: Literal["bwrap", "docker"] = "bwrap"
     workers: int = Field(default=2, gt=0)
     time_limit_s: float = Field(default=2.0, gt=0)
     memory_mb: int = Field(default=256, gt=16)
     programs_per_shard: int = Field(default=256, gt=0)
-    """Sandbox settings. ``time_limit_s``/``memory_mb`` apply to problems without their own
-    limits; a problem's own limits go through ``tasks.core.jobs.LimitPolicy``: CPU s =
-    min(time_cap_s, max(time_floor_s, time_factor x limit)) for Python, memory = min(cap, limit)."""
-
+    time_floor_s: float = Field(default=1.0, gt=0)
+    time_factor: float = Field(default=1.5, gt=0)
+    time_cap_s: float = Field(default=10.0, gt=0)
+    memory_cap_mb: int = Field(default=1024, gt=16)
 
 
 class ClusterConfig(_Cfg):
     num_inputs: int = Field(default=50, ge=1, description="generated test inputs per problem")
     seed: int = 0
-    time_floor_s: float = Field(default=1.0, gt=0)
-    time_factor: float = Field(default=1.5, gt=0)
-    time_cap_s: float = Field(default=10.0, gt=0)
-    memory_cap_mb: int = Field(default=1024, gt=16)
     n_submissions: int = Field(default=10, ge=1)
     method: Literal["exact", "dbscan", "agglomerative"] = "exact"
 
