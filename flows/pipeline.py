@@ -120,7 +120,7 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
         pretrain = pretrain_flow(cfg.pretrain, root)
     if reached(Stage.FINETUNE):
         finetune = finetune_flow(
-            cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.rl_split, root
+            cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.valid_split, root
         )
     if reached(Stage.SAMPLE):
         sft = _evaluate("sft", cfg, finetune, problems, root, STAGES[min(stop, STAGES.index(Stage.EVALUATE))])

@@ -186,3 +186,40 @@ def test_alphacode_humaneval_builds_the_pipelines_jobs():
     pipeline = {p.name: p for p in load_humaneval()}["HumanEval/0"]
     (cli_job,) = humaneval_jobs(samples, read_problems(), policy)
     assert cli_job == build_job(pipeline, "    return False\n", "hidden", policy)
+
+
+def test_the_stages_evaluate_and_reward_under_the_same_limits(tmp_path, monkeypatch):
+    """The production entry points, not hand-built rewards: the hidden-test shard of evaluation
+    (``filter.run_exec_shard``) and the reward the RL stage builds (``RLTask`` with the stage's
+    ``limit_policy``, through ``RLTask.start`` -> ``make_reward``) give equal jobs under a
+    non-default judge config."""
+    from contextlib import nullcontext
+
+    from tasks.core.execution import ExecShard
+    from tasks.core.hparams import PPOParams
+    from tasks.core.rl import RLTask
+    from tasks.core.stages import filter as filter_stage
+    from tasks.core.stages.judging import limit_policy
+
+    cfg = JudgeConfig(time_limit_s=3.0, memory_mb=200, time_factor=2.0, time_floor_s=0.5, time_cap_s=5.0)
+    recorder = RecordingJudge()
+    monkeypatch.setattr(filter_stage, "make_judge", lambda judge_cfg: nullcontext(recorder))
+    for problem, code in ((SUM, SUM_CODE), (DOUBLE, DOUBLE_CODE)):
+        recorder.jobs.clear()
+        unit = filter_stage.ExecShardUnit(
+            root=str(tmp_path),
+            stage="evaluate",
+            stage_key="k",
+            exec_dir=str(tmp_path / problem.name),
+            test_set="hidden",
+            shard=ExecShard(0, (Program(problem.name, "h", code),)),
+        )
+        filter_stage.run_exec_shard(unit, {problem.name: problem}, cfg)
+        evaluated = list(recorder.jobs)
+        model_dir = tmp_path / "model"
+        model_dir.mkdir(exist_ok=True)
+        (model_dir / "config.json").write_text("{}")
+        task = RLTask(model_dir, [problem], RecordingJudge(), tmp_path, str, str, policy=limit_policy(cfg))
+        reward = task.start(PPOParams(reward="all_pass"), "train_ppo")
+        assert evaluated == reward.jobs([code], [problem.name])
+    assert evaluated[0].limits.time_s == 3.0  # DOUBLE has no own limit: the config default

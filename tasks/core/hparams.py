@@ -102,7 +102,6 @@ class OnlineRLParams(KLPenalty):
     temperature: float = Field(default=1.0, gt=0)
     on_sandbox_error: Literal["raise", "exclude"] = "raise"
     max_tests: int | None = Field(default=None, ge=1)
-    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
     seed: int = 0
     save_every: int = Field(default=10, ge=1)
 

@@ -1,20 +1,25 @@
 """RLTask: the trainers' shared input checks and reward; write_outputs: the shared layout."""
 
+from dataclasses import replace
+
 import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.hparams import PPOParams
+from tasks.core.jobs import LimitPolicy
 from tasks.core.rl.artifacts import RLTask, write_outputs
 from tasks.core.rl.expert_iteration import ExpertIterationParams
 from tasks.core.rl.grpo import GRPOParams
+from tasks.core.sandbox.types import Limits
 from tests.rl.conftest import rl_task
 
 
 def test_start_builds_each_trainers_reward_from_its_params(tiny_model_dir, tmp_path):
-    task = rl_task(tiny_model_dir, judge=None, out_dir=tmp_path)
-    ppo = task.start(PPOParams(max_tests=1, time_limit_s=3.0, on_sandbox_error="exclude"), "train_ppo")
+    policy = LimitPolicy(default=Limits(time_s=3.0))
+    task = replace(rl_task(tiny_model_dir, judge=None, out_dir=tmp_path), policy=policy)
+    ppo = task.start(PPOParams(max_tests=1, on_sandbox_error="exclude"), "train_ppo")
     assert (ppo.reward, ppo.on_sandbox_error, ppo.max_tests) == ("coderl", "exclude", 1)
-    assert ppo.limits.time_s == 3.0 and sorted(ppo.problems) == ["add_a", "add_b"]
+    assert ppo.limit_policy() is policy and sorted(ppo.problems) == ["add_a", "add_b"]
     assert task.start(GRPOParams(), "train_grpo").reward == "pass_fraction"
     ei = task.start(ExpertIterationParams(), "train_expert_iteration")
     assert (ei.reward, ei.on_sandbox_error) == ("all_pass", "raise")  # fixed for expert iteration

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.io import save_model, write_metrics
+from tasks.core.jobs import LimitPolicy
 from tasks.core.rl.rewards import ExecutionReward, RewardSettings, make_reward
 
 ProgressFn = Callable[[int, int, Mapping[str, float]], None]
@@ -51,6 +52,7 @@ class RLTask:
     format_prompt: Callable[[Any], str]
     extract_program: Callable[[str], str]
     progress: ProgressFn | None = None
+    policy: LimitPolicy | None = None  # the limits rewards run under (evaluation's; see make_reward)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -63,7 +65,7 @@ class RLTask:
             raise FileNotFoundError(f"{self.model_dir} has no config.json; pass a save_pretrained model dir")
         if not self.problems:
             raise ValueError(f"{trainer} needs at least one problem")
-        return make_reward(params, self.judge, self.problems, self.extract_program)
+        return make_reward(params, self.judge, self.problems, self.extract_program, self.policy)
 
 
 def numeric_row(row: Mapping[str, Any]) -> dict[str, float]:

@@ -71,7 +71,6 @@ class ExpertIterationParams(KLPenalty):
     seq_len: int = Field(default=512, gt=1)
     sample_batch_size: int = Field(default=128, ge=1)
     max_tests: int | None = Field(default=None, ge=1)
-    time_limit_s: float = Field(default=2.0, gt=0)  # CPU seconds per test in the sandbox
     seed: int = 0
 
 

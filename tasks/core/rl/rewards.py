@@ -247,13 +247,20 @@ class RewardSettings(Protocol):
     reward: RewardName
     on_sandbox_error: OnSandboxError
     max_tests: int | None
-    time_limit_s: float  # CPU seconds per test in the sandbox
 
 
 def make_reward(
-    params: RewardSettings, judge: Any, problems: Sequence[Problem], extract_program: Callable[[str], str]
+    params: RewardSettings,
+    judge: Any,
+    problems: Sequence[Problem],
+    extract_program: Callable[[str], str],
+    policy: LimitPolicy | None = None,
 ) -> ExecutionReward:
-    """The :class:`ExecutionReward` every RL trainer scores with, built from its ``params``."""
+    """The :class:`ExecutionReward` every RL trainer scores with, built from its ``params``.
+
+    Its tests run under ``policy`` (the pipeline passes ``LimitPolicy.from_config`` of the same
+    ``JudgeConfig`` evaluation uses, so RL is rewarded under exactly the limits evaluation
+    measures with); None: the default rule around the judge's own limits."""
     return ExecutionReward(
         judge=judge,
         problems={p.name: p for p in problems},
@@ -261,5 +268,5 @@ def make_reward(
         reward=params.reward,
         on_sandbox_error=params.on_sandbox_error,
         max_tests=params.max_tests,
-        limits=Limits(time_s=params.time_limit_s),
+        policy=policy,
     )

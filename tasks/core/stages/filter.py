@@ -32,11 +32,10 @@ from tasks.core.execution import (
     write_shard,
 )
 from tasks.core.io import write_parquet
-from tasks.core.jobs import LimitPolicy
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem
 from tasks.core.stages import REPORT_FILE
-from tasks.core.stages.judging import make_judge
+from tasks.core.stages.judging import limit_policy, make_judge
 from tasks.core.stages.sample import store_of
 
 if TYPE_CHECKING:
@@ -96,8 +95,9 @@ def run_exec_shard(
     if unit.complete():
         return len(unit.shard.programs)
     with make_judge(judge) as runner:
-        policy = LimitPolicy.from_config(judge)
-        table = execute_shard(runner, unit.shard, problems, unit.test_set, policy, generated_inputs)
+        table = execute_shard(
+            runner, unit.shard, problems, unit.test_set, limit_policy(judge), generated_inputs
+        )
     write_shard(Path(unit.exec_dir), unit.shard, table)
     return len(unit.shard.programs)
 

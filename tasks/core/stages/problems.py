@@ -26,6 +26,7 @@ def split_file(split: str) -> str:
 
 def wanted_splits(cfg: ProblemsConfig) -> dict[str, int | None]:
     splits: dict[str, int | None] = {cfg.sft_split: None, cfg.rl_split: cfg.max_rl_problems}
+    splits.setdefault(cfg.valid_split, cfg.max_valid_problems)
     for split in cfg.eval_splits:
         splits[split] = cfg.max_eval_problems
     return splits

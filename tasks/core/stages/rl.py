@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
 from tasks.core.rl import RLTask, train_expert_iteration, train_grpo, train_ppo
-from tasks.core.stages.judging import make_judge
+from tasks.core.stages.judging import limit_policy, make_judge
 from tasks.core.stages.problems import load_split
 
 if TYPE_CHECKING:
@@ -42,7 +42,14 @@ def run_rl(
     }[cfg.algorithm]
     with make_judge(judge_cfg) as judge:
         task = RLTask(
-            finetuned.dir / "model", problems, judge, plan.dir, format_prompt, extract_program, progress
+            finetuned.dir / "model",
+            problems,
+            judge,
+            plan.dir,
+            format_prompt,
+            extract_program,
+            progress,
+            policy=limit_policy(judge_cfg),
         )
         result = trainer(task, params)
     files = [f for f in list_files(plan.dir) if not f.startswith(("checkpoints/", "rounds/"))]
