@@ -83,19 +83,20 @@ def run(
 
 
 def print_summary(result) -> None:
+    from tasks.core.stages.sample import MODEL_DIR, STORE
+
     typer.echo("")
     typer.echo(f"run directory:   {result.root}")
     for name, manifest in result.stages.items():
         typer.echo(f"  {name:<16} {manifest.path}")
-    typer.echo(f"sample store:    {result.stages['sample (sft)'].dir / 'samples'}")
-    typer.echo(
-        f"checkpoints:     {result.stages['finetune'].dir / 'model'}  (RL: {result.stages['rl'].dir / 'model'})"
-    )
+    typer.echo(f"sample store:    {result.sft.samples.dir / STORE}")
+    typer.echo(f"checkpoints:     {result.finetune.dir / MODEL_DIR}  (RL: {result.rl.dir / MODEL_DIR})")
     typer.echo(f"report:          {result.report.dir / 'report.md'}")
     for row in result.report.metrics.get("comparison", []):
         typer.echo(
             f"  pass@1 {row['split']:<15} stage-2 {row['pass@1 before']:.3f} -> RL {row['pass@1 after']:.3f} "
-            f"({row['difference']:+.3f}, 95% CI {row['lo']:+.3f}..{row['hi']:+.3f}, {row['problems']} problems)"
+            f"({row['difference']:+.3f}, 95% CI {row['lo']:+.3f}..{row['hi']:+.3f}, "
+            f"{row['problems']} problems in {row['families']} families)"
         )
 
 
