@@ -7,10 +7,12 @@ Contract:
   (stage 5; -1 when filtered out) and passed hidden tests. :func:`metric_rows` computes, per
   split and overall, pass@k with the unbiased estimator (Chen et al. 2021) and n@k
   (AlphaCode: n submissions chosen from k samples by filtering + clustering), each with a
-  percentile-bootstrap 95% interval over problems. Everything is recomputable from the Parquet
+  family-clustered percentile-bootstrap 95% interval (families resampled, then problems within
+  each; ``families`` says how many families stand behind it; a problem without a family tag is
+  its own family, which makes it the problem-level bootstrap). Everything is recomputable from the Parquet
   files this stage and its upstream stages published (a test does exactly that).
 * Outputs: ``per_sample.parquet``, ``metrics.parquet`` (label, split, metric, k, value, lo,
-  hi, problems), ``report.md`` and PNG plots (pass@k vs k, n@k vs k, filter funnel, cluster
+  hi, problems, families), ``report.md`` and PNG plots (pass@k vs k, n@k vs k, filter funnel, cluster
   sizes).
 Limits: the n@k subsampling uses ``draws`` random k-subsets per problem when k < n (exact
 when k == n); k larger than the samples per problem is skipped.
@@ -29,7 +31,7 @@ import pyarrow.parquet as pq
 from tasks.core.execution import program_summary, read_executions
 from tasks.core.io import write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.metrics import ProblemSamples, bootstrap_ci, n_at_k_per_problem, pass_at_k
+from tasks.core.metrics import ProblemSamples, family_bootstrap_ci, n_at_k_per_problem, pass_at_k
 from tasks.core.report import (
     markdown_table,
     plot_cluster_sizes,
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 PER_SAMPLE_FILE = "per_sample.parquet"
 METRICS_FILE = "metrics.parquet"
 BY_GROUP_FILE = "by_group.parquet"
+UNKNOWN = "unknown"  # the group of a problem without that tag
+
 METRIC_SCHEMA = pa.schema(
     [
         ("label", pa.string()),
@@ -59,6 +63,7 @@ METRIC_SCHEMA = pa.schema(
         ("lo", pa.float64()),
         ("hi", pa.float64()),
         ("problems", pa.int32()),
+        ("families", pa.int32()),
     ]
 )
 
@@ -68,6 +73,7 @@ class Outcomes:
     problem_id: str
     split: str
     samples: ProblemSamples
+    family: str = ""  # what the interval resamples as a cluster; "" = the problem is its own
 
     @property
     def n(self) -> int:
@@ -90,7 +96,12 @@ def per_sample_table(samples: Manifest, filtered: Manifest, clusters: Manifest, 
     return table.sort_by([("problem_id", "ascending"), ("sample_id", "ascending")])
 
 
-def problem_outcomes(table: pa.Table, split_of: dict[str, str]) -> list[Outcomes]:
+def problem_outcomes(
+    table: pa.Table, split_of: dict[str, str], family_of: dict[str, str] | None = None
+) -> list[Outcomes]:
+    """Per problem: its split, family (``family_of``; a problem without one is its own family)
+    and the (public pass, hidden pass, cluster) outcome of each sample."""
+    family_of = family_of or {}
     cols = {
         c: table.column(c).to_pylist() for c in ("problem_id", "passed_public", "passed_hidden", "cluster_id")
     }
@@ -103,16 +114,23 @@ def problem_outcomes(table: pa.Table, split_of: dict[str, str]) -> list[Outcomes
     for pid in sorted(grouped):
         pub, hid, cid = (np.array(x) for x in zip(*grouped[pid]))
         out.append(
-            Outcomes(pid, split_of.get(pid, "unknown"), ProblemSamples(pub, hid, cid.astype(np.int64)))
+            Outcomes(
+                pid,
+                split_of.get(pid, UNKNOWN),
+                ProblemSamples(pub, hid, cid.astype(np.int64)),
+                family_of.get(pid) or f"problem:{pid}",
+            )
         )
     return out
 
 
-def _ci(values: np.ndarray, cfg: EvalConfig) -> tuple[float, float]:
+def _ci(values: np.ndarray, group: list[Outcomes], cfg: EvalConfig) -> tuple[float, float, int]:
+    """Family-clustered percentile bootstrap interval (families resampled, then problems within
+    each drawn family) and the number of families behind it."""
+    families = [o.family or f"problem:{o.problem_id}" for o in group]
     if values.size < 2:
-        return float(values.mean()), float(values.mean())
-    lo, hi = bootstrap_ci(values, n_boot=cfg.bootstrap, seed=cfg.seed)
-    return lo, hi
+        return float(values.mean()), float(values.mean()), len(set(families))
+    return tuple(family_bootstrap_ci(values, families, n_boot=cfg.bootstrap, seed=cfg.seed))
 
 
 def metric_rows(label: str, outcomes: list[Outcomes], cfg: EvalConfig) -> list[dict]:
@@ -125,15 +143,17 @@ def metric_rows(label: str, outcomes: list[Outcomes], cfg: EvalConfig) -> list[d
         n_min = min(o.n for o in group)
         for k in (k for k in cfg.ks if k <= n_min):
             values = np.array([pass_at_k(o.n, o.c, k) for o in group])
-            rows.append(_row(label, split, "pass@k", k, values, cfg))
+            rows.append(_row(label, split, "pass@k", k, values, group, cfg))
         for k in (k for k in cfg.n_at_k if k <= n_min):
             values = n_at_k_per_problem([o.samples for o in group], cfg.n_submissions, k, seed=cfg.seed)
-            rows.append(_row(label, split, f"{cfg.n_submissions}@k", k, values, cfg))
+            rows.append(_row(label, split, f"{cfg.n_submissions}@k", k, values, group, cfg))
     return rows
 
 
-def _row(label: str, split: str, metric: str, k: int, values: np.ndarray, cfg: EvalConfig) -> dict:
-    lo, hi = _ci(values, cfg)
+def _row(
+    label: str, split: str, metric: str, k: int, values: np.ndarray, group: list[Outcomes], cfg: EvalConfig
+) -> dict:
+    lo, hi, families = _ci(values, group, cfg)
     return {
         "label": label,
         "split": split,
@@ -143,6 +163,7 @@ def _row(label: str, split: str, metric: str, k: int, values: np.ndarray, cfg: E
         "lo": lo,
         "hi": hi,
         "problems": int(values.size),
+        "families": families,
     }
 
 
@@ -188,7 +209,7 @@ def write_report(
     text = [
         f"# Evaluation: {label}",
         "",
-        "## Metrics (hidden tests, 95% bootstrap CI over problems)",
+        "## Metrics (hidden tests, 95% family-clustered bootstrap CI; `families` per interval)",
         "",
         markdown_table(
             [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
@@ -226,10 +247,10 @@ def group_rows(
     for kind, group_of in sorted(groups.items()):
         by_group: dict[str, list[Outcomes]] = {}
         for o in outcomes:
-            by_group.setdefault(group_of.get(o.problem_id, "unknown"), []).append(o)
+            by_group.setdefault(group_of.get(o.problem_id, UNKNOWN), []).append(o)
         for name, members in sorted(by_group.items()):
             values = np.array([pass_at_k(o.n, o.c, 1) for o in members])
-            lo, hi = _ci(values, cfg)
+            lo, hi, families = _ci(values, members, cfg)
             rows.append(
                 {
                     "label": label,
@@ -239,6 +260,7 @@ def group_rows(
                     "lo": lo,
                     "hi": hi,
                     "problems": len(members),
+                    "families": families,
                 }
             )
     return rows
@@ -253,7 +275,7 @@ def groups_of(problems: Manifest, splits: tuple[str, ...]) -> dict[str, dict[str
     """The groups pass@1 is broken down by: each problem's family and difficulty."""
     by_id = {p.name: p for p in eval_problems(problems, splits)}
     return {
-        "family": {pid: p.tags.get("family", "unknown") for pid, p in by_id.items()},
+        "family": {pid: p.tags.get("family", UNKNOWN) for pid, p in by_id.items()},
         "difficulty": {pid: str(p.cf_rating or p.difficulty) for pid, p in by_id.items()},
     }
 
@@ -271,10 +293,12 @@ def finish(
     """Reduce the hidden-test executions to per-sample outcomes, metrics, plots and a report."""
     table = per_sample_table(samples, filtered, clusters, plan.dir / EXEC_DIR)
     write_parquet(plan.dir / PER_SAMPLE_FILE, table)
-    outcomes = problem_outcomes(table, split_of(problems, splits))
+    groups = groups_of(problems, splits)
+    tagged = {pid: fam for pid, fam in groups["family"].items() if fam != UNKNOWN}  # untagged: own family
+    outcomes = problem_outcomes(table, split_of(problems, splits), tagged)
     rows = metric_rows(label, outcomes, cfg)
     write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows, schema=METRIC_SCHEMA))
-    by_group = group_rows(label, outcomes, groups_of(problems, splits), cfg)
+    by_group = group_rows(label, outcomes, groups, cfg)
     if by_group:
         write_parquet(plan.dir / BY_GROUP_FILE, pa.Table.from_pylist(by_group))
     write_report(plan.dir, label, rows, filtered, clusters, cfg.n_submissions, by_group)
