@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 
 import pytest
 
@@ -28,3 +29,24 @@ def judge():
 @pytest.fixture(autouse=False)
 def needs_sandbox():
     _skip_if_allowed()
+
+
+BACKENDS = ["bwrap", pytest.param("docker", marks=pytest.mark.docker)]
+
+
+@contextmanager
+def one_worker_judge(backend: str):
+    """A judge with one worker, so every job of a test runs in the same warm sandbox; skips
+    when the backend is unavailable here."""
+    if backend == "docker":
+        from tasks.core.sandbox import SandboxUnavailable
+        from tasks.core.sandbox.docker_backend import connect, ensure_image
+
+        try:
+            ensure_image(connect(timeout_s=10))
+        except SandboxUnavailable as exc:
+            pytest.skip(str(exc))
+    else:
+        _skip_if_allowed()
+    with Judge(backend=backend, workers=1, limits=FAST) as judge:
+        yield judge

@@ -19,25 +19,14 @@ import pytest
 
 from tasks.core.jobs import LimitPolicy, build_job
 from tasks.core.problems import load_humaneval
-from tasks.core.sandbox import Job, Judge, SandboxUnavailable, TestCase, Verdict
-from tests.sandbox.conftest import FAST, _skip_if_allowed
-
-BACKENDS = ["bwrap", pytest.param("docker", marks=pytest.mark.docker)]
+from tasks.core.sandbox import Job, TestCase, Verdict
+from tests.sandbox.conftest import BACKENDS, one_worker_judge
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def judge1(request):
     """One worker, so every job of a test runs in the same warm sandbox."""
-    if request.param == "docker":
-        from tasks.core.sandbox.docker_backend import connect, ensure_image
-
-        try:
-            ensure_image(connect(timeout_s=10))
-        except SandboxUnavailable as exc:
-            pytest.skip(str(exc))
-    else:
-        _skip_if_allowed()
-    with Judge(backend=request.param, workers=1, limits=FAST) as judge:
+    with one_worker_judge(request.param) as judge:
         yield judge
 
 

@@ -31,11 +31,9 @@ import uuid
 
 import pytest
 
-from tasks.core.sandbox import Job, Judge, Limits, SandboxUnavailable, TestCase, Verdict
+from tasks.core.sandbox import Job, Judge, Limits, TestCase, Verdict
 from tasks.core.sandbox.bwrap import TMP_INODES
-from tests.sandbox.conftest import FAST, _skip_if_allowed
-
-BACKENDS = ["bwrap", pytest.param("docker", marks=pytest.mark.docker)]
+from tests.sandbox.conftest import BACKENDS, FAST, _skip_if_allowed, one_worker_judge
 
 INNOCENT = r"""
 import os
@@ -58,16 +56,7 @@ NORMAL_WALL_S = 1.5  # the innocent job needs ~0.05 s of CPU; generous for a loa
 @pytest.fixture(scope="module", params=BACKENDS)
 def judge1(request):
     """One worker, so every job of a test runs in the same warm sandbox."""
-    if request.param == "docker":
-        from tasks.core.sandbox.docker_backend import connect, ensure_image
-
-        try:
-            ensure_image(connect(timeout_s=10))
-        except SandboxUnavailable as exc:
-            pytest.skip(str(exc))
-    else:
-        _skip_if_allowed()
-    with Judge(backend=request.param, workers=1, limits=FAST) as judge:
+    with one_worker_judge(request.param) as judge:
         judge.baseline = innocent_state(judge)
         yield judge
 
