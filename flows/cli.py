@@ -7,6 +7,8 @@ mode and prints where the stores, checkpoints and report are. Prefect and Huggin
 configured for this machine before they are imported: project-local ``PREFECT_HOME``, no
 telemetry, offline hub, a generous ephemeral-server start-up timeout.
 
+``alphacode seeds --profile NAME --seed 0 --seed 1`` runs it once per seed (stages 2-6 reseeded,
+:mod:`tasks.core.seeds`) into one run directory and prints the spread of RL's gain.
 Also ``profiles``, ``serve`` (a local Prefect stack, :mod:`flows.serve`), ``doctor`` (is this
 machine ready? :mod:`tasks.core.doctor`; exit 1 if a required part is missing), ``judge`` and
 ``humaneval`` (:mod:`flows.cli_judge`) and the ``samples`` group (:mod:`flows.cli_samples`).
@@ -92,12 +94,39 @@ def print_summary(result) -> None:
     typer.echo(f"sample store:    {result.sft.samples.dir / STORE}")
     typer.echo(f"checkpoints:     {result.finetune.dir / MODEL_DIR}  (RL: {result.rl.dir / MODEL_DIR})")
     typer.echo(f"report:          {result.report.dir / 'report.md'}")
+    typer.echo("RL against the best compute-matched baseline (test splits, temperatures chosen on valid):")
     for row in result.report.metrics.get("comparison", []):
+        base = row["best baseline"]
         typer.echo(
-            f"  pass@1 {row['split']:<15} stage-2 {row['pass@1 before']:.3f} -> RL {row['pass@1 after']:.3f} "
+            f"  {row['metric']:<8} {row['split']:<15} RL {row['rl']:.3f} vs {base} {row[base]:.3f} "
             f"({row['difference']:+.3f}, 95% CI {row['lo']:+.3f}..{row['hi']:+.3f}, "
             f"{row['problems']} problems in {row['families']} families)"
         )
+
+
+@app.command()
+def seeds(
+    profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
+    seed: list[int] = typer.Option([0, 1], "--seed", "-s", help="a seed for stages 2-6 (repeatable)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=8 (repeatable)"),
+) -> None:
+    """Repeat stages 2-6 under each seed into one run directory; report RL's gain across seeds."""
+    from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
+
+    if len(set(seed)) != len(seed) or any(s < 0 for s in seed):
+        fail(f"--seed {seed}: give distinct seeds >= 0, e.g. --seed 0 --seed 1")
+    try:
+        overrides = normalise_overrides(set_)
+        preflight(load_profile(profile, overrides))
+    except ConfigError as err:
+        fail(str(err))
+    from flows.pipeline import alphacode_seeds, default_out_dir
+
+    root = (out or Path(default_out_dir(profile))).resolve()
+    path = alphacode_seeds(profile=profile, seeds=seed, out_dir=str(root), overrides=overrides)
+    typer.echo(Path(path).read_text())
+    typer.echo(f"seed spread report: {path}")
 
 
 @app.command()

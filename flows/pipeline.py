@@ -30,12 +30,16 @@ from flows.stages import (
     problems_flow,
     rl_flow,
     sample_flow,
+    select_flow,
+    sft_continue_flow,
 )
 from tasks.caching import cached
-from tasks.core.config import PipelineConfig, load_profile
+from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
 from tasks.core.manifest import Manifest, plan_stage
+from tasks.core.seeds import seed_overrides, write_spread
 from tasks.core.stages import STAGES, Stage
 from tasks.core.stages import report as report_stage
+from tasks.core.stages.report import Contender, ReportSettings
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import is_parallel, make_task_runner, require_runner
 from tasks.stages import report_task
@@ -44,10 +48,11 @@ DEFAULT_OUT = "runs"
 
 
 class EvaluationRun(BaseModel):
-    """Stages 3-5 and the hidden-test evaluation of one model; later ones are None when the
-    run stopped early (``until``)."""
+    """Stages 3-5 and the hidden-test evaluation of one model at one sampling setting
+    (``label``, e.g. ``rl T=0.8``); later ones are None when the run stopped early (``until``)."""
 
     model_config = ConfigDict(frozen=True)
+    label: str = ""
     samples: Manifest
     filtered: Manifest | None = None
     clusters: Manifest | None = None
@@ -59,8 +64,11 @@ class EvaluationRun(BaseModel):
 
 
 class PipelineResult(BaseModel):
-    """Every stage a run finished (None: not reached). ``sft``/``rl_eval`` are the evaluations of
-    the stage-2 and the RL model."""
+    """Every stage a run finished (None: not reached). ``sft`` is stage 3-5 of the stage-2 model
+    at the configured sampling temperature (the massive-sampling run); ``sft_continue`` the
+    compute-matched baseline model; ``selections`` each compared model's temperature choice on
+    ``valid``; ``evaluations`` every test evaluation of the report by label (``rl T=0.8``...);
+    ``rl_eval`` the RL model's evaluation its pass@k curve comes from."""
 
     model_config = ConfigDict(frozen=True)
     root: str
@@ -69,20 +77,26 @@ class PipelineResult(BaseModel):
     finetune: Manifest | None = None
     sft: EvaluationRun | None = None
     rl: Manifest | None = None
+    sft_continue: Manifest | None = None
+    selections: dict[str, Manifest] = {}
+    evaluations: dict[str, EvaluationRun] = {}
     rl_eval: EvaluationRun | None = None
     report: Manifest | None = None
 
     @property
     def stages(self) -> dict[str, Manifest]:
-        """The finished stages by display label (``sample (sft)``, ``rl``...), in pipeline order:
-        for printing and the report's stage list; code reads the fields."""
+        """The finished stages by display label (``sample (sft T=0.8)``, ``rl``...), in pipeline
+        order: for printing and the report's stage list; code reads the fields."""
         out = {Stage.PROBLEMS.value: self.problems}
         out |= {
             s.value: m for s, m in ((Stage.PRETRAIN, self.pretrain), (Stage.FINETUNE, self.finetune)) if m
         }
-        out |= self.sft.labelled("sft") if self.sft else {}
+        out |= self.sft.labelled(self.sft.label) if self.sft else {}
         out |= {Stage.RL.value: self.rl} if self.rl else {}
-        out |= self.rl_eval.labelled("rl") if self.rl_eval else {}
+        out |= {Stage.SFT_CONTINUE.value: self.sft_continue} if self.sft_continue else {}
+        out |= {f"{Stage.SELECT.value} ({k})": m for k, m in self.selections.items()}
+        for run in self.evaluations.values():
+            out |= run.labelled(run.label)
         return out
 
 
@@ -113,48 +127,126 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     require_runner(cfg.runner)
     stop = STAGES.index(Stage(until))
     reached = lambda stage: stop >= STAGES.index(stage)  # noqa: E731
+    valid = cfg.problems.valid_split
     problems = problems_flow(cfg.problems, root)
-    pretrain = finetune = rl = None
-    sft = rl_eval = None
+    out: dict[str, Any] = {"root": root, "problems": problems}
     if reached(Stage.PRETRAIN):
-        pretrain = pretrain_flow(cfg.pretrain, root)
+        out["pretrain"] = pretrain_flow(cfg.pretrain, root)
     if reached(Stage.FINETUNE):
-        finetune = finetune_flow(
-            cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.valid_split, root
+        out["finetune"] = finetune_flow(
+            cfg.finetune, out["pretrain"], problems, cfg.problems.sft_split, valid, root
         )
     if reached(Stage.SAMPLE):
-        sft = _evaluate("sft", cfg, finetune, problems, root, STAGES[min(stop, STAGES.index(Stage.EVALUATE))])
+        until_eval = STAGES[min(stop, STAGES.index(Stage.EVALUATE))]
+        t = cfg.sample.sampling.temperature
+        out["sft"] = _evaluate(f"sft T={t:g}", cfg, t, out["finetune"], problems, root, until_eval)
     if reached(Stage.RL):
-        rl = rl_flow(cfg.rl, cfg.judge, finetune, problems, cfg.problems.rl_split, root)
+        out["rl"] = rl_flow(cfg.rl, cfg.judge, out["finetune"], problems, cfg.problems.rl_split, root)
+    if reached(Stage.SFT_CONTINUE):
+        out["sft_continue"] = sft_continue_flow(
+            cfg.finetune, out["finetune"], out["rl"], problems, cfg.problems.sft_split, valid, root
+        )
+    if reached(Stage.SELECT):
+        models = {"sft": out["finetune"], "sft-continue": out["sft_continue"], "rl": out["rl"]}
+        chosen = {name: _select(name, cfg, model, problems, root) for name, model in models.items()}
+        out["selections"] = {name: sel for name, (_, _, sel) in chosen.items() if sel is not None}
     if reached(Stage.REPORT):
-        rl_eval = _evaluate("rl", cfg, rl, problems, root, Stage.EVALUATE)
-    result = PipelineResult(
-        root=root, problems=problems, pretrain=pretrain, finetune=finetune, sft=sft, rl=rl, rl_eval=rl_eval
+        contenders, evaluations = [], {}
+        for name, (t1, tw, _) in chosen.items():
+            runs = {t: _evaluate(f"{name} T={t:g}", cfg, t, models[name], problems, root) for t in {t1, tw}}
+            evaluations |= {run.label: run for run in runs.values()}
+            contenders.append(
+                Contender(
+                    label=name,
+                    pass1=runs[t1].evaluation,
+                    wide=runs[tw].evaluation,
+                    pass1_temperature=t1,
+                    wide_temperature=tw,
+                )
+            )
+        out |= {"evaluations": evaluations, "rl_eval": evaluations[f"rl T={chosen['rl'][1]:g}"]}
+        result = PipelineResult(**out)
+        return result.model_copy(update={"report": _report(cfg, result, contenders, root)})
+    return PipelineResult(**out)
+
+
+def wide_k(cfg: PipelineConfig) -> int:
+    """The k of the report's wide pass@k: 10 if both the test and the valid sampling reach it,
+    else the largest ``evaluate.ks`` that both reach."""
+    reach = min(
+        cfg.sample.sampling.n, cfg.select.valid_n if cfg.select.temperatures else cfg.sample.sampling.n
     )
-    if reached(Stage.REPORT):
-        result = result.model_copy(update={"report": _report(cfg, result, root)})
-    return result
+    fits = [k for k in cfg.evaluate.ks if k <= reach]
+    if not fits:
+        raise ValueError(f"no k of evaluate.ks {list(cfg.evaluate.ks)} is <= {reach} samples: lower a k")
+    return 10 if 10 in fits else max(fits)
+
+
+def _select(
+    name: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str
+) -> tuple[float, float, Manifest | None]:
+    """``name``'s (pass@1 temperature, wide temperature, selection stage), chosen on ``valid``
+    over ``cfg.select.temperatures``; without a grid, the configured sampling temperature."""
+    grid = cfg.select.temperatures
+    if not grid:
+        t = cfg.sample.sampling.temperature
+        return t, t, None
+    valid = (cfg.problems.valid_split,)
+    runs = [
+        (
+            t,
+            _evaluate(
+                f"{name} T={t:g} on {valid[0]}",
+                cfg,
+                t,
+                model,
+                problems,
+                root,
+                splits=valid,
+                n=cfg.select.valid_n,
+            ),
+        )
+        for t in grid
+    ]
+    sel = select_flow(name, [(t, run.evaluation) for t, run in runs], valid[0], wide_k(cfg), root)
+    return float(sel.metrics["pass1_temperature"]), float(sel.metrics["wide_temperature"]), sel
 
 
 def _evaluate(
-    label: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str, until: Stage
+    label: str,
+    cfg: PipelineConfig,
+    temperature: float,
+    model: Manifest,
+    problems: Manifest,
+    root: str,
+    until: Stage = Stage.EVALUATE,
+    splits: tuple[str, ...] | None = None,
+    n: int | None = None,
 ) -> EvaluationRun:
-    """Stages 3-5 and the hidden-test evaluation for one model, up to ``until``."""
-    splits = cfg.problems.eval_splits
+    """Stages 3-5 and the hidden-test evaluation for one model at ``temperature`` (and ``n``
+    samples per problem, default the configured n) on ``splits`` (default the eval splits), up
+    to ``until``."""
+    splits = splits or cfg.problems.eval_splits
+    sampling = cfg.sample.sampling.model_copy(
+        update={"temperature": temperature, "n": n or cfg.sample.sampling.n}
+    )
+    sample_cfg = cfg.sample.model_copy(update={"sampling": sampling})
     on = partial(_on_runner, cfg)
-    samples = on(sample_flow)(cfg.sample, model, problems, splits, root)
+    samples = on(sample_flow)(sample_cfg, model, problems, splits, root)
     if until == Stage.SAMPLE:
-        return EvaluationRun(samples=samples)
+        return EvaluationRun(label=label, samples=samples)
     filtered = on(filter_flow)(cfg.judge, samples, problems, splits, root)
     if until == Stage.FILTER:
-        return EvaluationRun(samples=samples, filtered=filtered)
+        return EvaluationRun(label=label, samples=samples, filtered=filtered)
     clusters = on(cluster_flow)(cfg.cluster, cfg.judge, samples, filtered, problems, splits, root)
     if until == Stage.CLUSTER:
-        return EvaluationRun(samples=samples, filtered=filtered, clusters=clusters)
+        return EvaluationRun(label=label, samples=samples, filtered=filtered, clusters=clusters)
     evaluation = on(evaluate_flow)(
         cfg.evaluate, cfg.judge, label, samples, filtered, clusters, problems, splits, root
     )
-    return EvaluationRun(samples=samples, filtered=filtered, clusters=clusters, evaluation=evaluation)
+    return EvaluationRun(
+        label=label, samples=samples, filtered=filtered, clusters=clusters, evaluation=evaluation
+    )
 
 
 def _on_runner(cfg: PipelineConfig, stage_flow):
@@ -164,16 +256,25 @@ def _on_runner(cfg: PipelineConfig, stage_flow):
     return partial(stage_flow.with_options(task_runner=make_task_runner(cfg.runner)), parallel=True)
 
 
-def _report(cfg: PipelineConfig, result: PipelineResult, root: str) -> Manifest:
-    assert result.sft and result.rl_eval  # the report stage runs after both evaluations
-    before, after = result.sft.evaluation, result.rl_eval.evaluation
-    plan = plan_stage(root, Stage.REPORT, {}, [before, after], report_stage)
+def _report(cfg: PipelineConfig, result: PipelineResult, contenders: list[Contender], root: str) -> Manifest:
+    settings = ReportSettings(
+        wide_k=wide_k(cfg),
+        n_submissions=cfg.evaluate.n_submissions,
+        seed=cfg.evaluate.seed,
+        bootstrap=cfg.evaluate.bootstrap,
+    )
+    upstream = [m for c in contenders for m in (c.pass1, c.wide)]
+    key_cfg = {
+        "settings": settings.model_dump(mode="json"),
+        "temperatures": [[c.label, c.pass1_temperature, c.wide_temperature] for c in contenders],
+    }
+    plan = plan_stage(root, Stage.REPORT, key_cfg, upstream, report_stage)
     return cached(report_task, root)(
         plan=plan,
-        before=before,
-        after=after,
+        contenders=contenders,
         problems=result.problems,
         splits=cfg.problems.eval_splits,
+        settings=settings,
         stage_manifests=result.stages,
     )
 
@@ -183,7 +284,7 @@ def evaluate_model(
 ) -> EvaluationRun:
     """Stages 3-5 and the hidden-test evaluation of one model (used by ``reevaluate``)."""
     require_runner(cfg.runner)
-    return _evaluate(label, cfg, model, problems, root, Stage.EVALUATE)
+    return _evaluate(label, cfg, cfg.sample.sampling.temperature, model, problems, root)
 
 
 @flow(name="alphacode-pipeline")
@@ -213,3 +314,29 @@ def alphacode_stage(
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
     with active_run(root):
         return run_pipeline(cfg, root, until=stage)
+
+
+@flow(name="alphacode-seeds")
+def alphacode_seeds(
+    profile: str = "default",
+    seeds: list[int] | None = None,
+    out_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> str:
+    """The pipeline once per seed of ``seeds`` (default 0 and 1: stages 2-6 reseeded,
+    :mod:`tasks.core.seeds`) into one run directory, then the spread of RL's gain across them;
+    returns the spread report's path."""
+    seeds = list(seeds or [0, 1])
+    base = load_profile(profile, overrides)
+    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    comparisons, reports = {}, {}
+    with active_run(root):
+        for seed in seeds:
+            extra = deep_merge(normalise_overrides(overrides), seed_overrides(base.rl.algorithm, seed))
+            result = run_pipeline(load_profile(profile, extra), root)
+            comparisons[seed] = result.report.metrics["comparison"]
+            reports[seed] = str(result.report.dir / "report.md")
+    path = write_spread(Path(root) / "seeds" / "-".join(map(str, seeds)), comparisons, reports)
+    create_markdown_artifact(path.read_text(), key="alphacode-seeds", description=f"seed spread ({profile})")
+    get_run_logger().info("seed spread: %s", path)
+    return str(path)

@@ -31,6 +31,8 @@ from tasks.core.stages import pretrain as pretrain_stage
 from tasks.core.stages import problems as problems_stage
 from tasks.core.stages import rl as rl_stage
 from tasks.core.stages import sample as sample_stage
+from tasks.core.stages import select as select_stage
+from tasks.core.stages import sft_continue as sft_continue_stage
 from tasks.progress import StageProgress
 from tasks.stages import (
     cluster_finish_task,
@@ -44,6 +46,8 @@ from tasks.stages import (
     rl_task,
     sample_finish_task,
     sample_shard_task,
+    select_task,
+    sft_continue_task,
 )
 
 
@@ -233,4 +237,40 @@ def rl_flow(
         cached(rl_task, root)(
             plan=plan, cfg=cfg, finetuned=finetuned, problems=problems, split=split, judge=judge
         )
+    )
+
+
+@flow(name="sft-continue")
+def sft_continue_flow(
+    cfg: FinetuneConfig,
+    finetuned: Manifest,
+    rl: Manifest,
+    problems: Manifest,
+    sft_split: str,
+    valid_split: str,
+    root: str,
+) -> Manifest:
+    key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
+    plan = plan_stage(root, Stage.SFT_CONTINUE, key_cfg, [finetuned, rl, problems], sft_continue_stage)
+    return _published(
+        cached(sft_continue_task, root)(
+            plan=plan,
+            cfg=cfg,
+            finetuned=finetuned,
+            rl=rl,
+            problems=problems,
+            sft_split=sft_split,
+            valid_split=valid_split,
+        )
+    )
+
+
+@flow(name="select")
+def select_flow(
+    label: str, grid: list[tuple[float, Manifest]], split: str, wide_k: int, root: str
+) -> Manifest:
+    key_cfg = {"label": label, "temperatures": [t for t, _ in grid], "split": split, "wide_k": wide_k}
+    plan = plan_stage(root, Stage.SELECT, key_cfg, [m for _, m in grid], select_stage)
+    return _published(
+        cached(select_task, root)(plan=plan, label=label, grid=grid, split=split, wide_k=wide_k)
     )

@@ -33,6 +33,8 @@ from tasks.core.stages import pretrain as pretrain_stage
 from tasks.core.stages import problems as problems_stage
 from tasks.core.stages import rl as rl_stage
 from tasks.core.stages import sample as sample_stage
+from tasks.core.stages import select as select_stage
+from tasks.core.stages import sft_continue as sft_continue_stage
 from tasks.progress import StageProgress
 
 
@@ -143,13 +145,41 @@ def evaluate_finish_task(
     return plan.manifest() or evaluate.finish(plan, cfg, label, problems, splits, samples, filtered, clusters)
 
 
+@task(name="sft-continue")
+def sft_continue_task(
+    plan: StagePlan,
+    cfg: FinetuneConfig,
+    finetuned: Manifest,
+    rl: Manifest,
+    problems: Manifest,
+    sft_split: str,
+    valid_split: str,
+) -> Manifest:
+    if (done := plan.manifest()) is not None:
+        return done
+    bar, update = _train_progress(max(1, int(rl.metrics["optimizer_steps"])), "SFT-continue baseline (steps)")
+    with bar:
+        return sft_continue_stage.run_sft_continue(
+            plan, cfg, finetuned, rl, problems, sft_split, valid_split, update
+        )
+
+
+@task(name="select")
+def select_task(
+    plan: StagePlan, label: str, grid: list[tuple[float, Manifest]], split: str, wide_k: int
+) -> Manifest:
+    return plan.manifest() or select_stage.choose(plan, label, grid, split, wide_k)
+
+
 @task(name="report")
 def report_task(
     plan: StagePlan,
-    before: Manifest,
-    after: Manifest,
+    contenders: list[report.Contender],
     problems: Manifest,
     splits: tuple[str, ...],
+    settings: report.ReportSettings,
     stage_manifests: dict[str, Manifest],
 ) -> Manifest:
-    return plan.manifest() or report.build_report(plan, before, after, problems, splits, stage_manifests)
+    return plan.manifest() or report.build_report(
+        plan, contenders, problems, splits, settings, stage_manifests
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.core.corpus import CorpusSpec
 from tasks.core.hparams import ModelSpec, PPOParams, TrainHParams
@@ -109,6 +109,27 @@ class RLConfig(_Cfg):
         }[self.algorithm]
 
 
+class SelectConfig(_Cfg):
+    """How each compared model's sampling temperature is chosen, on the valid split only.
+
+    Every model of the report (stage 2, SFT-continue, RL) is sampled ``valid_n`` times per
+    ``valid`` problem at each temperature of ``temperatures`` (``0`` = greedy) and scored on the
+    hidden tests; the temperature with the best valid pass@1 is the one its test pass@1 is
+    reported at, the one with the best valid pass@10 the one its test pass@k curve and 10@k are
+    reported at (ties: the earlier in the grid). An empty grid chooses nothing: every model is
+    reported at ``sample.sampling.temperature``."""
+
+    temperatures: tuple[float, ...] = ()
+    valid_n: int = Field(default=10, ge=1, description="samples per valid problem at each temperature")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _grid(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(t < 0 for t in v) or len(set(v)) != len(v):
+            raise ValueError(f"select.temperatures {list(v)}: give distinct temperatures >= 0 (0 = greedy)")
+        return v
+
+
 class EvalConfig(_Cfg):
     ks: tuple[int, ...] = (1, 5, 10)
     n_at_k: tuple[int, ...] = (1, 5, 10)
@@ -171,6 +192,7 @@ class PipelineConfig(_Cfg):
     judge: JudgeConfig = JudgeConfig()
     cluster: ClusterConfig = ClusterConfig()
     rl: RLConfig = RLConfig()
+    select: SelectConfig = SelectConfig()
     evaluate: EvalConfig = EvalConfig()
     runner: RunnerConfig = RunnerConfig()
 

@@ -24,6 +24,8 @@ ENTRIES = {
     Stage.CLUSTER: "tasks.core.stages.cluster",
     Stage.EVALUATE: "tasks.core.stages.evaluate",
     Stage.RL: "tasks.core.stages.rl",
+    Stage.SFT_CONTINUE: "tasks.core.stages.sft_continue",
+    Stage.SELECT: "tasks.core.stages.select",
     Stage.REPORT: "tasks.core.stages.report",
 }
 EVERY_STAGE = {
@@ -57,6 +59,9 @@ MUST = {
     | {"tasks/core/metrics.py", "tasks/core/report.py", "tasks/core/stages/filter.py"},
     Stage.RL: SANDBOX
     | {"tasks/core/rl/__init__.py", "tasks/core/rl/rewards.py", "tasks/core/stages/judging.py"},
+    Stage.SFT_CONTINUE: PROBLEMS
+    | {"tasks/core/stages/finetune.py", "tasks/core/stages/sft_continue.py", "tasks/core/training/loop.py"},
+    Stage.SELECT: {"tasks/core/stages/select.py", "tasks/core/stages/evaluate.py"},
     Stage.REPORT: {"tasks/core/metrics.py", "tasks/core/stages/evaluate.py", "tasks/core/stages/report.py"},
 }
 # config.py is imported under TYPE_CHECKING only: configs reach keys through their dumped values
@@ -69,6 +74,8 @@ MUST_NOT = {
     Stage.CLUSTER: {"tasks/core/corpus.py", "tasks/core/metrics.py", "tasks/core/config.py"},
     Stage.EVALUATE: {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
     Stage.RL: {"tasks/core/corpus.py", "tasks/core/clustering.py", "tasks/core/config.py"},
+    Stage.SFT_CONTINUE: SANDBOX | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/config.py"},
+    Stage.SELECT: {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
     Stage.REPORT: {"tasks/core/corpus.py", "tasks/core/config.py"},
 }
 
@@ -174,6 +181,8 @@ def pipeline_keys() -> dict[str, str]:
             f"cluster ({label})": clusters,
             f"evaluate ({label})": evaluation,
         }
+    out["sft-continue"] = plan(Stage.SFT_CONTINUE, ENTRIES[Stage.SFT_CONTINUE], [finetune, rl, problems])
+    out["select (rl)"] = plan(Stage.SELECT, ENTRIES[Stage.SELECT], [out["evaluate (rl)"]])
     out["report"] = plan(Stage.REPORT, ENTRIES[Stage.REPORT], [out["evaluate (sft)"], out["evaluate (rl)"]])
     return {name: m.key for name, m in out.items()}
 

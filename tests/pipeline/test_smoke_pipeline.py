@@ -46,16 +46,24 @@ def task_runs_since(started) -> list:
 
 def test_every_stage_published(smoke_run):
     first, _, _ = smoke_run
-    expected = {"problems", "pretrain", "finetune", "rl"} | {
-        f"{s} ({m})" for s in ("sample", "filter", "cluster", "evaluate") for m in ("sft", "rl")
-    }
-    assert set(first.stages) == expected
+    models = {"sft", "sft-continue", "rl"}
+    assert {"problems", "pretrain", "finetune", "rl", "sft-continue"} <= set(first.stages)
+    assert {f"select ({m})" for m in models} == {k for k in first.stages if k.startswith("select")}
+    assert {label.split(" T=")[0] for label in first.evaluations} == models
+    for label in [first.sft.label, *first.evaluations]:
+        assert {f"{s} ({label})" for s in ("sample", "filter", "cluster", "evaluate")} <= set(first.stages)
     for manifest in [*first.stages.values(), first.report]:
         assert (Path(manifest.path) / "manifest.json").is_file()
-    assert (first.finetune.dir / "model" / "config.json").is_file()
-    assert (first.rl.dir / "model" / "config.json").is_file()
-    assert first.stages["sample (rl)"] == first.rl_eval.samples and first.stages["rl"] == first.rl
-    assert (first.report.dir / "report.md").read_text().startswith("# AlphaCode pipeline report")
+    for stage in (first.finetune, first.rl, first.sft_continue):
+        assert (stage.dir / "model" / "config.json").is_file()
+    assert first.stages[f"sample ({first.rl_eval.label})"] == first.rl_eval.samples
+    assert first.stages["rl"] == first.rl
+    assert first.sft_continue.metrics["steps"] == first.rl.metrics["optimizer_steps"] > 0
+    report = (first.report.dir / "report.md").read_text()
+    assert report.startswith("# AlphaCode pipeline report") and "best baseline" in report
+    comparison = first.report.metrics["comparison"]
+    assert {r["split"] for r in comparison} == {*load_profile("smoke").problems.eval_splits, "all"}
+    assert all(r["best baseline"] in ("sft", "sft-continue") for r in comparison)
 
 
 def test_second_run_is_all_cached(smoke_run):

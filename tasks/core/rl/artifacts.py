@@ -38,6 +38,10 @@ class RLResult:
     plot_path: Path
     final_reward_mean: float
     resumed_from_step: int | None
+    # compute spent on optimizer updates, for the compute-matched SFT-continue baseline; None
+    # where a trainer does not count it (then ``steps`` are its optimizer steps)
+    optimizer_steps: int | None = None
+    train_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Contract
   (:class:`~tasks.core.hparams.KLPenalty`). A round with no passing sample trains nothing.
 - Outputs as the other trainers: ``out_dir/model`` (the last round's model), ``metrics.parquet``
   (one row per round: ``step`` = round, ``reward`` = ``pass_rate`` = the sampled completions'
-  hidden-test pass rate, ``solved_problems``, ``pairs``, ``train_steps``, ``train_loss`` (NLL)
+  hidden-test pass rate, ``solved_problems``, ``pairs``, ``train_steps``, ``train_tokens`` (input
+  tokens of those steps), ``train_loss`` (NLL)
   and ``kl`` of the round's last step, ``step_time``), ``rl_curve.png``.
 - Resume: round r's work lives in ``out_dir/rounds/round-<r>/``: ``scored.json`` (the kept
   pairs, pass rate and solved count, written once the samples are scored), the training loop's
@@ -113,10 +114,10 @@ def _train_round(
     params: ExpertIterationParams,
     round_dir: Path,
     seed: int,
-) -> tuple[int, float, float | None]:
+) -> tuple[int, int, float, float | None]:
     """Train on ``pairs`` with loss NLL + beta * KL(policy || frozen ref) per label token through
     the shared loop into ``round_dir`` (``model/``, ``checkpoint/``, ``metrics.parquet``,
-    ``loss.png``), resuming its checkpoint. Returns (steps, last NLL, last KL)."""
+    ``loss.png``), resuming its checkpoint. Returns (steps, input tokens, last NLL, last KL)."""
     from tasks.core.modeling import load_model_and_tokenizer
     from tasks.core.training import KLRegularisedNLL, PromptCompletionDataset, TrainHParams, train
 
@@ -136,7 +137,7 @@ def _train_round(
         bf16=params.bf16,
     )
     result = train(policy, tokenizer, data, None, hp, round_dir, loss=KLRegularisedNLL(ref, params.beta))
-    return steps, result.final_train_loss, result.final_kl
+    return steps, result.tokens_seen, result.final_train_loss, result.final_kl
 
 
 def _score(
@@ -179,9 +180,9 @@ def _round(
         scored = _score(r, model_dir, problems, reward, params, format_prompt)
         atomic_write_json(scored_path, {**scored, "params": _resume_key(params)})
     pairs = [(prompt, completion) for prompt, completion in scored["pairs"]]
-    steps, loss, kl = 0, float("nan"), float("nan")
+    steps, tokens, loss, kl = 0, 0, float("nan"), float("nan")
     if pairs:
-        steps, loss, kl = _train_round(model_dir, ref_dir, pairs, params, round_dir, params.seed + r)
+        steps, tokens, loss, kl = _train_round(model_dir, ref_dir, pairs, params, round_dir, params.seed + r)
     row = {
         "step": float(r + 1),
         "reward": scored["pass_rate"],
@@ -189,6 +190,7 @@ def _round(
         "solved_problems": float(scored["solved"]),
         "pairs": float(len(pairs)),
         "train_steps": float(steps),
+        "train_tokens": float(tokens),
         "train_loss": loss,
         "kl": kl,
         "step_time": time.perf_counter() - started,
@@ -243,4 +245,6 @@ def train_expert_iteration(task: RLTask, params: ExpertIterationParams) -> RLRes
         plot_path=out.plot_path,
         final_reward_mean=float(rows[-1]["reward"] or 0.0),
         resumed_from_step=resumed,
+        optimizer_steps=int(sum(r["train_steps"] for r in rows)),
+        train_tokens=int(sum(r.get("train_tokens", 0.0) for r in rows)),
     )

@@ -4,7 +4,9 @@ Contract: :func:`make_backend` loads the backend ``params.backend`` names from a
 directory (vLLM imported only when asked for). :func:`sample_shard` samples
 ``plan.num_samples`` completions of one request under the shard's seed and returns them as
 rows of the sample store's schema (:mod:`tasks.core.samplestore`), with the dedup flags of the
-shard alone (the store's ``finalize`` makes them exact across shards). The shard loop, its
+shard alone. Greedy decoding (``temperature == 0``) is deterministic, so it is decoded once and
+the shard holds ``num_samples`` copies of that one completion (pass@k of a greedy run is then
+its pass@1, as it should be, and execution dedup runs the program once) (the store's ``finalize`` makes them exact across shards). The shard loop, its
 skip-if-done and its write live in the sample stage (:func:`tasks.core.stages.sample.run_shard`).
 Limits: a request whose prompt does not fit the model's context fails before sampling.
 """
@@ -49,7 +51,11 @@ def sample_shard(
     if plan.num_samples <= 0:
         raise SamplingError(f"shard {plan.problem_id}#{plan.shard_index} asks for zero samples")
     check_prompt_fits(backend, request, params)
-    [gens] = backend.generate([request.prompt], plan.num_samples, params, plan.seed, progress)
+    if params.temperature == 0:
+        [gens] = backend.generate([request.prompt], 1, params, plan.seed, progress)
+        gens = gens * plan.num_samples
+    else:
+        [gens] = backend.generate([request.prompt], plan.num_samples, params, plan.seed, progress)
     codes = [extract_program(g.text) for g in gens]
     rows = len(gens)
     table = pa.table(

@@ -25,6 +25,8 @@ class Stage(StrEnum):
     CLUSTER = "cluster"
     EVALUATE = "evaluate"
     RL = "rl"
+    SFT_CONTINUE = "sft-continue"
+    SELECT = "select"
     REPORT = "report"
 
 

@@ -1,114 +1,212 @@
-"""The pipeline report: the stage-2 (SFT) model against the RL model, from their evaluations.
+"""The pipeline report: the RL model against its compute-matched baselines, per test split.
 
-Contract: reads the two evaluation stages' ``metrics.parquet`` and ``per_sample.parquet``;
-writes ``metrics.parquet`` (both models' rows), ``comparison.parquet`` (per split: pass@1 of
-each model and the paired difference over the same problems with a family-clustered bootstrap
-95% CI, ``metrics.family_paired_bootstrap``, and the number of families it resampled),
-``pass_at_k.png``/``n_at_k.png`` with both models' curves, and ``report.md`` linking every
-stage's own report and plots. Nothing is recomputed from models: only from Parquet.
+Contract: the contenders are the stage-2 model, the SFT-continue baseline (stage 2 trained on
+its SFT data for the RL stage's optimizer steps) and the RL model, each evaluated on the test
+splits at its own temperatures, chosen on ``valid`` (:mod:`tasks.core.stages.select`): pass@1
+comes from its evaluation at its pass@1 temperature, pass@``wide_k``, the pass@k curve and
+``n_submissions``@k from its evaluation at its wide temperature. Per split and metric the
+report gives every contender's value and the subject's (RL's) difference from the BEST baseline
+on that split (the strongest, so the comparison is never against the weakest), with a
+family-clustered paired bootstrap 95% interval (:func:`tasks.core.metrics.family_paired_bootstrap`:
+families resampled, then problems within each) and the number of families behind it.
+Reads only the evaluations' Parquet files; writes ``metrics.parquet`` (every contender's rows),
+``comparison.parquet``, ``pass_at_k_<split>.png``/``n_at_k_<split>.png`` and ``report.md``.
+Limits: the best baseline is picked per split on that split's own point estimates, which
+favours the baselines (a conservative choice); a difference is over the problems both
+evaluations share.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
 
-from tasks.core.io import write_parquet
+from tasks.core.io import atomic_write_text, write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.metrics import family_paired_bootstrap, pass_at_k
+from tasks.core.metrics import family_paired_bootstrap, n_at_k_per_problem, pass_at_k
 from tasks.core.report import markdown_table, plot_n_at_k, plot_pass_at_k
 from tasks.core.stages import REPORT_FILE
-from tasks.core.stages.evaluate import METRICS_FILE, PER_SAMPLE_FILE, curves, split_of
+from tasks.core.stages.evaluate import (
+    METRICS_FILE,
+    PER_SAMPLE_FILE,
+    Outcomes,
+    curves,
+    problem_outcomes,
+    split_of,
+)
 from tasks.core.stages.sample import eval_problems
 
 
-def per_problem_pass1(evaluation: Manifest) -> dict[str, float]:
-    table = pq.read_table(evaluation.file(PER_SAMPLE_FILE), columns=["problem_id", "passed_hidden"])
-    counts: dict[str, list[int]] = {}
-    for pid, ok in zip(table["problem_id"].to_pylist(), table["passed_hidden"].to_pylist()):
-        nc = counts.setdefault(pid, [0, 0])
-        nc[0] += 1
-        nc[1] += bool(ok)
-    return {pid: pass_at_k(n, c, 1) for pid, (n, c) in counts.items()}
+class Contender(BaseModel):
+    """One model of the comparison and the evaluations its figures come from."""
+
+    model_config = ConfigDict(frozen=True)
+    label: str
+    pass1: Manifest  # evaluation at ``pass1_temperature``
+    wide: Manifest  # evaluation at ``wide_temperature``
+    pass1_temperature: float
+    wide_temperature: float
 
 
-def compare(
-    before: Manifest,
-    after: Manifest,
-    split_of: dict[str, str],
-    seed: int = 0,
-    family_of: dict[str, str] | None = None,
+class ReportSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    subject: str = "rl"
+    wide_k: int = 10
+    n_submissions: int = 10
+    seed: int = 0
+    bootstrap: int = 1000
+
+
+def _outcomes(evaluation: Manifest, splits: dict[str, str], families: dict[str, str]) -> dict[str, Outcomes]:
+    table = pq.read_table(evaluation.file(PER_SAMPLE_FILE))
+    return {o.problem_id: o for o in problem_outcomes(table, splits, families)}
+
+
+def per_problem(contender: Contender, splits, families, s: ReportSettings) -> dict[str, dict[str, float]]:
+    """metric name -> problem -> value, for this contender."""
+    one, wide = _outcomes(contender.pass1, splits, families), _outcomes(contender.wide, splits, families)
+    n_min = min(o.n for o in wide.values())
+    out = {"pass@1": {p: pass_at_k(o.n, o.c, 1) for p, o in one.items()}}
+    if s.wide_k <= n_min:
+        out[f"pass@{s.wide_k}"] = {p: pass_at_k(o.n, o.c, s.wide_k) for p, o in wide.items()}
+    ids = sorted(wide)
+    values = n_at_k_per_problem([wide[p].samples for p in ids], s.n_submissions, n_min, seed=s.seed)
+    out[f"{s.n_submissions}@{n_min}"] = dict(zip(ids, values.tolist()))
+    return out
+
+
+def comparison_rows(
+    values: dict[str, dict[str, dict[str, float]]],
+    split_of_problem: dict[str, str],
+    family_of: dict[str, str],
+    s: ReportSettings,
 ) -> list[dict]:
-    """Per split, pass@1 before/after and their family-clustered paired bootstrap difference;
-    a problem missing from ``family_of`` is its own family."""
-    a, b = per_problem_pass1(after), per_problem_pass1(before)
-    family_of = family_of or {}
+    """Per split x metric: every contender's mean, the best baseline and the subject's paired
+    difference from it (see the module docstring)."""
     rows = []
-    for split in [*sorted(set(split_of.values())), "all"]:
-        ids = sorted(p for p in a if p in b and split in ("all", split_of.get(p)))
-        if len(ids) < 2:
-            continue
-        x, y = np.array([a[p] for p in ids]), np.array([b[p] for p in ids])
-        diff = family_paired_bootstrap(x, y, [family_of.get(p, p) for p in ids], seed=seed)
-        rows.append(
-            {
-                "split": split,
-                "problems": len(ids),
-                "pass@1 before": float(y.mean()),
-                "pass@1 after": float(x.mean()),
-                "difference": diff.difference,
-                "lo": diff.lo,
-                "hi": diff.hi,
-                "families": diff.n_families,
-            }
-        )
+    metrics = [m for m in values[s.subject] if all(m in v for v in values.values())]
+    for split in [*sorted(set(split_of_problem.values())), "all"]:
+        for metric in metrics:
+            ids = sorted(
+                p
+                for p in values[s.subject][metric]
+                if split in ("all", split_of_problem.get(p)) and all(p in v[metric] for v in values.values())
+            )
+            if len(ids) < 2:
+                continue
+            means = {label: float(np.mean([v[metric][p] for p in ids])) for label, v in values.items()}
+            base = max((label for label in values if label != s.subject), key=lambda label: means[label])
+            diff = family_paired_bootstrap(
+                [values[s.subject][metric][p] for p in ids],
+                [values[base][metric][p] for p in ids],
+                [family_of.get(p, p) for p in ids],
+                n_boot=s.bootstrap,
+                seed=s.seed,
+            )
+            rows.append(
+                {
+                    "split": split,
+                    "metric": metric,
+                    **means,
+                    "best baseline": base,
+                    "difference": diff.difference,
+                    "lo": diff.lo,
+                    "hi": diff.hi,
+                    "problems": len(ids),
+                    "families": diff.n_families,
+                }
+            )
+    return rows
+
+
+def _labelled_rows(contenders: list[Contender]) -> list[dict]:
+    rows = []
+    for c in contenders:
+        for r in pq.read_table(c.wide.file(METRICS_FILE)).to_pylist():
+            rows.append({**r, "model": c.label, "temperature": c.wide_temperature})
+        if c.pass1.key != c.wide.key:
+            for r in pq.read_table(c.pass1.file(METRICS_FILE)).to_pylist():
+                if r["metric"] == "pass@k" and r["k"] == 1:
+                    rows.append({**r, "model": c.label, "temperature": c.pass1_temperature})
     return rows
 
 
 def build_report(
     plan: StagePlan,
-    before: Manifest,
-    after: Manifest,
+    contenders: list[Contender],
     problems: Manifest,
     splits: tuple[str, ...],
+    settings: ReportSettings,
     stage_manifests: dict[str, Manifest],
 ) -> Manifest:
-    """Compare the evaluations ``before`` and ``after`` RL over the problems of ``splits``;
+    """Compare ``settings.subject`` with the other contenders over the problems of ``splits``;
     ``stage_manifests`` (label -> manifest) are linked from the report."""
-    rows = (
-        pq.read_table(before.file(METRICS_FILE)).to_pylist()
-        + pq.read_table(after.file(METRICS_FILE)).to_pylist()
-    )
-    write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows))
+    if settings.subject not in {c.label for c in contenders} or len(contenders) < 2:
+        raise ValueError(
+            f"the report needs {settings.subject!r} and at least one baseline among its contenders"
+        )
+    where = split_of(problems, splits)
     family_of = {p.name: p.tags.get("family", p.name) for p in eval_problems(problems, splits)}
-    comparison = compare(before, after, split_of(problems, splits), family_of=family_of)
+    values = {c.label: per_problem(c, where, family_of, settings) for c in contenders}
+    comparison = comparison_rows(values, where, family_of, settings)
     write_parquet(plan.dir / "comparison.parquet", pa.Table.from_pylist(comparison))
-    n_metric = next((r["metric"] for r in rows if r["metric"] != "pass@k"), "10@k")
-    for split in sorted({r["split"] for r in rows}):
-        plot_pass_at_k(curves(rows, "pass@k", split), plan.dir / f"pass_at_k_{split}.png")
-        plot_n_at_k(curves(rows, n_metric, split), plan.dir / f"n_at_k_{split}.png")
-    plan.dir.joinpath(REPORT_FILE).write_text(_markdown(rows, comparison, stage_manifests))
-    headline = {f"{r['split']}/difference": round(r["difference"], 4) for r in comparison}
+    rows = _labelled_rows(contenders)
+    write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows))
+    _plots(plan, contenders, rows, settings)
+    atomic_write_text(
+        plan.dir / REPORT_FILE, _markdown(contenders, comparison, rows, stage_manifests, settings)
+    )
+    headline = {f"{r['split']}/{r['metric']}/difference": round(r["difference"], 4) for r in comparison}
     return plan.publish(list_files(plan.dir), metrics={"comparison": comparison, **headline})
 
 
-def _fmt(rows: list[dict]) -> str:
+def _plots(plan: StagePlan, contenders: list[Contender], rows: list[dict], s: ReportSettings) -> None:
+    named = [
+        {**r, "label": f"{r['model']} (T={r['temperature']})"}
+        for r in rows
+        if any(r["label"] == c.wide.metrics.get("label") for c in contenders)
+    ]
+    for split in sorted({r["split"] for r in named}):
+        plot_pass_at_k(curves(named, "pass@k", split), plan.dir / f"pass_at_k_{split}.png")
+        plot_n_at_k(curves(named, f"{s.n_submissions}@k", split), plan.dir / f"n_at_k_{split}.png")
+
+
+def _fmt(rows: list[dict], keep: Callable[[str], bool] = lambda k: True) -> str:
     return markdown_table(
-        [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+        [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if keep(k)} for r in rows]
     )
 
 
-def _markdown(rows: list[dict], comparison: list[dict], stages: dict[str, Manifest]) -> str:
+def _markdown(
+    contenders: list[Contender],
+    comparison: list[dict],
+    rows: list[dict],
+    stages: dict[str, Manifest],
+    s: ReportSettings,
+) -> str:
+    temps = [
+        {"model": c.label, "pass@1 at T": c.pass1_temperature, "pass@k, n@k at T": c.wide_temperature}
+        for c in contenders
+    ]
     lines = [
         "# AlphaCode pipeline report",
         "",
-        "## RL vs stage-2 model: pass@1 on hidden tests",
+        f"## {s.subject} against the best compute-matched baseline, per test split (hidden tests)",
         "",
-        "Paired difference with a family-clustered bootstrap 95% CI (families resampled, then "
-        "problems within each family); `families` is the number of families behind each interval.",
+        "Each model at its own temperatures, chosen on `valid` (never on a test split). `difference` "
+        f"is {s.subject} minus the best baseline on that split, with a family-clustered paired "
+        "bootstrap 95% CI (families resampled, then problems within each family); `families` is "
+        "the number of families behind each interval.",
         "",
         _fmt(comparison),
+        "",
+        "## Temperatures (chosen on valid)",
+        "",
+        markdown_table(temps),
         "",
         "## All metrics",
         "",

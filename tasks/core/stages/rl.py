@@ -4,7 +4,9 @@ Contract: the policy and the frozen KL reference both start from stage 2's ``mod
 prompts are the RL split (never the SFT split, whose prompts the model has memorised); the
 reward runs each completion's program on the problem's hidden tests in the sandbox. Resumes
 from the checkpoints inside the stage directory. Publishes ``model/``, ``metrics.parquet``
-and ``rl_curve.png``.
+and ``rl_curve.png``; the manifest records the compute the SFT-continue baseline is matched to:
+``optimizer_steps`` (the trainer's own count, else its ``steps``), ``train_tokens`` (None where
+the trainer does not count them) and ``batch_size``.
 Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` ours,
 ``expert-iteration`` ours).
 """
@@ -61,5 +63,8 @@ def run_rl(
             "final_reward_mean": result.final_reward_mean,
             "resumed_from_step": result.resumed_from_step,
             "rl_problems": len(problems),
+            "optimizer_steps": result.optimizer_steps if result.optimizer_steps is not None else result.steps,
+            "train_tokens": result.train_tokens,
+            "batch_size": getattr(params, "batch_size", None),
         },
     )

@@ -1,0 +1,77 @@
+"""The SFT-continue baseline: the stage-2 model trained further on its own SFT data for the
+compute the RL stage spent, so that a gain from RL is not a gain more supervised training
+also gives.
+
+Contract: starts from stage 2's ``model/`` and trains on the SFT split's (prompt, solution)
+pairs exactly as stage 2 does (same data, loss on solution tokens, same ``seq_len``, ``lr`` and
+validation split; data order seed stage 2's + 1, so it does not replay stage 2's first batches)
+for the RL stage's ``optimizer_steps``, at the RL stage's ``batch_size`` where
+it records one (expert iteration does) and stage 2's otherwise; warm-up is stage 2's, capped at a
+fifth of the steps. The manifest records both sides' steps and input tokens
+(``rl_optimizer_steps``, ``rl_train_tokens`` beside ``steps``, ``tokens_seen``) so the report can
+show how close the match is. With zero RL optimizer steps (no expert-iteration round kept a
+sample) it trains nothing and publishes the stage-2 model itself.
+Limits: steps and batch size are matched exactly, tokens only as far as the two datasets'
+sequence lengths agree (reported, not forced); GRPO and PPO record no optimizer-step count of
+their own, so their ``steps`` are used (for PPO, fewer than its optimizer updates).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from tasks.core.manifest import Manifest, StagePlan, list_files
+from tasks.core.modeling import load_model_and_tokenizer
+from tasks.core.stages.finetune import sft_pairs
+from tasks.core.stages.pretrain import Progress, publish_trained
+from tasks.core.stages.problems import load_split
+from tasks.core.training import PromptCompletionDataset, train
+
+if TYPE_CHECKING:
+    from tasks.core.config import FinetuneConfig
+
+MODEL_DIR = "model"
+
+
+def matched_hparams(cfg: FinetuneConfig, rl: Manifest):
+    """Stage 2's training settings with the RL stage's optimizer steps and batch size (see the
+    module docstring)."""
+    steps = int(rl.metrics["optimizer_steps"])
+    batch = rl.metrics.get("batch_size") or cfg.train.batch_size
+    return cfg.train.model_copy(
+        update={
+            "max_steps": steps,
+            "batch_size": int(batch),
+            "warmup_steps": min(cfg.train.warmup_steps, steps // 5),
+            "seed": cfg.train.seed + 1,  # a fresh pass through the data, not stage 2's first batches
+        }
+    )
+
+
+def run_sft_continue(
+    plan: StagePlan,
+    cfg: FinetuneConfig,
+    finetuned: Manifest,
+    rl: Manifest,
+    problems: Manifest,
+    sft_split: str,
+    valid_split: str,
+    progress: Progress | None = None,
+) -> Manifest:
+    matched = {
+        "rl_optimizer_steps": rl.metrics["optimizer_steps"],
+        "rl_train_tokens": rl.metrics.get("train_tokens"),
+    }
+    if int(rl.metrics["optimizer_steps"]) <= 0:
+        shutil.copytree(finetuned.dir / MODEL_DIR, plan.dir / MODEL_DIR, dirs_exist_ok=True)
+        files = list_files(plan.dir)
+        return plan.publish(files, metrics={"steps": 0, "tokens_seen": 0, **matched})
+    hp = matched_hparams(cfg, rl)
+    model, tokenizer = load_model_and_tokenizer(finetuned.dir / MODEL_DIR)
+    train_problems = load_split(problems, sft_split)[: cfg.max_problems]
+    max_len = min(hp.seq_len, model.config.max_position_embeddings)
+    train_data = PromptCompletionDataset(sft_pairs(train_problems), tokenizer, max_len, seed=hp.seed)
+    valid_data = PromptCompletionDataset(sft_pairs(load_split(problems, valid_split)), tokenizer, max_len)
+    result = train(model, tokenizer, train_data, valid_data, hp, plan.dir, progress)
+    return publish_trained(plan, result, {"sft_examples": len(train_data), **matched})
