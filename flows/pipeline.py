@@ -66,7 +66,8 @@ class EvaluationRun(BaseModel):
 class PipelineResult(BaseModel):
     """Every stage a run finished (None: not reached). ``sft`` is stage 3-5 of the stage-2 model
     at the configured sampling temperature (the massive-sampling run); ``sft_continue`` the
-    compute-matched baseline model; ``selections`` each compared model's temperature choice on
+    compute-matched baseline model; ``rl_difficulty`` stages 3-4 of the stage-2 model on the RL
+    split when RL problems are chosen by pass rate; ``selections`` each compared model's temperature choice on
     ``valid``; ``evaluations`` every test evaluation of the report by label (``rl T=0.8``...);
     ``rl_eval`` the RL model's evaluation its pass@k curve comes from."""
 
@@ -76,6 +77,7 @@ class PipelineResult(BaseModel):
     pretrain: Manifest | None = None
     finetune: Manifest | None = None
     sft: EvaluationRun | None = None
+    rl_difficulty: EvaluationRun | None = None
     rl: Manifest | None = None
     sft_continue: Manifest | None = None
     selections: dict[str, Manifest] = {}
@@ -92,6 +94,7 @@ class PipelineResult(BaseModel):
             s.value: m for s, m in ((Stage.PRETRAIN, self.pretrain), (Stage.FINETUNE, self.finetune)) if m
         }
         out |= self.sft.labelled(self.sft.label) if self.sft else {}
+        out |= self.rl_difficulty.labelled(self.rl_difficulty.label) if self.rl_difficulty else {}
         out |= {Stage.RL.value: self.rl} if self.rl else {}
         out |= {Stage.SFT_CONTINUE.value: self.sft_continue} if self.sft_continue else {}
         out |= {f"{Stage.SELECT.value} ({k})": m for k, m in self.selections.items()}
@@ -141,7 +144,13 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
         t = cfg.sample.sampling.temperature
         out["sft"] = _evaluate(f"sft T={t:g}", cfg, t, out["finetune"], problems, root, until_eval)
     if reached(Stage.RL):
-        out["rl"] = rl_flow(cfg.rl, cfg.judge, out["finetune"], problems, cfg.problems.rl_split, root)
+        difficulty = None
+        if cfg.rl.difficulty_band is not None:
+            out["rl_difficulty"] = _difficulty(cfg, out["finetune"], problems, root)
+            difficulty = out["rl_difficulty"].filtered
+        out["rl"] = rl_flow(
+            cfg.rl, cfg.judge, out["finetune"], problems, cfg.problems.rl_split, root, difficulty
+        )
     if reached(Stage.SFT_CONTINUE):
         out["sft_continue"] = sft_continue_flow(
             cfg.finetune, out["finetune"], out["rl"], problems, cfg.problems.sft_split, valid, root
@@ -168,6 +177,13 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
         result = PipelineResult(**out)
         return result.model_copy(update={"report": _report(cfg, result, contenders, root)})
     return PipelineResult(**out)
+
+
+def _difficulty(cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
+    """Stages 3-4 of the stage-2 model on the RL split: the pass rates RL problems are chosen by."""
+    t, split = cfg.sample.sampling.temperature, cfg.problems.rl_split
+    label = f"sft T={t:g} on {split}"
+    return _evaluate(label, cfg, t, model, problems, root, Stage.FILTER, (split,), cfg.rl.difficulty_samples)
 
 
 def wide_k(cfg: PipelineConfig) -> int:

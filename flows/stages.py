@@ -229,13 +229,26 @@ def evaluate_flow(
 
 @flow(name="rl")
 def rl_flow(
-    cfg: RLConfig, judge: JudgeConfig, finetuned: Manifest, problems: Manifest, split: str, root: str
+    cfg: RLConfig,
+    judge: JudgeConfig,
+    finetuned: Manifest,
+    problems: Manifest,
+    split: str,
+    root: str,
+    difficulty: Manifest | None = None,
 ) -> Manifest:
     key_cfg = {"rl": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "split": split}
-    plan = plan_stage(root, Stage.RL, key_cfg, [finetuned, problems], rl_stage)
+    upstream = [finetuned, problems, *([difficulty] if difficulty is not None else [])]
+    plan = plan_stage(root, Stage.RL, key_cfg, upstream, rl_stage)
     return _published(
         cached(rl_task, root)(
-            plan=plan, cfg=cfg, finetuned=finetuned, problems=problems, split=split, judge=judge
+            plan=plan,
+            cfg=cfg,
+            finetuned=finetuned,
+            problems=problems,
+            split=split,
+            judge=judge,
+            difficulty=difficulty,
         )
     )
 

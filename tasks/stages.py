@@ -120,14 +120,27 @@ def cluster_finish_task(
 
 @task(name="rl")
 def rl_task(
-    plan: StagePlan, cfg: RLConfig, finetuned: Manifest, problems: Manifest, split: str, judge: JudgeConfig
+    plan: StagePlan,
+    cfg: RLConfig,
+    finetuned: Manifest,
+    problems: Manifest,
+    split: str,
+    judge: JudgeConfig,
+    difficulty: Manifest | None = None,
 ) -> Manifest:
     if (done := plan.manifest()) is not None:
         return done
     unit = "rounds" if cfg.algorithm == "expert-iteration" else "steps"
     with StageProgress(cfg.total_steps, f"stage 6 RL {cfg.algorithm} ({unit})") as bar:
         return rl_stage.run_rl(
-            plan, cfg, finetuned, problems, split, judge, progress=lambda step, total, metrics: bar.set(step)
+            plan,
+            cfg,
+            finetuned,
+            problems,
+            split,
+            judge,
+            progress=lambda step, total, metrics: bar.set(step),
+            difficulty=difficulty,
         )
 
 

@@ -94,10 +94,26 @@ class ClusterConfig(_Cfg):
 
 
 class RLConfig(_Cfg):
+    """The RL stage. With ``difficulty_band`` = [lo, hi] the stage-2 model first samples every RL
+    problem ``difficulty_samples`` times (at ``sample.sampling.temperature``; stages 3-4 on the RL
+    split, cached like the others) and RL trains only on the problems whose public-test pass rate
+    lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records the counts."""
+
     algorithm: Literal["grpo", "ppo", "expert-iteration"] = "grpo"
+    difficulty_band: tuple[float, float] | None = None
+    difficulty_samples: int = Field(default=8, ge=1)
     grpo: GRPOParams = GRPOParams()
     ppo: PPOParams = PPOParams()
     expert_iteration: ExpertIterationParams = ExpertIterationParams()
+
+    @field_validator("difficulty_band")
+    @classmethod
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 <= v[0] <= v[1] <= 1:
+            raise ValueError(
+                f"rl.difficulty_band {list(v)}: give [lo, hi] with 0 <= lo <= hi <= 1, e.g. [0.1, 0.9]"
+            )
+        return v
 
     @property
     def total_steps(self) -> int:

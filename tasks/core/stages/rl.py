@@ -7,6 +7,9 @@ from the checkpoints inside the stage directory. Publishes ``model/``, ``metrics
 and ``rl_curve.png``; the manifest records the compute the SFT-continue baseline is matched to:
 ``optimizer_steps`` (the trainer's own count, else its ``steps``), ``train_tokens`` (None where
 the trainer does not count them) and ``batch_size``.
+Difficulty: with ``cfg.difficulty_band`` and a ``difficulty`` manifest only the RL problems whose
+stage-2 public-test pass rate lies in the band are trained on; the counts kept/below/above go in
+the manifest.
 Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` ours,
 ``expert-iteration`` ours).
 """
@@ -15,9 +18,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
+
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
 from tasks.core.rl import RLTask, train_expert_iteration, train_grpo, train_ppo
+from tasks.core.rl.difficulty import band_select, pass_rates
+from tasks.core.stages.filter import VERDICTS_FILE
 from tasks.core.stages.judging import limit_policy, make_judge
 from tasks.core.stages.problems import load_split
 
@@ -33,10 +40,16 @@ def run_rl(
     split: str,
     judge_cfg: JudgeConfig,
     progress=None,
+    difficulty: Manifest | None = None,
 ) -> Manifest:
     """Train ``cfg.algorithm`` from ``finetuned``'s model on the problems of ``split``, rewarded
-    by a judge built from ``judge_cfg``; ``progress(step, total, metrics)`` after each step."""
+    by a judge built from ``judge_cfg``; ``progress(step, total, metrics)`` after each step.
+    With ``difficulty`` (the filter stage of the stage-2 model's samples of ``split``) only the
+    problems whose public-test pass rate lies in ``cfg.difficulty_band`` are trained on."""
     problems = load_split(problem_set, split)
+    selected: dict = {}
+    if difficulty is not None and cfg.difficulty_band is not None:
+        problems, selected = _in_band(problems, difficulty, cfg.difficulty_band)
     trainer, params = {
         "grpo": (train_grpo, cfg.grpo),
         "ppo": (train_ppo, cfg.ppo),
@@ -66,5 +79,19 @@ def run_rl(
             "optimizer_steps": result.optimizer_steps if result.optimizer_steps is not None else result.steps,
             "train_tokens": result.train_tokens,
             "batch_size": getattr(params, "batch_size", None),
+            **selected,
         },
     )
+
+
+def _in_band(problems: list, difficulty: Manifest, band: tuple[float, float]) -> tuple[list, dict]:
+    table = pq.read_table(difficulty.file(VERDICTS_FILE), columns=["problem_id", "passed_public"])
+    rates = pass_rates(table["problem_id"].to_pylist(), table["passed_public"].to_pylist())
+    chosen = band_select([p.name for p in problems], rates, band)
+    if not chosen.kept:
+        raise ValueError(
+            f"no RL problem has a stage-2 pass rate in rl.difficulty_band {list(band)} ({chosen.below} below, "
+            f"{chosen.above} above): widen the band or set rl.difficulty_band to null"
+        )
+    keep = set(chosen.kept)
+    return [p for p in problems if p.name in keep], chosen.counts()
