@@ -33,3 +33,14 @@ def test_intervals_are_family_clustered_and_count_families():
     assert by_family["value"] == by_problem["value"] == 0.5
     assert by_family["families"] == 4 and by_problem["families"] == 60
     assert by_family["hi"] - by_family["lo"] > 2 * (by_problem["hi"] - by_problem["lo"])
+
+
+def test_per_family_table_leaves_out_single_problem_families():
+    from tasks.core.stages.evaluate import group_rows
+
+    table = _table(5)
+    split_of = {f"p{i:03d}": "test" for i in range(5)}
+    family_of = {"p000": "a", "p001": "a", "p002": "a", "p003": "b", "p004": "c"}
+    outcomes = problem_outcomes(table, split_of, family_of)
+    rows = group_rows("m", outcomes, {"family": family_of}, EvalConfig(bootstrap=200))
+    assert [(r["group"], r["problems"]) for r in rows] == [("a", 3)]

@@ -235,20 +235,23 @@ def write_report(
             for r in by_group
             if r["group_by"] == kind
         ]
-        text += [f"## pass@1 by {kind}", "", markdown_table(sel), ""]
+        text += [f"## pass@1 by {kind} (groups of two or more problems)", "", markdown_table(sel), ""]
     (directory / REPORT_FILE).write_text("\n".join(text))
 
 
 def group_rows(
     label: str, outcomes: list[Outcomes], groups: dict[str, dict[str, str]], cfg: EvalConfig
 ) -> list[dict]:
-    """pass@1 per group (e.g. family, difficulty) with a bootstrap CI over its problems."""
+    """pass@1 per group (e.g. family, difficulty) with a bootstrap CI over its problems; a group
+    of one problem has no interval to show and is left out."""
     rows = []
     for kind, group_of in sorted(groups.items()):
         by_group: dict[str, list[Outcomes]] = {}
         for o in outcomes:
             by_group.setdefault(group_of.get(o.problem_id, UNKNOWN), []).append(o)
         for name, members in sorted(by_group.items()):
+            if len(members) < 2:
+                continue
             values = np.array([pass_at_k(o.n, o.c, 1) for o in members])
             lo, hi, families = _ci(values, members, cfg)
             rows.append(
