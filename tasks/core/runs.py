@@ -6,8 +6,11 @@ Contract:
   ``manifest.json`` is missing, unreadable or lists a missing/resized file is reported as
   *incomplete* and is never read as a finished store.
 * A *model* is one complete ``sample`` store: ``sft`` is the newest sample store whose
-  manifest's upstream names ``finetune``, ``rl`` the newest whose upstream names ``rl``, and any
-  other value is a sample key (or a unique prefix of one). :func:`resolve_stores` pairs it with
+  manifest's upstream names ``finetune``, ``sft-continue`` and ``rl`` the newest whose upstream
+  names that stage, and any other value is a sample key (or a unique prefix of one). A model has
+  several stores in a run (the valid temperature grid, the RL split's difficulty estimate, the
+  test evaluations): "newest" is the last written, so name a sample key (``samples runs`` lists
+  them) to read a particular one. :func:`resolve_stores` pairs it with
   the newest complete ``filter`` whose ``upstream["sample"]`` is that key, the newest complete
   ``cluster`` naming both, and the newest complete ``evaluate`` naming all three
   (:class:`ModelStores`; missing downstream stages are None).
@@ -32,7 +35,7 @@ from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.filter import VERDICTS_FILE
 from tasks.core.stages.sample import STORE as STORE_DIR
 
-MODEL_UPSTREAM = {"sft": Stage.FINETUNE, "rl": Stage.RL}
+MODEL_UPSTREAM = {"sft": Stage.FINETUNE, "sft-continue": Stage.SFT_CONTINUE, "rl": Stage.RL}
 # the main Parquet payload of each stage, counted in ``runs`` (footer row counts only)
 MAIN_FILES = {
     Stage.FILTER: VERDICTS_FILE,
@@ -46,7 +49,9 @@ SUMMARY_METRICS = {
     Stage.FILTER: ("samples", "distinct_programs", "surviving_samples", "problems_without_survivors"),
     Stage.CLUSTER: ("problems_clustered", "clusters", "largest_cluster", "selected"),
     Stage.EVALUATE: ("label",),
-    Stage.RL: ("algorithm", "steps", "final_reward_mean"),
+    Stage.RL: ("algorithm", "steps", "optimizer_steps", "final_reward_mean"),
+    Stage.SFT_CONTINUE: ("steps", "tokens_seen", "rl_optimizer_steps", "rl_train_tokens"),
+    Stage.SELECT: ("label", "pass1_temperature", "wide_temperature"),
 }
 
 
@@ -71,7 +76,7 @@ class StageEntry:
 
     @property
     def model(self) -> str:
-        """``sft``/``rl`` for a sample store (from its upstream), else ``""``."""
+        """``sft``/``sft-continue``/``rl`` for a sample store (from its upstream), else ``""``."""
         if self.stage != Stage.SAMPLE:
             return ""
         for label, stage in MODEL_UPSTREAM.items():
