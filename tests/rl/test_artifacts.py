@@ -20,7 +20,7 @@ def test_start_builds_each_trainers_reward_from_its_params(tiny_model_dir, tmp_p
     ppo = task.start(PPOParams(max_tests=1, on_sandbox_error="exclude"), "train_ppo")
     assert (ppo.reward, ppo.on_sandbox_error, ppo.max_tests) == ("coderl", "exclude", 1)
     assert ppo.limit_policy() is policy and sorted(ppo.problems) == ["add_a", "add_b"]
-    assert task.start(GRPOParams(), "train_grpo").reward == "pass_fraction"
+    assert task.start(GRPOParams(), "train_grpo").reward == "all_pass"
     ei = task.start(ExpertIterationParams(), "train_expert_iteration")
     assert (ei.reward, ei.on_sandbox_error) == ("all_pass", "raise")  # fixed for expert iteration
 
