@@ -370,4 +370,6 @@ def train_grpo(task: RLTask, params: GRPOParams) -> RLResult:
         plot_path=out.plot_path,
         final_reward_mean=next((r["reward"] for r in reversed(rows) if "reward" in r), float("nan")),
         resumed_from_step=found[-1][0] if found else None,
+        # optimizer updates actually taken: a step whose every group was filtered out is skipped
+        optimizer_steps=int(trainer.state.global_step) - int(sum(r.get("update_skipped", 0.0) for r in rows)),
     )
