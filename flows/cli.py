@@ -9,6 +9,8 @@ telemetry, offline hub, a generous ephemeral-server start-up timeout.
 
 ``alphacode seeds --profile NAME --seed 0 --seed 1`` runs it once per seed (stages 2-6 reseeded,
 :mod:`tasks.core.seeds`) into one run directory and prints the spread of RL's gain.
+``alphacode study --study rl`` trains each candidate of ``data/studies/rl.toml`` and scores it
+on ``valid`` only (:mod:`flows.study`).
 Also ``profiles``, ``serve`` (a local Prefect stack, :mod:`flows.serve`), ``doctor`` (is this
 machine ready? :mod:`tasks.core.doctor`; exit 1 if a required part is missing), ``judge`` and
 ``humaneval`` (:mod:`flows.cli_judge`) and the ``samples`` group (:mod:`flows.cli_samples`).
@@ -127,6 +129,32 @@ def seeds(
     path = alphacode_seeds(profile=profile, seeds=seed, out_dir=str(root), overrides=overrides)
     typer.echo(Path(path).read_text())
     typer.echo(f"seed spread report: {path}")
+
+
+@app.command()
+def study(
+    profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
+    name: str = typer.Option("rl", "--study", help="a study in data/studies"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. select.valid_n=20 (repeatable)"),
+) -> None:
+    """Train each candidate of a study from the same stage-2 model; score them on valid only."""
+    from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
+    from tasks.core.study import load_study
+
+    try:
+        overrides = normalise_overrides(set_)
+        preflight(load_profile(profile, overrides))
+        load_study(name)
+    except (ConfigError, ValueError) as err:
+        fail(str(err))
+    from flows.pipeline import default_out_dir
+    from flows.study import alphacode_study
+
+    root = (out or Path(default_out_dir(profile))).resolve()
+    path = alphacode_study(profile=profile, study=name, out_dir=str(root), overrides=overrides)
+    typer.echo(Path(path).read_text())
+    typer.echo(f"study report: {path}")
 
 
 @app.command()

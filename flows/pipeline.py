@@ -179,6 +179,42 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     return PipelineResult(**out)
 
 
+def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
+    """Problems, stages 1-2 and RL (with its difficulty estimate when configured), no test
+    evaluation: what a study on ``valid`` needs (all Cached where a run already made them)."""
+    require_runner(cfg.runner)
+    problems = problems_flow(cfg.problems, root)
+    pretrain = pretrain_flow(cfg.pretrain, root)
+    finetune = finetune_flow(
+        cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.valid_split, root
+    )
+    difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
+    rl = rl_flow(
+        cfg.rl,
+        cfg.judge,
+        finetune,
+        problems,
+        cfg.problems.rl_split,
+        root,
+        difficulty.filtered if difficulty else None,
+    )
+    return PipelineResult(
+        root=root, problems=problems, pretrain=pretrain, finetune=finetune, rl_difficulty=difficulty, rl=rl
+    )
+
+
+def evaluate_on_valid(
+    label: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str
+) -> EvaluationRun:
+    """Stages 3-5 and the hidden-test evaluation of ``model`` on ``valid`` at the configured
+    sampling temperature, ``select.valid_n`` samples per problem."""
+    t = cfg.sample.sampling.temperature
+    valid = (cfg.problems.valid_split,)
+    return _evaluate(
+        f"{label} T={t:g} on {valid[0]}", cfg, t, model, problems, root, splits=valid, n=cfg.select.valid_n
+    )
+
+
 def _difficulty(cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
     """Stages 3-4 of the stage-2 model on the RL split: the pass rates RL problems are chosen by."""
     t, split = cfg.sample.sampling.temperature, cfg.problems.rl_split

@@ -1,0 +1,82 @@
+"""The ``alphacode-study`` flow: candidate settings trained on their training split and scored
+on ``valid`` only (never a test split), one table with intervals.
+
+Each candidate of ``data/studies/<study>.toml`` (:mod:`tasks.core.study`) is the profile plus
+its overrides; its stages up to RL run (Cached where shared: problems, stages 1-2 and any
+candidate already trained), then its RL model is sampled and judged on ``valid`` at the
+profile's sampling temperature with ``select.valid_n`` samples per problem, as is the stage-2
+model (the baseline). A candidate that changes the problems or stages 1-2 is refused. The table goes to ``<run>/study/<study>/`` and a Prefect artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.pipeline import active_run, default_out_dir, evaluate_on_valid, train_through_rl
+from tasks.core.config import deep_merge, load_profile, normalise_overrides
+from tasks.core.metrics import pass_at_k
+from tasks.core.stages.evaluate import PER_SAMPLE_FILE
+from tasks.core.stages.sample import eval_problems
+from tasks.core.study import load_study, study_rows, write_study
+
+BASELINE = "stage-2"
+
+
+def _pass1(evaluation) -> dict[str, float]:
+    table = pq.read_table(evaluation.file(PER_SAMPLE_FILE), columns=["problem_id", "passed_hidden"])
+    counts: dict[str, list[int]] = {}
+    for pid, ok in zip(table["problem_id"].to_pylist(), table["passed_hidden"].to_pylist()):
+        nc = counts.setdefault(pid, [0, 0])
+        nc[0], nc[1] = nc[0] + 1, nc[1] + bool(ok)
+    return {pid: pass_at_k(n, c, 1) for pid, (n, c) in counts.items()}
+
+
+@flow(name="alphacode-study")
+def alphacode_study(
+    profile: str = "default",
+    study: str = "rl",
+    out_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> str:
+    """Run study ``study`` on ``profile``; returns the study report's path."""
+    candidates = load_study(study)
+    base = load_profile(profile, overrides)
+    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    split = base.problems.valid_split
+    values, sources = {}, {}
+    with active_run(root):
+        for name, extra in candidates.items():
+            cfg = load_profile(profile, deep_merge(normalise_overrides(overrides), extra))
+            _same_stage2(name, cfg, base)
+            trained = train_through_rl(cfg, root)
+            if BASELINE not in values:
+                run = evaluate_on_valid("sft", base, trained.finetune, trained.problems, root)
+                values[BASELINE], sources[BASELINE] = _pass1(run.evaluation), run.evaluation.path
+                family_of = {
+                    p.name: p.tags.get("family", p.name) for p in eval_problems(trained.problems, (split,))
+                }
+            run = evaluate_on_valid(name, base, trained.rl, trained.problems, root)
+            values[name], sources[name] = _pass1(run.evaluation), run.evaluation.path
+    rows = study_rows(values, BASELINE, family_of, n_boot=base.evaluate.bootstrap, seed=base.evaluate.seed)
+    path = write_study(Path(root) / "study" / study, study, rows, sources)
+    create_markdown_artifact(
+        path.read_text(), key="alphacode-study", description=f"study {study} ({profile})"
+    )
+    get_run_logger().info("study report: %s", path)
+    return str(path)
+
+
+def _same_stage2(name: str, cfg, base) -> None:
+    """A candidate may change what happens from RL on, never the problems or stages 1-2 (then
+    it would not be compared from the same stage-2 model)."""
+    for part in ("problems", "pretrain", "finetune"):
+        if getattr(cfg, part) != getattr(base, part):
+            raise ValueError(
+                f"study candidate {name!r} changes {part}: a study compares settings from RL on; "
+                "override only rl.* (and judge.*) in it"
+            )

@@ -1,0 +1,89 @@
+"""Choosing settings on ``valid``: candidates trained on their training split, scored on
+``valid`` only, one table with intervals.
+
+Contract: a *study* is a TOML file ``data/studies/<name>.toml`` of named candidates, each a
+table of config overrides (``[candidates.<name>]`` with dotted keys, as ``--set`` takes them).
+:func:`load_study` validates it (a bad file or an empty study names the file and the fix).
+:func:`study_rows` takes each candidate's per-problem ``valid`` pass@1 and the baseline's, and
+gives per candidate: pass@1 with a family-clustered bootstrap 95% CI, the paired difference from
+the baseline with its family-clustered paired CI, and the problems and families behind them;
+the winner is the candidate with the best point estimate (``best``). :func:`write_study`
+writes ``study.parquet`` and ``report.md``. No test split is read anywhere in a study.
+Limits: the winner is a point estimate; whether it is distinguishable from the runner-up is
+for the intervals, which the table shows beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import tomllib
+
+from tasks.core.io import atomic_write_text, write_parquet
+from tasks.core.metrics import family_bootstrap_ci, family_paired_bootstrap
+from tasks.core.report import markdown_table
+
+STUDIES_DIR = Path(__file__).resolve().parents[2] / "data" / "studies"
+STUDY_FILE = "study.parquet"
+
+
+def load_study(name: str) -> dict[str, dict[str, Any]]:
+    """The candidates of study ``name``: candidate name -> overrides (see the module docstring)."""
+    path = STUDIES_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))) or "none"
+        raise ValueError(f"unknown study {name!r}: choose one of {known} (studies live in {STUDIES_DIR})")
+    candidates = tomllib.loads(path.read_text()).get("candidates")
+    if not isinstance(candidates, dict) or not candidates:
+        raise ValueError(f"{path} has no [candidates.<name>] tables: add at least one")
+    return {str(k): dict(v) for k, v in candidates.items()}
+
+
+def study_rows(
+    values: Mapping[str, Mapping[str, float]],
+    baseline: str,
+    family_of: Mapping[str, str],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
+    """One row per entry of ``values`` (name -> problem -> pass@1), the baseline's first."""
+    rows = []
+    base = values[baseline]
+    for name in [baseline, *sorted(n for n in values if n != baseline)]:
+        ids = sorted(p for p in values[name] if p in base)
+        x = np.array([values[name][p] for p in ids])
+        families = [family_of.get(p, p) for p in ids]
+        lo, hi, n_fam = family_bootstrap_ci(x, families, n_boot=n_boot, seed=seed)
+        row = {"candidate": name, "valid pass@1": float(x.mean()), "lo": lo, "hi": hi}
+        if name != baseline:
+            d = family_paired_bootstrap(x, [base[p] for p in ids], families, n_boot=n_boot, seed=seed)
+            row |= {f"vs {baseline}": d.difference, "diff lo": d.lo, "diff hi": d.hi}
+        rows.append(row | {"problems": len(ids), "families": n_fam})
+    winner = max(rows[1:], key=lambda r: r["valid pass@1"], default=None)  # ties: the first by name
+    for r in rows:
+        r["best"] = r is winner
+    return rows
+
+
+def write_study(directory: Path, name: str, rows: list[dict], sources: Mapping[str, str]) -> Path:
+    """``study.parquet`` and ``report.md`` into ``directory``; ``sources``: candidate -> evaluation path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_parquet(directory / STUDY_FILE, pa.Table.from_pylist(rows))
+    shown = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    text = [
+        f"# Study `{name}`: candidates scored on `valid` only",
+        "",
+        "pass@1 on the hidden tests of `valid` with family-clustered 95% CIs; `vs` columns: the paired "
+        "difference from the baseline (families resampled, then problems within each).",
+        "",
+        markdown_table(shown),
+        "",
+        *[f"- {cand}: {path}" for cand, path in sources.items()],
+        "",
+    ]
+    atomic_write_text(directory / "report.md", "\n".join(text))
+    return directory / "report.md"

@@ -1,0 +1,37 @@
+"""Studies: candidates from a TOML file, scored on valid with family-clustered intervals."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.core.config import load_profile
+from tasks.core.study import load_study, study_rows
+
+
+def test_the_shipped_rl_study_loads_and_every_candidate_is_a_valid_config():
+    candidates = load_study("rl")
+    assert len(candidates) >= 2
+    base = load_profile("default")
+    for extra in candidates.values():
+        cfg = load_profile("default", extra)
+        assert (cfg.problems, cfg.pretrain, cfg.finetune) == (base.problems, base.pretrain, base.finetune)
+
+
+def test_an_unknown_study_names_the_known_ones():
+    with pytest.raises(ValueError, match="choose one of .*rl"):
+        load_study("nosuch")
+
+
+def test_rows_carry_intervals_paired_differences_and_the_winner():
+    family_of = {f"p{i}": f"f{i // 2}" for i in range(8)}
+    values = {
+        "stage-2": {f"p{i}": 0.2 for i in range(8)},
+        "a": {f"p{i}": 0.3 for i in range(8)},
+        "b": {f"p{i}": (0.45 if i < 4 else 0.1) for i in range(8)},
+    }
+    rows = study_rows(values, "stage-2", family_of, n_boot=200)
+    by = {r["candidate"]: r for r in rows}
+    assert rows[0]["candidate"] == "stage-2" and "vs stage-2" not in rows[0]
+    assert by["a"]["vs stage-2"] == pytest.approx(0.1) and by["a"]["diff lo"] == pytest.approx(0.1)
+    assert by["a"]["best"] and not by["b"]["best"] and not by["stage-2"]["best"]
+    assert by["b"]["families"] == 4 and by["b"]["diff lo"] < 0 < by["b"]["diff hi"]
