@@ -196,3 +196,17 @@ def report_task(
     return plan.manifest() or report.build_report(
         plan, contenders, problems, splits, settings, stage_manifests
     )
+
+
+@task(name="curve")
+def curve_task(
+    plan: StagePlan,
+    label: str,
+    evaluation: Manifest,
+    problems: Manifest,
+    splits: tuple[str, ...],
+    settings,  # tasks.core.stages.curve.CurveSettings
+) -> Manifest:
+    from tasks.core.stages import curve as curve_stage
+
+    return plan.manifest() or curve_stage.build_curve(plan, label, evaluation, problems, splits, settings)

@@ -1,6 +1,7 @@
 """Validated configuration: one frozen pydantic model per stage, named profiles, overrides.
 
-Contract: :func:`load_profile` reads ``data/profiles/<name>.toml``, deep-merges overrides
+Contract: :func:`load_profile` reads ``data/profiles/<name>.toml`` (over the profile its
+``extends`` key names, if any, deep-merged), deep-merges overrides
 (``{"sample": {"sampling": {"n": 4}}}`` or dotted ``"sample.sampling.n=4"`` strings) and
 validates once; every model forbids unknown fields, so a typo fails with the field named.
 :class:`ConfigError` carries a one-line message naming the field and the fix. Everything past
@@ -218,15 +219,45 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(name: str, overrides: dict[str, Any] | Iterable[str] | None = None) -> PipelineConfig:
+    """Profile ``name`` with ``overrides`` merged in, validated. A profile whose top-level key
+    ``extends = "other"`` is deep-merged over profile ``other`` (itself possibly extending
+    another; tables merge key by key, any other value, lists included, replaces the base's)."""
+    raw = _profile_raw(name, ())
+    raw["profile"] = name
+    return validate_config(deep_merge(raw, normalise_overrides(overrides)))
+
+
+def profile_extends(name: str) -> str | None:
+    """The profile ``name`` extends (its ``extends`` key), or None."""
+    return _profile_toml(name, ()).get("extends")
+
+
+def _profile_toml(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
     path = PROFILES_DIR / f"{name}.toml"
     if not path.is_file():
+        via = f" (extended by {chain[-1]!r})" if chain else ""
         raise ConfigError(
-            f"unknown profile {name!r}: choose one of {', '.join(available_profiles())} "
+            f"unknown profile {name!r}{via}: choose one of {', '.join(available_profiles())} "
             f"(profiles live in {PROFILES_DIR})"
         )
     raw = tomllib.loads(path.read_text())
-    raw["profile"] = name
-    return validate_config(deep_merge(raw, normalise_overrides(overrides)))
+    base = raw.get("extends")
+    if base is not None and (not isinstance(base, str) or not base):
+        raise ConfigError(
+            f'profile {name!r}: extends = {base!r} must name a profile, e.g. extends = "default"'
+        )
+    return raw
+
+
+def _profile_raw(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+    raw = _profile_toml(name, chain)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if base in (*chain, name):
+        cycle = " -> ".join((*chain, name, base))
+        raise ConfigError(f"profile {name!r}: extends forms a cycle ({cycle}): remove one extends")
+    return deep_merge(_profile_raw(base, (*chain, name)), raw)
 
 
 def validate_config(raw: dict[str, Any]) -> PipelineConfig:

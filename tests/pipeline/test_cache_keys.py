@@ -26,6 +26,7 @@ ENTRIES = {
     Stage.RL: "tasks.core.stages.rl",
     Stage.SFT_CONTINUE: "tasks.core.stages.sft_continue",
     Stage.SELECT: "tasks.core.stages.select",
+    Stage.CURVE: "tasks.core.stages.curve",
     Stage.REPORT: "tasks.core.stages.report",
 }
 EVERY_STAGE = {
@@ -62,6 +63,7 @@ MUST = {
     Stage.SFT_CONTINUE: PROBLEMS
     | {"tasks/core/stages/finetune.py", "tasks/core/stages/sft_continue.py", "tasks/core/training/loop.py"},
     Stage.SELECT: {"tasks/core/stages/select.py", "tasks/core/stages/evaluate.py"},
+    Stage.CURVE: {"tasks/core/scaling.py", "tasks/core/metrics.py", "tasks/core/stages/evaluate.py"},
     Stage.REPORT: {"tasks/core/metrics.py", "tasks/core/stages/evaluate.py", "tasks/core/stages/report.py"},
 }
 # config.py is imported under TYPE_CHECKING only: configs reach keys through their dumped values
@@ -76,6 +78,7 @@ MUST_NOT = {
     Stage.RL: {"tasks/core/corpus.py", "tasks/core/clustering.py", "tasks/core/config.py"},
     Stage.SFT_CONTINUE: SANDBOX | SAMPLING | {"tasks/core/samplestore.py", "tasks/core/config.py"},
     Stage.SELECT: {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
+    Stage.CURVE: {"tasks/core/corpus.py", "tasks/core/modeling.py", "tasks/core/config.py"},
     Stage.REPORT: {"tasks/core/corpus.py", "tasks/core/config.py"},
 }
 

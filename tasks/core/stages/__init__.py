@@ -27,6 +27,7 @@ class Stage(StrEnum):
     RL = "rl"
     SFT_CONTINUE = "sft-continue"
     SELECT = "select"
+    CURVE = "curve"
     REPORT = "report"
 
 
