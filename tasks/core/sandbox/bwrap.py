@@ -7,7 +7,9 @@ read-only ``/usr`` (+ ``/bin``, ``/sbin``, ``/lib``, ``/lib64`` symlinks), ``/pr
 ``/dev``, a size-capped tmpfs on ``/tmp`` (as root: a root-owned sticky tmpfs with an inode cap,
 ``scratch.Scratch``, bound in; without root, or where the host refuses the mount, bwrap's own
 ``--tmpfs`` without one), an environment of only PATH/LANG/HOME/TMPDIR/PWD (bwrap
-itself is started with only PATH), a new session, ``--die-with-parent``, ``--disable-userns``,
+itself is started with only PATH; the job server also starts with ``LD_BIND_NOW=1``, so the
+dynamic linker resolves every symbol once there instead of in each forked runner and test,
+and then replaces its environment with those five), a new session, ``--die-with-parent``, ``--disable-userns``,
 ``--as-pid-1`` and ``seccomp.base_filter()`` (which also denies non-AF_UNIX sockets and SysV/POSIX
 IPC). Its pid 1 is ``server.py``, the job server shared with the Docker backend (nothing of the
 host tree is visible; the runner and seccomp sources come in its setup message). It runs each
@@ -356,6 +358,8 @@ class BwrapBackend:
         ]
         for key, value in runner_mod.ENV.items():
             cmd += ["--setenv", key, value]
+        if as_pid_1:  # the job server binds every symbol at start, not in each forked runner/test
+            cmd += ["--setenv", "LD_BIND_NOW", "1"]  # (it replaces its environment with ENV after)
         if as_pid_1:  # the job server is the sandbox's pid 1 (as in Docker): its sweep spares it
             cmd.append("--as-pid-1")
         return cmd + ["--", *argv]

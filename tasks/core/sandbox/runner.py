@@ -53,6 +53,7 @@ module (framing, process control, cleanup and the test children belong together 
 
 from __future__ import annotations
 
+import _signal  # signal's own functions turn every signal number into an enum member: costly in a fresh fork
 import atexit
 import builtins
 import functools
@@ -114,15 +115,26 @@ def _write_all(fd: int, data: bytes) -> None:
 # ---------------------------------------------------------------- process helpers
 
 
-def _prctl():
-    import ctypes
+_PRCTL: list = []  # libc's prctl, looked up once per process (by the job server, before it forks)
 
-    return ctypes.CDLL(None, use_errno=True).prctl
+
+def _prctl():
+    if not _PRCTL:
+        import ctypes
+
+        _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
+    return _PRCTL[0]
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _vm_bytes() -> int:
-    with open("/proc/self/statm", "rb") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    fd = os.open("/proc/self/statm", os.O_RDONLY)  # os-level: no file objects in a fresh runner
+    try:
+        return int(os.read(fd, 256).split()[0]) * PAGE_SIZE
+    finally:
+        os.close(fd)
 
 
 def _set_limits(lim: dict, as_bytes: int, nproc: int) -> None:
@@ -283,6 +295,7 @@ def _clean_tmp() -> None:
     purge(WORK_DIR, keep=".prog", mode=TMP_MODE[0])
 
 
+ALL_SIGNALS = _signal.valid_signals()
 TMP_MODE = [None]  # /tmp's permission bits when the job started (restored after every test)
 
 
@@ -390,7 +403,7 @@ class Runner:
         os.closerange(st_fd + 1, 1 << 20)
         os.chdir(WORK_DIR)
         _set_limits(lim, as_bytes, nproc)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # the runner blocks every signal; we don't
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ())  # the runner blocks every signal; we don't
         self.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE 1: /proc/self readable again
         self.guard()
         os.write(st_fd, b"1")
@@ -553,7 +566,10 @@ def _compile_cpp(runner: Runner, lim: dict) -> tuple[dict, bool]:
 def run_job(request: dict, guard, out_fd: int) -> None:
     runner = Runner(request, guard)
     lim = request["limits"]
-    os.makedirs(PROG_DIR, exist_ok=True)
+    try:
+        os.mkdir(PROG_DIR)  # /tmp exists; .prog survives the tests of one job only
+    except FileExistsError:
+        pass
     language, style = request["language"], request["style"]
     if language == "cpp":
         meta, ok = _compile_cpp(runner, lim)
@@ -590,14 +606,14 @@ def main(request: dict | None = None) -> None:
         if request is None:
             (length,) = REQUEST.unpack(_read_exact(0, REQUEST.size))
             request = json.loads(_read_exact(0, length))
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # no signal reaches us
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, ALL_SIGNALS)  # no signal reaches us
         os.setpgid(0, 0)  # our own group, guarded below; test children run in their own sessions
         TMP_MODE[0] = os.stat(WORK_DIR).st_mode & 0o7777
         prctl = _prctl()
         prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us
         prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children can't read our /proc/<pid>/mem
         parent = os.getppid()  # the job server: programs may not signal it or its group
-        guard = seccomp.prepare(seccomp.guard_filter((1, parent, -parent, os.getpid(), -os.getpid())))
+        guard = seccomp.guard_loader((1, parent, -parent), os.getpid())  # built by the server
         run_job(request, guard, 1)
     except BaseException as exc:  # report harness failure to the host, never a verdict
         detail = "".join(traceback.format_exception(exc))[-4000:]

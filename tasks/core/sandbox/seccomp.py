@@ -4,6 +4,10 @@ Contract: ``base_filter()`` returns the raw ``struct sock_filter`` array that ``
 FD`` loads before it execs the in-sandbox runner; every process in the sandbox inherits it.
 ``guard_filter(protected)`` returns a second filter the runner installs in each test child
 (via ``prepare(...)``) so a program cannot signal, re-limit or pidfd-grab the runner or pid 1.
+``warm(fixed)`` builds, in the job server before it forks any runner, the ctypes objects and a
+guard program with placeholder slots for one more pid; ``guard_loader(fixed, pid)`` then gives
+each runner the loader of exactly ``guard_filter((*fixed, pid, -pid))`` by filling the slots,
+instead of building the program anew in every freshly forked runner.
 
 What the base filter does: kills the process for any non-x86_64 syscall ABI (i386 ``int 0x80``
 and x32); fails with EPERM the namespace, mount, ptrace, module, kexec, bpf, perf, keyring,
@@ -330,20 +334,78 @@ def guard_filter(protected: tuple[int, ...]) -> bytes:
     return b"".join(prog)
 
 
+_KIT: list = []  # [ctypes, sock_fprog type, libc prctl]: built once per process
+
+
+def _ctypes_kit() -> list:
+    """ctypes, the ``struct sock_fprog`` type and libc's ``prctl``, made once per process. The
+    job server makes them (``warm()``) before it forks any runner, so a runner only reads them."""
+    if not _KIT:
+        import ctypes
+
+        class _Fprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        _KIT.extend((ctypes, _Fprog, ctypes.CDLL(None, use_errno=True).prctl))
+    return _KIT
+
+
+GUARD_SLOT = 0x7FFFFFF0  # placeholder pid (above any pid_max) in a pre-built guard program
+_MASK = 0xFFFFFFFF
+_GUARDS: dict = {}  # fixed pids -> (the program with placeholder slots, [(k offset, negated)])
+
+
+def warm(fixed_pids: tuple[int, ...] = ()) -> None:
+    """Make, now, the ctypes objects ``prepare`` needs and the guard program that protects
+    ``fixed_pids`` plus one more process (``guard_loader``). The job server calls it before it
+    forks any runner, so a runner only fills in its own pid."""
+    _ctypes_kit()
+    if fixed_pids:
+        _guard_template(tuple(fixed_pids))
+
+
+def _guard_template(fixed: tuple[int, ...]):
+    if fixed not in _GUARDS:
+        prog = guard_filter((*fixed, GUARD_SLOT, -GUARD_SLOT))
+        slots = []
+        for off in range(0, len(prog), 8):
+            (k,) = struct.unpack_from("<I", prog, off + 4)
+            if k in (GUARD_SLOT, -GUARD_SLOT & _MASK):
+                slots.append((off + 4, k != GUARD_SLOT))
+        if len(slots) != 2 * len(PID_TARGETING):  # each syscall's block checks both slots once
+            raise RuntimeError(f"guard template has {len(slots)} pid slots")
+        _GUARDS[fixed] = (prog, slots)
+    return _GUARDS[fixed]
+
+
+def guard_loader(fixed: tuple[int, ...], pid: int):
+    """``prepare(guard_filter((*fixed, pid, -pid)))`` from the program ``warm`` built: a copy
+    with ``pid`` in its slots. For any pid from 2 to 2**31 - 1 that is not a fixed one (nor its
+    negation) the checks sort exactly as the placeholders do, so the bytes are identical
+    (tests/sandbox/test_seccomp_guard_template.py); other pids get a freshly built filter."""
+    values = {p & _MASK for p in fixed} | {_MASK}
+    if not 1 < pid < GUARD_SLOT or pid in values or -pid & _MASK in values:
+        return prepare(guard_filter((*fixed, pid, -pid)))
+    prog, slots = _guard_template(tuple(fixed))
+    buf = _ctypes_kit()[0].create_string_buffer(prog, len(prog))
+    for offset, negated in slots:
+        struct.pack_into("<I", buf, offset, (-pid if negated else pid) & _MASK)
+    return _loader(buf, len(prog))
+
+
 def prepare(filter_bytes: bytes):
     """Return a no-argument function that loads ``filter_bytes`` into the calling thread.
 
     All ctypes work happens here, so the returned loader is one ``prctl`` call (cheap enough to
     run in every forked test child). Loading needs no_new_privs, which bwrap sets.
     """
-    import ctypes
+    ctypes = _ctypes_kit()[0]
+    return _loader(ctypes.create_string_buffer(filter_bytes, len(filter_bytes)), len(filter_bytes))
 
-    class _Fprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
-    fprog = _Fprog(len(filter_bytes) // 8, ctypes.addressof(buf))
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+def _loader(buf, size: int):
+    ctypes, fprog_type, prctl = _ctypes_kit()
+    fprog = fprog_type(size // 8, ctypes.addressof(buf))
     pr_set_seccomp, seccomp_mode_filter = 22, 2
 
     def load() -> None:

@@ -43,7 +43,14 @@ job, and nothing a job does changes how a later job is scheduled, limited or jud
   job. If the purge leaves anything, or our scheduling state changed, ``recycle`` is true and
   the host throws this sandbox away (the job's verdicts stand).
 
-Measured cost: none measurable. Per job it adds one pipe, a seq read, a few syscalls (state
+Per-job cost: every runner and test child is a fork of this process, and each page a fork
+writes is copied then (copy-on-write), so what can be made once is made here before the first
+fork: libc's ``prctl`` and the seccomp ctypes objects, the guard program with a slot for the
+runner's pid (``seccomp.warm``), the signal set; the runner and the test child call
+``_signal`` directly (``signal``'s wrappers build an enum member per signal). Together with
+``LD_BIND_NOW`` (bwrap.py) this cut about 14% of the page faults and CPU time per job
+(trivial one-test jobs, 2 workers: 1,260 to 1,080 faults per job).
+Measured cost of the isolation mechanisms: none measurable. Per job it adds one pipe, a seq read, a few syscalls (state
 check, the purge) and, per test, a ``setsid`` and a signal-mask reset; the runner
 fork left the job's critical path. Six interleaved rounds, ABBA order, of the previous and this
 judge (``bench_judge.py`` workload, 2 workers, loaded 2-core machine): medians 308 vs 310
@@ -263,7 +270,8 @@ def main():
     seccomp = load("seccomp", setup["seccomp"])
     runner = load("runner", setup["runner"])
     runner.SANDBOXED = True
-    prctl = runner._prctl()
+    prctl = runner._prctl()  # also caches it for every runner forked from us
+    seccomp.warm((1, os.getpid(), -os.getpid()))  # each runner's guard program, built once here
     prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come back to us, the sweep reaps them
     prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: programs can't read our memory or fds
     if setup["base_filter"]:
