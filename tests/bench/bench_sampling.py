@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python tests/bench/bench_sampling.py [--sequences 64] [--tokens 128] [--threads 1]
 [--repeats 3]`` (on a shared CPU, more torch threads than free cores makes OpenMP spin and
-everything crawl)
+everything crawl); ``--shared-prefill`` runs only the shared-prefill section below.
 
 Prints (all measured in this run, same scratch ~5 M-parameter Llama and same prompt; each figure
 the median of ``--repeats`` runs after one untimed run of the same size):
@@ -17,6 +17,17 @@ the median of ``--repeats`` runs after one untimed run of the same size):
     of one *sampling* 10k vs 100k samples with a scratch model through the sample stage's loop
     (``tasks.core.stages.sample.run_shard`` per shard, then ``finish``; 4 new tokens each, so it
     takes seconds) (goal: about equal - memory bounded by shard size, not total).
+  * ``--shared-prefill [--sp-n 256] [--sp-tokens 96] [--sp-batch 32] [--sp-prompts 3] [--sp-rounds 2]``: tokens/s
+    and peak RSS of ``HFBatchedBackend`` sampling ``--sp-n`` completions of one prompt (the longest
+    bundled ``valid`` prompt, formatted by ``format_prompt``) and of ``--sp-prompts`` bundled prompts
+    spread over the length range, on the default-size model (preset ``small``, scratch weights,
+    its tokenizer trained on bundled ``train`` examples): repeated prompts through ``generate``
+    (``prefill="repeat"``, static cache, eager: the previous default) vs shared prefill under each
+    KV cache x attention choice (goal >= 2x). Each configuration runs in its own process (peak
+    RSS = that process's VmHWM, model included), one untimed batch first, then one timed call;
+    configurations run round-robin ``--sp-rounds`` times, the median reported. Sampling as the
+    default profile: temperature 0.8, top_p 1.
+    Scratch weights rarely emit EOS, so nearly every completion runs to ``--sp-tokens``.
 Synthetic samples mimic AlphaCode outputs: programs assembled from a small pool of code lines, with
 many exact duplicates; real model output compresses differently.
 """
@@ -162,6 +173,123 @@ def bench_backends(sequences: int, tokens: int, single: int, repeats: int) -> No
     print(f"vLLM / loop = {vrate / one:.1f}x")
 
 
+SP_CONFIGS = (  # (label, prefill, kv_cache, attention); the first is the previous default
+    ("repeat, static, eager (previous)", "repeat", "static", "eager"),
+    ("shared, static, eager", "shared", "static", "eager"),
+    ("shared, static, sdpa", "shared", "static", "sdpa"),
+    ("shared, dynamic, eager", "shared", "dynamic", "eager"),
+    ("shared, dynamic, sdpa", "shared", "dynamic", "sdpa"),
+)
+
+
+def shared_prefill_setup(out: Path, prompts: int) -> tuple[Path, list[str]]:
+    """The default-size scratch model (preset ``small``) with a tokenizer trained on bundled train
+    examples, saved to ``out``; and ``prompts`` formatted ``valid`` prompts spread over the length
+    range, the longest first."""
+    from tasks.core.hparams import ModelSpec
+    from tasks.core.modeling import build_model, train_tokenizer
+    from tasks.core.problems import bundled_problems, format_prompt, format_training_example
+
+    train = list(bundled_problems("train", seed=0, per_family=20))
+    texts = [a + b for p in train for a, b in [format_training_example(p, p.solutions.solution[0])]]
+    tokenizer = train_tokenizer(texts, ModelSpec().vocab_size)
+    model = build_model(ModelSpec(preset="small"), tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    rng = random.Random(0)
+    valid = [format_prompt(p, rng=rng) for p in bundled_problems("valid", seed=0, per_family=1)]
+    valid.sort(key=lambda t: len(tokenizer(t)["input_ids"]), reverse=True)
+    picks = [valid[round(i * (len(valid) // 2) / max(1, prompts - 1))] for i in range(prompts)]
+    return out, list(dict.fromkeys(picks))  # longest .. median length
+
+
+def shared_prefill_child(spec: str) -> None:
+    """Child process: one configuration of the shared-prefill bench; prints a JSON line."""
+    import torch
+
+    from tasks.core.sampling import HFBatchedBackend, SamplingParams
+
+    job = json.loads(Path(spec).read_text())
+    torch.set_num_threads(job["threads"])
+    backend = HFBatchedBackend(
+        job["model_dir"], kv_cache=job["kv_cache"], attention=job["attention"], prefill=job["prefill"]
+    )
+    params = SamplingParams(
+        n=job["n"], max_new_tokens=job["tokens"], batch_size=job["batch"], temperature=0.8
+    )
+    prompts = job["prompts"]
+    backend.generate(prompts[:1], job["batch"], params, 99)  # untimed: one batch (allocator growth)
+    start = time.perf_counter()
+    gens = backend.generate(prompts, job["n"], params, 1)
+    seconds = time.perf_counter() - start
+    tokens = sum(g.num_tokens for group in gens for g in group)
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+    lengths = [backend.count_prompt_tokens(p) for p in prompts]
+    reasons = sorted({g.finish_reason for group in gens for g in group})
+    print(
+        json.dumps(
+            {
+                "tokens": tokens,
+                "seconds": seconds,
+                "peak_mib": peak,
+                "prompt_tokens": lengths,
+                "finish_reasons": reasons,
+            }
+        )
+    )
+
+
+def bench_shared_prefill(n: int, tokens: int, batch: int, prompts: int, threads: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, texts = shared_prefill_setup(Path(tmp) / "model", prompts)
+        cases = [("one prompt", texts[:1]), (f"{len(texts)} prompts", texts)]
+        for case, case_prompts in cases:
+            runs: dict[str, list[dict]] = {label: [] for label, *_ in SP_CONFIGS}
+            for _ in range(rounds):  # round-robin: a load burst on the shared box hits every config
+                for label, prefill, kv_cache, attention in SP_CONFIGS:
+                    spec = Path(tmp) / "job.json"
+                    job = {
+                        "model_dir": str(model_dir),
+                        "prompts": case_prompts,
+                        "n": n,
+                        "tokens": tokens,
+                        "batch": batch,
+                        "threads": threads,
+                        "prefill": prefill,
+                        "kv_cache": kv_cache,
+                        "attention": attention,
+                    }
+                    spec.write_text(json.dumps(job))
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--sp-child", str(spec)],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout.strip()
+                    runs[label].append(json.loads(out.splitlines()[-1]))
+            rates = {}
+            for label, results in runs.items():
+                per_run = [r["tokens"] / r["seconds"] for r in results]
+                rates[label] = statistics.median(per_run)
+                r = results[0]
+                print(
+                    f"{case} (prompt tokens {r['prompt_tokens']}), n={n} each, <= {tokens} new, "
+                    f"batch {batch}: {label:34s} median {rates[label]:7,.0f} tok/s "
+                    f"(min {min(per_run):,.0f} .. max {max(per_run):,.0f}, {rounds} runs of "
+                    f"{r['tokens']:,} tok), peak RSS {max(x['peak_mib'] for x in results):.0f} MiB, "
+                    f"finish {r['finish_reasons']}",
+                    flush=True,
+                )
+            base = rates[SP_CONFIGS[0][0]]
+            best = max((k for k in rates if k != SP_CONFIGS[0][0]), key=rates.get)
+            print(
+                f"{case}: best shared ({best}) / repeated = {rates[best] / base:.2f}x (goal >= 2x); "
+                + ", ".join(f"{k}: {v / base:.2f}x" for k, v in rates.items() if k != SP_CONFIGS[0][0]),
+                flush=True,
+            )
+
+
 def bench_store(samples: int, per_shard: int) -> None:
     from tasks.core.samplestore import SampleStore, plan_shards
 
@@ -282,6 +410,13 @@ def main() -> None:
     parser.add_argument("--rss-sample", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--shared-prefill", action="store_true", help="only the shared-prefill section")
+    parser.add_argument("--sp-n", type=int, default=256, help="samples per prompt (shared-prefill)")
+    parser.add_argument("--sp-tokens", type=int, default=96, help="max_new_tokens (shared-prefill)")
+    parser.add_argument("--sp-batch", type=int, default=32, help="batch_size (shared-prefill)")
+    parser.add_argument("--sp-prompts", type=int, default=3, help="prompts in the multi-prompt case")
+    parser.add_argument("--sp-rounds", type=int, default=2, help="timed runs per configuration")
+    parser.add_argument("--sp-child", default="", help=argparse.SUPPRESS)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared box)"
     )
@@ -291,6 +426,15 @@ def main() -> None:
         return
     if args.rss_sample:
         sample_rss_child(args.rss_sample, args.per_shard)
+        return
+    if args.sp_child:
+        shared_prefill_child(args.sp_child)
+        return
+    if args.shared_prefill:
+        print(f"torch threads per child: {args.threads}")
+        bench_shared_prefill(
+            args.sp_n, args.sp_tokens, args.sp_batch, args.sp_prompts, args.threads, args.sp_rounds
+        )
         return
     if not args.skip_model:
         import torch

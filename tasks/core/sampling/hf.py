@@ -1,29 +1,67 @@
 """The transformers backend: :class:`HFBatchedBackend`.
 
-Contract: runs transformers ``generate`` on ``batch_size`` left-padded sequences at a time
-(``do_sample=True``, top_k disabled; by default a static KV cache and, on CPU, eager attention:
-``kv_cache``/``attention`` in the params). ``logprob_sum`` is the sum of the model's *untempered*
-log-probs (log-softmax of the raw logits) of the generated tokens, the same quantity vLLM reports
-by default. Stop sequences end generation and are cut from the text (like vLLM's default);
-``num_tokens``/``logprob_sum`` count the tokens up to and including the one that completed the
-stop sequence or the EOS token. ``finish_reason`` is ``stop`` (a stop sequence), ``eos`` (the EOS
-token) or ``length`` (``max_new_tokens`` reached).
-Reproducibility: a call samples under ``torch.manual_seed(seed)`` inside
-``torch.random.fork_rng`` (the caller's RNG state is untouched), so the same prompts, params,
-seed, model and torch build give the same samples. Changing ``batch_size`` changes the samples.
-Limits: single-process (torch intra-op threads only); repeated prompts in a batch are
-recomputed, not prefix-cached (vLLM does cache them). torch/transformers load on construction.
+Contract: ``generate(prompts, n, params, seed)`` returns ``n`` :class:`Generated` per prompt, in
+order. ``logprob_sum`` is the sum of the model's *untempered* log-probs (log-softmax of the raw
+logits) of the generated tokens, the same quantity vLLM reports by default. Stop sequences end
+generation and are cut from the text (like vLLM's default); ``num_tokens``/``logprob_sum`` count
+the tokens up to and including the one that completed the stop sequence or the EOS token.
+``finish_reason`` is ``stop`` (a stop sequence), ``eos`` (the EOS token) or ``length``
+(``max_new_tokens`` reached).
+
+Shared prefill (``prefill="shared"``, the default): each prompt's forward pass runs once (batch
+1, no padding) and its KV cache is copied into every row that samples from it; an explicit
+decode loop then feeds one token per row per step. Rows are the ``n`` samples of prompt 0, then
+of prompt 1, ...; ``params.batch_size`` is the most rows decoded together: a batch may hold the
+rows of several prompts (their prompt caches left-padded to the longest, padding masked), and a
+prompt with ``n > batch_size`` spans several batches that all reuse its one prefill. A row that
+finishes (EOS, stop sequence) is dropped from the batch - its cache rows compacted away - once at
+least 1/8 of the rows still in the batch have finished, so finished rows stop costing compute.
+``kv_cache`` picks the decode cache (``dynamic``: transformers' ``DynamicCache``, grown per step;
+``static``: a ``StaticCache`` preallocated to prompt + ``max_new_tokens``); ``attention`` the
+attention kernel (``auto`` = eager on CPU, sdpa elsewhere; tests/bench/bench_sampling.py
+``--shared-prefill`` compares).
+The old path, ``prefill="repeat"`` (transformers ``generate`` on ``batch_size`` left-padded
+copies of the prompts, every sample paying the prompt's forward pass), is kept for that
+benchmark's comparison.
+
+Sampling (shared path): temperature divides the logits, then top-p keeps the nucleus by the same
+rule as transformers' ``TopPLogitsWarper``; top_k is disabled; a token is drawn by the
+exponential race ``argmax_i p_i / E_i`` (``E_i`` i.i.d. Exp(1)), an exact draw from that
+categorical distribution - the distribution ``generate(do_sample=True)`` samples from. Greedy:
+``temperature=0`` takes the argmax of the raw logits (top_p is then ignored); since greedy
+samples of one prompt are identical, each prompt is decoded once and its result repeated ``n``
+times (both paths honour ``temperature=0``; the repeat path via ``do_sample=False``).
+
+Reproducibility: the same prompts, params, seed, model and torch build give the same samples. On
+the shared path batch ``b`` draws its noise from its own ``torch.Generator`` seeded with the
+first 8 bytes of ``sha256(f"{seed}/{b}")``, for every row of the batch at every step whether it
+has finished or not, so a row's tokens do not depend on which other rows finished (nor on the
+caller's RNG; the call still runs inside ``torch.random.fork_rng``). This stream is not the one
+used before shared prefill (``torch.manual_seed(seed)`` then transformers' ``generate`` on the
+global RNG, which the repeat path still uses): the same distribution, different draws for a
+given seed. Changing ``batch_size`` changes the samples on both paths.
+
+Limits: single-process (torch intra-op threads only). Shared prefill needs a model whose cache
+layers are all plain full-attention ``DynamicLayer``s (Llama-style); any other model (sliding
+window, linear attention) falls back to the repeat path. The prompt cache is copied per row,
+not shared in memory: a batch holds ``batch_size`` x (prompt + ``max_new_tokens``) positions of
+KV cache. torch/transformers load on construction.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tasks.core.sampling.backend import Generated, SamplingError, load_checked_tokenizer
 from tasks.core.sampling.params import SamplingParams
+
+COMPACT_FRACTION = 8  # drop finished rows once >= 1/8 of the batch's rows have finished
 
 
 class _SampledLogprobs:
@@ -53,13 +91,46 @@ class _SampledLogprobs:
         return torch.stack(self.steps, dim=1)
 
 
+@dataclass(frozen=True)
+class _Prefill:
+    """One prompt's forward pass: per-layer keys/values of shape (1, heads, length, head_dim) and
+    the raw logits of the next token (vocab,)."""
+
+    length: int
+    keys: tuple[Any, ...]
+    values: tuple[Any, ...]
+    logits: Any
+
+
 def _first_stop(text: str, stops: Sequence[str]) -> int:
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(hits) if hits else -1
 
 
+def batch_seed(seed: int, batch_index: int) -> int:
+    """The seed of shared-prefill batch ``batch_index``'s noise generator under call seed ``seed``."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{batch_index}".encode()).digest()[:8], "big") >> 1
+
+
+def top_p_filter(scores, top_p: float):
+    """``scores`` with the tokens outside the top-p nucleus set to -inf: transformers'
+    ``TopPLogitsWarper`` rule (sort ascending, drop while the cumulative probability <= 1 - top_p,
+    always keep the most likely token)."""
+    import torch
+
+    if top_p >= 1.0:
+        return scores
+    sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative <= (1 - top_p)
+    remove_sorted[..., -1:] = False
+    remove = remove_sorted.scatter(1, sorted_indices, remove_sorted)
+    return scores.masked_fill(remove, -math.inf)
+
+
 class HFBatchedBackend:
-    """transformers ``generate`` with ``batch_size`` sequences per call, on CPU (or ``device``)."""
+    """Batched transformers sampling on CPU (or ``device``): shared prefill + an explicit decode
+    loop by default, or ``generate`` on repeated prompts (``prefill="repeat"``)."""
 
     name = "hf"
 
@@ -69,10 +140,13 @@ class HFBatchedBackend:
         device: str = "cpu",
         kv_cache: Literal["static", "dynamic"] = "static",
         attention: Literal["auto", "eager", "sdpa"] = "auto",
+        prefill: Literal["shared", "repeat"] = "shared",
     ):
         import torch
         from transformers import AutoModelForCausalLM
 
+        if prefill not in ("shared", "repeat"):
+            raise SamplingError(f"prefill={prefill!r}: use 'shared' (default) or 'repeat'")
         self.model_dir = Path(model_dir)
         self.tokenizer = load_checked_tokenizer(self.model_dir)
         self.tokenizer.padding_side = "left"
@@ -83,12 +157,15 @@ class HFBatchedBackend:
         )
         self.model.to(device).eval()
         self.device = device
-        self.kv_cache = kv_cache  # static: no per-step cache growth (a copy of the whole cache)
+        self.kv_cache = kv_cache
+        self.prefill = prefill
         self.pad_id = (
             self.tokenizer.pad_token_id
             if self.tokenizer.pad_token_id is not None
             else self.tokenizer.eos_token_id
         )
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: cache
 
     def context_length(self) -> int:
         return int(self.model.config.max_position_embeddings)
@@ -102,17 +179,162 @@ class HFBatchedBackend:
         if n <= 0:
             raise SamplingError(f"n={n}: zero samples requested; ask for at least one")
         encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
-        jobs = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
+        if any(not ids for ids in encoded):
+            raise SamplingError("a prompt encodes to zero tokens; give every prompt some text")
+        greedy = params.temperature == 0
+        copies = 1 if greedy else n  # greedy samples of one prompt are identical: decode once
+        jobs = [i for i in range(len(encoded)) for _ in range(copies)]
         out: list[list[Generated]] = [[] for _ in prompts]
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.manual_seed(seed)
-            for start in range(0, len(jobs), params.batch_size):
+            shared = self.prefill == "shared" and self._supports_shared_prefill()
+            prefills: dict[int, _Prefill] = {}
+            for b, start in enumerate(range(0, len(jobs), params.batch_size)):
                 chunk = jobs[start : start + params.batch_size]
-                for (i, _), gen in zip(chunk, self._batch([ids for _, ids in chunk], params)):
-                    out[i].append(gen)
+                if shared:
+                    for i in dict.fromkeys(chunk):
+                        if i not in prefills:
+                            prefills[i] = self._prefill(encoded[i])
+                    gens = self._shared_batch(chunk, prefills, params, batch_seed(seed, b))
+                    for i in [i for i in prefills if i < chunk[-1]]:
+                        del prefills[i]  # rows are in prompt order: no later batch needs it
+                else:
+                    gens = self._batch([encoded[i] for i in chunk], params)
+                for i, gen in zip(chunk, gens):
+                    out[i].extend([gen] * (n if greedy else 1))
                 if progress:
-                    progress(len(chunk))
+                    progress(len(chunk) * (n if greedy else 1))
         return out
+
+    # -- shared prefill ---------------------------------------------------------------------------
+
+    def _supports_shared_prefill(self) -> bool:
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        layers = DynamicCache(config=self.model.config).layers
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def _prefill(self, ids: list[int]) -> _Prefill:
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kw: cache},
+        )
+        return _Prefill(
+            length=len(ids),
+            keys=tuple(layer.keys for layer in cache.layers),
+            values=tuple(layer.values for layer in cache.layers),
+            logits=out.logits[0, -1].float(),
+        )
+
+    def _decode_cache(self, chunk: list[int], prefills: dict[int, _Prefill], width: int, max_len: int):
+        """A fresh cache (``self.kv_cache``) whose row ``r`` holds prompt ``chunk[r]``'s prefill KV,
+        left-padded to ``width`` positions (the padding is masked by the caller)."""
+        import torch
+        from transformers import DynamicCache, StaticCache
+
+        if self.kv_cache == "static":
+            cache = StaticCache(config=self.model.config, max_cache_len=max_len)
+        else:
+            cache = DynamicCache(config=self.model.config)
+        groups: dict[int, list[int]] = {}
+        for r, i in enumerate(chunk):
+            groups.setdefault(i, []).append(r)
+        first = prefills[chunk[0]]
+        for layer in range(len(first.keys)):
+            kv = []
+            for field in ("keys", "values"):
+                one = getattr(first, field)[layer]
+                if len(groups) == 1:  # one prompt: no padding, a broadcast view is enough
+                    kv.append(one.expand(len(chunk), -1, -1, -1))
+                    continue
+                full = one.new_zeros((len(chunk), one.shape[1], width, one.shape[3]))
+                for i, members in groups.items():
+                    src = getattr(prefills[i], field)[layer]
+                    full[torch.tensor(members), :, width - prefills[i].length :] = src
+                kv.append(full)
+            cache.update(kv[0], kv[1], layer)  # copies: the prefill tensors stay untouched
+        return cache
+
+    def _shared_batch(
+        self, chunk: list[int], prefills: dict[int, _Prefill], params: SamplingParams, noise_seed: int
+    ) -> list[Generated]:
+        import torch
+
+        rows = [prefills[i] for i in chunk]
+        total = len(rows)
+        lengths = torch.tensor([p.length for p in rows], device=self.device)
+        width = int(lengths.max())
+        steps = params.max_new_tokens
+        cache = self._decode_cache(chunk, prefills, width, width + steps)
+        mask = None
+        if int(lengths.min()) != width:  # left padding to mask
+            slots = torch.arange(width + steps, device=self.device)
+            mask = (slots[None, :] >= (width - lengths)[:, None]).long()
+        logits = torch.stack([p.logits for p in rows])
+        greedy = params.temperature == 0
+        gen = torch.Generator(device=self.device).manual_seed(noise_seed)
+        vocab = logits.shape[-1]
+        tokens = torch.full((total, steps), self.pad_id, dtype=torch.long)
+        logprobs = torch.zeros((total, steps), dtype=torch.float64)
+        count = torch.zeros(total, dtype=torch.long)
+        eos = self.tokenizer.eos_token_id
+        live = torch.arange(total)  # batch position -> row of this chunk
+        alive = torch.ones(total, dtype=torch.bool)  # per batch position: still generating
+        for step in range(steps):
+            logp = torch.log_softmax(logits, dim=-1)
+            if greedy:
+                chosen = logits.argmax(dim=-1)
+            else:
+                noise = torch.empty((total, vocab), device=self.device).exponential_(generator=gen)
+                probs = top_p_filter(logits / params.temperature, params.top_p).softmax(dim=-1)
+                chosen = (probs / noise[live].clamp_min_(1e-30)).argmax(dim=-1)
+            picked = logp.gather(1, chosen[:, None])[:, 0]
+            rows_now = live[alive]
+            tokens[rows_now, step] = chosen[alive].cpu()
+            logprobs[rows_now, step] = picked[alive].double().cpu()
+            count[rows_now] = step + 1
+            done = alive & (chosen.cpu() == eos)
+            if params.stop:
+                check = (alive & ~done).nonzero()[:, 0]
+                texts = self.tokenizer.batch_decode(
+                    [tokens[live[k], : step + 1].tolist() for k in check.tolist()], skip_special_tokens=True
+                )
+                for k, text in zip(check.tolist(), texts):
+                    if _first_stop(text, params.stop) >= 0:
+                        done[k] = True
+            alive &= ~done
+            if step == steps - 1 or not bool(alive.any()):
+                break
+            finished = int((~alive).sum())
+            if finished and finished * COMPACT_FRACTION >= len(alive):
+                keep = alive.nonzero()[:, 0]
+                cache.reorder_cache(keep.to(self.device))
+                live, alive, chosen, lengths = live[keep], alive[keep], chosen[keep], lengths[keep]
+                if mask is not None:
+                    mask = mask[keep.to(self.device)]
+            kwargs = {} if mask is None else {"attention_mask": mask[:, : width + step + 1]}
+            out = self.model(
+                input_ids=chosen[:, None],
+                position_ids=(lengths + step)[:, None],
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kw: cache},
+                **kwargs,
+            )
+            logits = out.logits[:, -1].float()
+        return [
+            self._finish(tokens[r, :k].tolist(), logprobs[r, :k].tolist(), params.stop)
+            for r, k in enumerate(count.tolist())
+        ]
+
+    # -- repeated prompts through transformers' generate -----------------------------------------
 
     def _batch(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Generated]:
         import torch
@@ -121,13 +343,14 @@ class HFBatchedBackend:
         input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompt_ids])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])
         recorder = _SampledLogprobs(width)
+        sample = params.temperature > 0
         sequences = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=0,
+            do_sample=sample,
+            temperature=params.temperature if sample else None,
+            top_p=params.top_p if sample else None,
+            top_k=0 if sample else None,
             max_new_tokens=params.max_new_tokens,
             stop_strings=list(params.stop) or None,
             tokenizer=self.tokenizer if params.stop else None,

@@ -3,8 +3,9 @@
 Contract: frozen pydantic models that forbid unknown fields. :class:`SamplingParams` fixes
 everything that changes the samples (n, temperature, top_p, max_new_tokens, stop sequences,
 seed, batch size, shard size, backend and the HF backend's cache/attention choices); a bad value
-fails at construction with the field named. No torch or transformers here (the configuration
-imports this module).
+fails at construction with the field named. ``temperature=0`` asks for greedy decoding (every
+sample of a prompt is the argmax continuation; vLLM reads 0 the same way). No torch or
+transformers here (the configuration imports this module).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     n: int = Field(gt=0, description="samples per problem")
-    temperature: float = Field(default=0.8, gt=0)
+    temperature: float = Field(
+        default=0.8, ge=0, description="0 = greedy (argmax of the raw logits; top_p then ignored)"
+    )
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_new_tokens: int = Field(default=256, gt=0)
     stop: tuple[str, ...] = ()
     seed: int = Field(default=0, ge=0)
-    batch_size: int = Field(default=32, gt=0, description="sequences per generate call")
+    batch_size: int = Field(
+        default=32, gt=0, description="hf backend: the most sequences (rows) decoded together"
+    )
     samples_per_shard: int = Field(default=256, gt=0)
     backend: Literal["hf", "vllm"] = "hf"
     kv_cache: Literal["static", "dynamic"] = Field(
