@@ -77,9 +77,12 @@ def test_stage_defaults_are_static_cache_and_eager_attention_on_cpu(tiny_model_d
 
     backend = make_backend(SamplingParams(n=1), tiny_model_dir)
     assert backend.kv_cache == "static"
-    assert backend.model.config._attn_implementation == "eager"
+    # the prompts' forward passes use the chosen kernel; decode steps the shared-prefix attention over it
+    assert backend.attention == "eager"
+    assert backend.model.config._attn_implementation.endswith("_eager")
     other = make_backend(SamplingParams(n=1, kv_cache="dynamic", attention="sdpa"), tiny_model_dir)
-    assert (other.kv_cache, other.model.config._attn_implementation) == ("dynamic", "sdpa")
+    assert (other.kv_cache, other.attention) == ("dynamic", "sdpa")
+    assert other.model.config._attn_implementation.endswith("_sdpa")
 
 
 def test_cache_and_attention_choice_do_not_change_the_samples(hf_backend, tiny_model_dir):

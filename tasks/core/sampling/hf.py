@@ -9,20 +9,24 @@ the tokens up to and including the one that completed the stop sequence or the E
 (``max_new_tokens`` reached).
 
 Shared prefill (``prefill="shared"``, the default): each prompt's forward pass runs once (batch
-1, no padding) and its KV cache is copied into every row that samples from it; an explicit
-decode loop then feeds one token per row per step. Rows are the ``n`` samples of prompt 0, then
+1, no padding); an explicit decode loop then feeds one token per row per step. The prompt's
+keys/values are kept once per prompt, not copied per row: decode steps run a shared-prefix
+attention (registered with transformers as ``alphacode_shared_prefix_<kernel>``) that scores all
+the rows sampling from a prompt against its keys in one matrix product and their own generated
+keys separately, under one softmax - exact attention over prompt + generated tokens, with the
+prompt read once per step instead of once per row. Rows are the ``n`` samples of prompt 0, then
 of prompt 1, ...; ``params.batch_size`` is the most rows decoded together: a batch may hold the
-rows of several prompts (their prompt caches left-padded to the longest, padding masked), and a
-prompt with ``n > batch_size`` spans several batches that all reuse its one prefill. A row that
-finishes (EOS, stop sequence) is dropped from the batch - its cache rows compacted away - once at
-least 1/8 of the rows still in the batch have finished, so finished rows stop costing compute.
-``kv_cache`` picks the decode cache (``dynamic``: transformers' ``DynamicCache``, grown per step;
-``static``: a ``StaticCache`` preallocated to prompt + ``max_new_tokens``); ``attention`` the
-attention kernel (``auto`` = eager on CPU, sdpa elsewhere; tests/bench/bench_sampling.py
-``--shared-prefill`` compares).
+rows of several prompts (their prompts left-padded to the longest, padding masked), and a prompt
+with ``n > batch_size`` spans several batches that all reuse its one prefill. A row that
+finishes (EOS, stop sequence) is dropped from the batch - its cache rows compacted away - once
+at least 1/8 of the rows still in the batch have finished, so finished rows stop costing
+compute. On this path ``kv_cache`` picks the cache of the generated tokens (``dynamic``:
+transformers' ``DynamicCache``, grown per step; ``static``: a ``StaticCache`` of
+``max_new_tokens`` slots) and ``attention`` the kernel of the prompts' forward passes (``auto``
+= eager on CPU, sdpa elsewhere); tests/bench/bench_sampling.py ``--shared-prefill`` compares.
 The old path, ``prefill="repeat"`` (transformers ``generate`` on ``batch_size`` left-padded
-copies of the prompts, every sample paying the prompt's forward pass), is kept for that
-benchmark's comparison.
+copies of the prompts, every sample paying the prompt's forward pass, ``kv_cache``/``attention``
+as transformers reads them), is kept for that benchmark's comparison.
 
 Sampling (shared path): temperature divides the logits, then top-p keeps the nucleus by the same
 rule as transformers' ``TopPLogitsWarper``; top_k is disabled; a token is drawn by the
@@ -34,7 +38,7 @@ times (both paths honour ``temperature=0``; the repeat path via ``do_sample=Fals
 
 Reproducibility: the same prompts, params, seed, model and torch build give the same samples. On
 the shared path batch ``b`` draws its noise from its own ``torch.Generator`` seeded with the
-first 8 bytes of ``sha256(f"{seed}/{b}")``, for every row of the batch at every step whether it
+first 8 bytes of ``sha256(f"{seed}/{b}")`` (shifted right one bit), for every row of the batch at every step whether it
 has finished or not, so a row's tokens do not depend on which other rows finished (nor on the
 caller's RNG; the call still runs inside ``torch.random.fork_rng``). This stream is not the one
 used before shared prefill (``torch.manual_seed(seed)`` then transformers' ``generate`` on the
@@ -43,9 +47,9 @@ given seed. Changing ``batch_size`` changes the samples on both paths.
 
 Limits: single-process (torch intra-op threads only). Shared prefill needs a model whose cache
 layers are all plain full-attention ``DynamicLayer``s (Llama-style); any other model (sliding
-window, linear attention) falls back to the repeat path. The prompt cache is copied per row,
-not shared in memory: a batch holds ``batch_size`` x (prompt + ``max_new_tokens``) positions of
-KV cache. torch/transformers load on construction.
+window, linear attention) falls back to the repeat path. The shared-prefix attention is plain
+torch matrix products (no fused kernel); a batch mixing G prompts runs G of them per layer and
+step. torch/transformers load on construction.
 """
 
 from __future__ import annotations
@@ -128,6 +132,93 @@ def top_p_filter(scores, top_p: float):
     return scores.masked_fill(remove, -math.inf)
 
 
+@dataclass
+class _SharedPrefix:
+    """What the decode attention reads besides the (generated-tokens-only) cache: per layer the
+    prompt keys/values of the batch's G distinct prompts, left-padded to one width and repeated to
+    the query heads, (G, heads, width, head_dim); which batch rows sample from which prompt; the
+    padding to mask; and how many cache slots hold generated tokens (a static cache has more)."""
+
+    keys: list
+    values: list
+    groups: list  # per prompt: a LongTensor of its rows' batch positions, or None for "all rows"
+    pad: Any  # (rows, width) bool, True on padding; None when no prompt is padded
+    row_group: Any  # (rows,) the prompt (index into keys/values) of each batch row
+    suffix_len: int = 0
+
+
+def _shared_prefix_attention(base):
+    """An attention function that, given ``shared_prefix`` (a :class:`_SharedPrefix`) in its
+    kwargs, attends each query over its prompt's keys - read once per prompt, one matrix product
+    for all the rows sampling from it - and over its own generated keys, with one softmax across
+    both (exact attention over the concatenation); without it (the prompt's prefill) it is
+    ``base``."""
+
+    def attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        import torch
+        from transformers.models.llama.modeling_llama import repeat_kv
+
+        state = kwargs.get("shared_prefix")
+        if state is None:
+            return base(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        layer = module.layer_idx
+        pk, pv = state.keys[layer], state.values[layer]
+        rows, heads, q_len, dim = query.shape
+        width = pk.shape[2]
+        kv_groups = getattr(module, "num_key_value_groups", 1)
+        key = repeat_kv(key[:, :, : state.suffix_len], kv_groups)
+        value = repeat_kv(value[:, :, : state.suffix_len], kv_groups)
+
+        prefix = query.new_empty((rows, heads, q_len, width))
+        for g, members in enumerate(state.groups):
+            if members is not None and not len(members):
+                continue
+            q = query if members is None else query[members]  # this prompt's rows
+            n = q.shape[0]
+            q = q.transpose(0, 1).reshape(heads, n * q_len, dim)
+            part = torch.matmul(q, pk[g].transpose(1, 2)).reshape(heads, n, q_len, width).transpose(0, 1)
+            if members is None:
+                prefix = part
+            else:
+                prefix[members] = part
+        scores = torch.cat([prefix, torch.matmul(query, key.transpose(2, 3))], dim=-1) * scaling
+        if state.pad is not None:
+            scores[..., :width].masked_fill_(state.pad[:, None, None, :], -math.inf)
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        out = torch.matmul(probs[..., width:], value)
+        for g, members in enumerate(state.groups):
+            if members is not None and not len(members):
+                continue
+            p = probs[..., :width] if members is None else probs[members][..., :width]
+            n = p.shape[0]
+            part = torch.matmul(p.transpose(0, 1).reshape(heads, -1, width), pv[g])
+            part = part.reshape(heads, n, q_len, dim).transpose(0, 1)
+            if members is None:
+                out += part
+            else:
+                out[members] += part
+        return out.transpose(1, 2).contiguous(), None
+
+    return attention
+
+
+def _register_shared_prefix_attention(base_name: str) -> str:
+    """Register (once) the shared-prefix attention over transformers' ``base_name`` kernel, with
+    ``base_name``'s mask builder; returns its name for ``attn_implementation``."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    name = f"alphacode_shared_prefix_{base_name}"
+    if name not in AttentionInterface._global_mapping:
+        base = (
+            eager_attention_forward if base_name == "eager" else AttentionInterface._global_mapping[base_name]
+        )
+        AttentionInterface.register(name, _shared_prefix_attention(base))
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base_name])
+    return name
+
+
 class HFBatchedBackend:
     """Batched transformers sampling on CPU (or ``device``): shared prefill + an explicit decode
     loop by default, or ``generate`` on repeated prompts (``prefill="repeat"``)."""
@@ -152,8 +243,10 @@ class HFBatchedBackend:
         self.tokenizer.padding_side = "left"
         if attention == "auto":
             attention = "eager" if device == "cpu" else "sdpa"
+        self.attention = attention  # the kernel of the prompts' forward passes (and of the repeat path)
+        kernel = _register_shared_prefix_attention(attention) if prefill == "shared" else attention
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_dir, dtype=torch.float32, attn_implementation=attention
+            self.model_dir, dtype=torch.float32, attn_implementation=kernel
         )
         self.model.to(device).eval()
         self.device = device
@@ -233,50 +326,57 @@ class HFBatchedBackend:
             logits=out.logits[0, -1].float(),
         )
 
-    def _decode_cache(self, chunk: list[int], prefills: dict[int, _Prefill], width: int, max_len: int):
-        """A fresh cache (``self.kv_cache``) whose row ``r`` holds prompt ``chunk[r]``'s prefill KV,
-        left-padded to ``width`` positions (the padding is masked by the caller)."""
+    def _shared_prefix(self, chunk: list[int], prefills: dict[int, _Prefill], width: int) -> _SharedPrefix:
+        """The decode attention's view of the batch's prompts (see :class:`_SharedPrefix`)."""
         import torch
-        from transformers import DynamicCache, StaticCache
+        from transformers.models.llama.modeling_llama import repeat_kv
 
-        if self.kv_cache == "static":
-            cache = StaticCache(config=self.model.config, max_cache_len=max_len)
+        order = list(dict.fromkeys(chunk))  # the batch's distinct prompts
+        heads = self.model.config.num_attention_heads
+        keys, values = [], []
+        for layer in range(len(prefills[order[0]].keys)):
+            for field, into in (("keys", keys), ("values", values)):
+                one = getattr(prefills[order[0]], field)[layer]
+                if len(order) == 1:
+                    stacked = one
+                else:
+                    stacked = one.new_zeros((len(order), one.shape[1], width, one.shape[3]))
+                    for g, i in enumerate(order):
+                        stacked[g, :, width - prefills[i].length :] = getattr(prefills[i], field)[layer][0]
+                into.append(repeat_kv(stacked, heads // stacked.shape[1]))
+        lengths = torch.tensor([prefills[i].length for i in chunk], device=self.device)
+        pad = None
+        if int(lengths.min()) != width:
+            pad = torch.arange(width, device=self.device)[None, :] < (width - lengths)[:, None]
+        group = torch.tensor([order.index(i) for i in chunk], device=self.device)
+        state = _SharedPrefix(keys=keys, values=values, groups=[], pad=pad, row_group=group)
+        self._regroup(state, len(order))
+        return state
+
+    @staticmethod
+    def _regroup(state: _SharedPrefix, prompts: int) -> None:
+        if prompts == 1:
+            state.groups = [None]
         else:
-            cache = DynamicCache(config=self.model.config)
-        groups: dict[int, list[int]] = {}
-        for r, i in enumerate(chunk):
-            groups.setdefault(i, []).append(r)
-        first = prefills[chunk[0]]
-        for layer in range(len(first.keys)):
-            kv = []
-            for field in ("keys", "values"):
-                one = getattr(first, field)[layer]
-                if len(groups) == 1:  # one prompt: no padding, a broadcast view is enough
-                    kv.append(one.expand(len(chunk), -1, -1, -1))
-                    continue
-                full = one.new_zeros((len(chunk), one.shape[1], width, one.shape[3]))
-                for i, members in groups.items():
-                    src = getattr(prefills[i], field)[layer]
-                    full[torch.tensor(members), :, width - prefills[i].length :] = src
-                kv.append(full)
-            cache.update(kv[0], kv[1], layer)  # copies: the prefill tensors stay untouched
-        return cache
+            state.groups = [(state.row_group == g).nonzero()[:, 0] for g in range(prompts)]
 
     def _shared_batch(
         self, chunk: list[int], prefills: dict[int, _Prefill], params: SamplingParams, noise_seed: int
     ) -> list[Generated]:
         import torch
+        from transformers import DynamicCache, StaticCache
 
         rows = [prefills[i] for i in chunk]
         total = len(rows)
         lengths = torch.tensor([p.length for p in rows], device=self.device)
         width = int(lengths.max())
         steps = params.max_new_tokens
-        cache = self._decode_cache(chunk, prefills, width, width + steps)
-        mask = None
-        if int(lengths.min()) != width:  # left padding to mask
-            slots = torch.arange(width + steps, device=self.device)
-            mask = (slots[None, :] >= (width - lengths)[:, None]).long()
+        prefix = self._shared_prefix(chunk, prefills, width)
+        prompts = len(prefix.keys[0])
+        if self.kv_cache == "static":  # the cache holds the generated tokens only
+            cache = StaticCache(config=self.model.config, max_cache_len=steps)
+        else:
+            cache = DynamicCache(config=self.model.config)
         logits = torch.stack([p.logits for p in rows])
         greedy = params.temperature == 0
         gen = torch.Generator(device=self.device).manual_seed(noise_seed)
@@ -315,18 +415,20 @@ class HFBatchedBackend:
             finished = int((~alive).sum())
             if finished and finished * COMPACT_FRACTION >= len(alive):
                 keep = alive.nonzero()[:, 0]
-                cache.reorder_cache(keep.to(self.device))
-                live, alive, chosen, lengths = live[keep], alive[keep], chosen[keep], lengths[keep]
-                if mask is not None:
-                    mask = mask[keep.to(self.device)]
-            kwargs = {} if mask is None else {"attention_mask": mask[:, : width + step + 1]}
+                on_device = keep.to(self.device)
+                cache.reorder_cache(on_device)
+                live, alive, chosen, lengths = live[keep], alive[keep], chosen[on_device], lengths[on_device]
+                prefix.row_group = prefix.row_group[on_device]
+                prefix.pad = None if prefix.pad is None else prefix.pad[on_device]
+                self._regroup(prefix, prompts)
+            prefix.suffix_len = step + 1
             out = self.model(
                 input_ids=chosen[:, None],
                 position_ids=(lengths + step)[:, None],
                 use_cache=True,
                 logits_to_keep=1,
+                shared_prefix=prefix,
                 **{self._cache_kw: cache},
-                **kwargs,
             )
             logits = out.logits[:, -1].float()
         return [
