@@ -17,17 +17,20 @@ the median of ``--repeats`` runs after one untimed run of the same size):
     of one *sampling* 10k vs 100k samples with a scratch model through the sample stage's loop
     (``tasks.core.stages.sample.run_shard`` per shard, then ``finish``; 4 new tokens each, so it
     takes seconds) (goal: about equal - memory bounded by shard size, not total).
-  * ``--shared-prefill [--sp-n 256] [--sp-tokens 96] [--sp-batch 32] [--sp-prompts 3] [--sp-rounds 2]``: tokens/s
-    and peak RSS of ``HFBatchedBackend`` sampling ``--sp-n`` completions of one prompt (the longest
-    bundled ``valid`` prompt, formatted by ``format_prompt``) and of ``--sp-prompts`` bundled prompts
+  * ``--shared-prefill [--sp-n 256] [--sp-tokens 96] [--sp-batch 32] [--sp-prompts 3]
+    [--sp-rounds 2] [--sp-sections all|processes|interleaved]``: tokens/s and peak RSS of
+    ``HFBatchedBackend`` sampling ``--sp-n`` completions of one prompt (the longest bundled
+    ``valid`` prompt, formatted by ``format_prompt``) and of ``--sp-prompts`` bundled prompts
     spread over the length range, on the default-size model (preset ``small``, scratch weights,
     its tokenizer trained on bundled ``train`` examples): repeated prompts through ``generate``
     (``prefill="repeat"``, static cache, eager: the previous default) vs shared prefill with a
     static or dynamic cache of generated tokens and eager or sdpa prefill (the multi-prompt case:
-    previous vs new default only) (goal >= 2x). Each configuration runs in its own process (peak
-    RSS = that process's VmHWM, model included), one untimed batch first, then one timed call;
-    configurations run round-robin ``--sp-rounds`` times (order reversed every other round), the
-    median reported. Sampling as the default profile: temperature 0.8, top_p 1.
+    previous vs new default only) (goal >= 2x). ``processes``: each configuration runs in its own
+    process (peak RSS = that process's VmHWM, model included), one untimed batch first, then one
+    timed call; configurations run round-robin ``--sp-rounds`` times (order reversed every other
+    round), the median reported. ``interleaved``: the same two defaults side by side in one
+    process, their calls of ``--sp-batch`` samples alternating (robust to load drift; each call
+    prefills again). Sampling as the default profile: temperature 0.8, top_p 1.
     Scratch weights rarely emit EOS, so nearly every completion runs to ``--sp-tokens``.
 Synthetic samples mimic AlphaCode outputs: programs assembled from a small pool of code lines, with
 many exact duplicates; real model output compresses differently.
@@ -244,11 +247,48 @@ def shared_prefill_child(spec: str) -> None:
     )
 
 
-def bench_shared_prefill(n: int, tokens: int, batch: int, prompts: int, threads: int, rounds: int) -> None:
+def bench_shared_prefill_interleaved(
+    model_dir: Path, texts: list[str], n: int, tokens: int, batch: int
+) -> None:
+    """Side by side in this process: the previous default and the new one, each sampling ``n``
+    completions per prompt as ``n // batch`` calls of ``batch``, the two backends' calls
+    alternating (order swapped every call), so load drift on a shared box hits both alike. Each
+    call prefills its prompts again (the shared path's real runs prefill once per ``n``)."""
+    from tasks.core.sampling import HFBatchedBackend, SamplingParams
+
+    configs = SP_MULTI
+    backends = {
+        label: HFBatchedBackend(model_dir, kv_cache=kv, attention=att, prefill=prefill)
+        for label, prefill, kv, att in configs
+    }
+    params = SamplingParams(n=batch, max_new_tokens=tokens, batch_size=batch, temperature=0.8)
+    for case, prompts in (("one prompt", texts[:1]), (f"{len(texts)} prompts", texts)):
+        for backend in backends.values():
+            backend.generate(prompts[:1], batch, params, 99)  # untimed
+        spent = dict.fromkeys(backends, 0.0)
+        made = dict.fromkeys(backends, 0)
+        for call in range(max(1, n // batch)):
+            for label in list(backends)[:: 1 - 2 * (call % 2)]:
+                start = time.perf_counter()
+                gens = backends[label].generate(prompts, batch, params, call)
+                spent[label] += time.perf_counter() - start
+                made[label] += sum(g.num_tokens for group in gens for g in group)
+        rates = {label: made[label] / spent[label] for label in backends}
+        old, new = (label for label, *_ in configs)
+        print(
+            f"interleaved, {case}: {old} {rates[old]:,.0f} tok/s, {new} {rates[new]:,.0f} tok/s "
+            f"({made[new]:,} tok each way) -> {rates[new] / rates[old]:.2f}x (goal >= 2x)",
+            flush=True,
+        )
+
+
+def bench_shared_prefill(
+    n: int, tokens: int, batch: int, prompts: int, threads: int, rounds: int, sections: str
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, texts = shared_prefill_setup(Path(tmp) / "model", prompts)
         cases = [("one prompt", texts[:1], SP_CONFIGS), (f"{len(texts)} prompts", texts, SP_MULTI)]
-        for case, case_prompts, configs in cases:
+        for case, case_prompts, configs in cases if sections != "interleaved" else []:
             runs: dict[str, list[dict]] = {label: [] for label, *_ in configs}
             for round_ in range(rounds):  # round-robin, order reversed every other round: load
                 for label, prefill, kv_cache, attention in configs[:: 1 - 2 * (round_ % 2)]:  # drift
@@ -292,6 +332,8 @@ def bench_shared_prefill(n: int, tokens: int, batch: int, prompts: int, threads:
                 + ", ".join(f"{k}: {v / base:.2f}x" for k, v in rates.items() if k != configs[0][0]),
                 flush=True,
             )
+        if sections != "processes":
+            bench_shared_prefill_interleaved(model_dir, texts, n, tokens, batch)
 
 
 def bench_store(samples: int, per_shard: int) -> None:
@@ -420,6 +462,7 @@ def main() -> None:
     parser.add_argument("--sp-batch", type=int, default=32, help="batch_size (shared-prefill)")
     parser.add_argument("--sp-prompts", type=int, default=3, help="prompts in the multi-prompt case")
     parser.add_argument("--sp-rounds", type=int, default=2, help="timed runs per configuration")
+    parser.add_argument("--sp-sections", choices=("all", "processes", "interleaved"), default="all")
     parser.add_argument("--sp-child", default="", help=argparse.SUPPRESS)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared box)"
@@ -435,9 +478,18 @@ def main() -> None:
         shared_prefill_child(args.sp_child)
         return
     if args.shared_prefill:
-        print(f"torch threads per child: {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(f"torch threads (each child and the interleaved runs): {args.threads}")
         bench_shared_prefill(
-            args.sp_n, args.sp_tokens, args.sp_batch, args.sp_prompts, args.threads, args.sp_rounds
+            args.sp_n,
+            args.sp_tokens,
+            args.sp_batch,
+            args.sp_prompts,
+            args.threads,
+            args.sp_rounds,
+            args.sp_sections,
         )
         return
     if not args.skip_model:
