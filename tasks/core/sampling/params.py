@@ -32,12 +32,14 @@ class SamplingParams(BaseModel):
     samples_per_shard: int = Field(default=256, gt=0)
     backend: Literal["hf", "vllm"] = "hf"
     kv_cache: Literal["static", "dynamic"] = Field(
-        default="static", description="hf backend: preallocated KV cache (static) or grown per step"
+        default="static",
+        description="hf backend: preallocated KV cache (static) or grown per step (shared prefill: "
+        "the cache of the generated tokens; tests/bench/bench_sampling.py --shared-prefill)",
     )
     attention: Literal["auto", "eager", "sdpa"] = Field(
         default="auto",
-        description="hf backend: auto = eager on CPU (faster for one-token decode "
-        "steps, tests/bench/bench_sampling.py), sdpa on GPUs",
+        description="hf backend: auto = eager on CPU, sdpa on GPUs (shared prefill: the kernel of "
+        "the prompts' forward passes; decode steps use the shared-prefix attention)",
     )
 
     @field_validator("n", mode="before")
