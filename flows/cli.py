@@ -107,6 +107,30 @@ def print_summary(result) -> None:
 
 
 @app.command()
+def scaling(
+    profile: str = typer.Option("scaling", "--profile", "-p", help="a profile in data/profiles"),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="run directory (default: runs/<the profile it extends, else itself>)"
+    ),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=200 (repeatable)"),
+) -> None:
+    """Solve rate vs samples per problem: pass@k and 10@k with filtering + clustering, filtering only, neither."""
+    from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
+
+    try:
+        overrides = normalise_overrides(set_)
+        preflight(load_profile(profile, overrides))
+    except ConfigError as err:
+        fail(str(err))
+    from flows.scaling import alphacode_scaling, out_dir_for
+
+    root = (out or Path(out_dir_for(profile))).resolve()
+    result = alphacode_scaling(profile=profile, out_dir=str(root), overrides=overrides)
+    typer.echo(result.report.read_text())
+    typer.echo(f"curve: {result.curve.dir / 'curve.png'}  report: {result.report}")
+
+
+@app.command()
 def seeds(
     profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
     seed: list[int] = typer.Option([0, 1], "--seed", "-s", help="a seed for stages 2-6 (repeatable)"),
