@@ -29,17 +29,18 @@ copies of the prompts, every sample paying the prompt's forward pass, ``kv_cache
 as transformers reads them), is kept for that benchmark's comparison.
 
 Sampling (shared path): temperature divides the logits, then top-p keeps the nucleus by the same
-rule as transformers' ``TopPLogitsWarper``; top_k is disabled; a token is drawn by the
-exponential race ``argmax_i p_i / E_i`` (``E_i`` i.i.d. Exp(1)), an exact draw from that
-categorical distribution - the distribution ``generate(do_sample=True)`` samples from. Greedy:
+rule as transformers' ``TopPLogitsWarper``; top_k is disabled; a token is drawn by inversion
+(one uniform ``u`` per row and step; the first token whose cumulative probability, summed in
+float64, exceeds ``u`` x the total), a draw from that categorical distribution - the one
+``generate(do_sample=True)`` samples from; a token of probability 0 is never drawn. Greedy:
 ``temperature=0`` takes the argmax of the raw logits (top_p is then ignored); since greedy
 samples of one prompt are identical, each prompt is decoded once and its result repeated ``n``
 times (both paths honour ``temperature=0``; the repeat path via ``do_sample=False``).
 
 Reproducibility: the same prompts, params, seed, model and torch build give the same samples. On
-the shared path batch ``b`` draws its noise from its own ``torch.Generator`` seeded with the
-first 8 bytes of ``sha256(f"{seed}/{b}")`` (shifted right one bit), for every row of the batch at every step whether it
-has finished or not, so a row's tokens do not depend on which other rows finished (nor on the
+the shared path batch ``b`` draws its uniforms from its own ``torch.Generator`` seeded with the
+first 8 bytes of ``sha256(f"{seed}/{b}")`` (shifted right one bit), for every row of the batch
+at every step whether it has finished or not, so a row's tokens do not depend on which other rows finished (nor on the
 caller's RNG; the call still runs inside ``torch.random.fork_rng``). This stream is not the one
 used before shared prefill (``torch.manual_seed(seed)`` then transformers' ``generate`` on the
 global RNG, which the repeat path still uses): the same distribution, different draws for a
@@ -380,7 +381,6 @@ class HFBatchedBackend:
         logits = torch.stack([p.logits for p in rows])
         greedy = params.temperature == 0
         gen = torch.Generator(device=self.device).manual_seed(noise_seed)
-        vocab = logits.shape[-1]
         tokens = torch.full((total, steps), self.pad_id, dtype=torch.long)
         logprobs = torch.zeros((total, steps), dtype=torch.float64)
         count = torch.zeros(total, dtype=torch.long)
@@ -392,9 +392,13 @@ class HFBatchedBackend:
             if greedy:
                 chosen = logits.argmax(dim=-1)
             else:
-                noise = torch.empty((total, vocab), device=self.device).exponential_(generator=gen)
+                draw = torch.rand(total, generator=gen, device=self.device, dtype=torch.float64)
                 probs = top_p_filter(logits / params.temperature, params.top_p).softmax(dim=-1)
-                chosen = (probs / noise[live].clamp_min_(1e-30)).argmax(dim=-1)
+                cdf = probs.double().cumsum(dim=-1)
+                total_mass = cdf[:, -1:].contiguous()
+                chosen = torch.searchsorted(cdf, draw[live, None] * total_mass, right=True)[:, 0]
+                last = torch.searchsorted(cdf, total_mass)[:, 0]  # if u x total rounded up to total
+                chosen = torch.minimum(chosen, last)
             picked = logp.gather(1, chosen[:, None])[:, 0]
             rows_now = live[alive]
             tokens[rows_now, step] = chosen[alive].cpu()
