@@ -61,7 +61,9 @@ def test_every_stage_published(smoke_run):
     assert first.sft_continue.metrics["steps"] == first.rl.metrics["optimizer_steps"] > 0
     cfg = load_profile("smoke")
     assert first.rl_difficulty.samples.metrics["samples"] == cfg.problems.max_rl_problems * 2
-    assert first.rl.metrics["difficulty_kept"] == first.rl.metrics["rl_problems"] == cfg.problems.max_rl_problems
+    assert (
+        first.rl.metrics["difficulty_kept"] == first.rl.metrics["rl_problems"] == cfg.problems.max_rl_problems
+    )
     report = (first.report.dir / "report.md").read_text()
     assert report.startswith("# AlphaCode pipeline report") and "best baseline" in report
     comparison = first.report.metrics["comparison"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from tasks.core.config import load_profile
-from tasks.core.manifest import FileEntry, Manifest, plan_stage
-from tasks.core.stages import Stage
-from tasks.core.stages import sft_continue
+from tasks.core.manifest import Manifest, plan_stage
+from tasks.core.stages import Stage, sft_continue
 
 
 def _manifest(tmp_path, name: str, metrics: dict) -> Manifest:
