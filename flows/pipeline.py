@@ -144,13 +144,7 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
         t = cfg.sample.sampling.temperature
         out["sft"] = _evaluate(f"sft T={t:g}", cfg, t, out["finetune"], problems, root, until_eval)
     if reached(Stage.RL):
-        difficulty = None
-        if cfg.rl.difficulty_band is not None:
-            out["rl_difficulty"] = _difficulty(cfg, out["finetune"], problems, root)
-            difficulty = out["rl_difficulty"].filtered
-        out["rl"] = rl_flow(
-            cfg.rl, cfg.judge, out["finetune"], problems, cfg.problems.rl_split, root, difficulty
-        )
+        out["rl_difficulty"], out["rl"] = _rl(cfg, out["finetune"], problems, root)
     if reached(Stage.SFT_CONTINUE):
         out["sft_continue"] = sft_continue_flow(
             cfg.finetune, out["finetune"], out["rl"], problems, cfg.problems.sft_split, valid, root
@@ -188,19 +182,22 @@ def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
     finetune = finetune_flow(
         cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.valid_split, root
     )
-    difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
-    rl = rl_flow(
-        cfg.rl,
-        cfg.judge,
-        finetune,
-        problems,
-        cfg.problems.rl_split,
-        root,
-        difficulty.filtered if difficulty else None,
-    )
+    difficulty, rl = _rl(cfg, finetune, problems, root)
     return PipelineResult(
         root=root, problems=problems, pretrain=pretrain, finetune=finetune, rl_difficulty=difficulty, rl=rl
     )
+
+
+def _rl(
+    cfg: PipelineConfig, finetune: Manifest, problems: Manifest, root: str
+) -> tuple[EvaluationRun | None, Manifest]:
+    """The RL stage, after its difficulty estimate when ``rl.difficulty_band`` is set."""
+    difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
+    split = cfg.problems.rl_split
+    rl = rl_flow(
+        cfg.rl, cfg.judge, finetune, problems, split, root, difficulty.filtered if difficulty else None
+    )
+    return difficulty, rl
 
 
 def evaluate_on_valid(
@@ -208,11 +205,15 @@ def evaluate_on_valid(
 ) -> EvaluationRun:
     """Stages 3-5 and the hidden-test evaluation of ``model`` on ``valid`` at the configured
     sampling temperature, ``select.valid_n`` samples per problem."""
-    t = cfg.sample.sampling.temperature
+    return _on_valid(label, cfg, cfg.sample.sampling.temperature, model, problems, root)
+
+
+def _on_valid(
+    name: str, cfg: PipelineConfig, t: float, model: Manifest, problems: Manifest, root: str
+) -> EvaluationRun:
     valid = (cfg.problems.valid_split,)
-    return _evaluate(
-        f"{label} T={t:g} on {valid[0]}", cfg, t, model, problems, root, splits=valid, n=cfg.select.valid_n
-    )
+    label = f"{name} T={t:g} on {valid[0]}"
+    return _evaluate(label, cfg, t, model, problems, root, splits=valid, n=cfg.select.valid_n)
 
 
 def _difficulty(cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
@@ -243,24 +244,9 @@ def _select(
     if not grid:
         t = cfg.sample.sampling.temperature
         return t, t, None
-    valid = (cfg.problems.valid_split,)
-    runs = [
-        (
-            t,
-            _evaluate(
-                f"{name} T={t:g} on {valid[0]}",
-                cfg,
-                t,
-                model,
-                problems,
-                root,
-                splits=valid,
-                n=cfg.select.valid_n,
-            ),
-        )
-        for t in grid
-    ]
-    sel = select_flow(name, [(t, run.evaluation) for t, run in runs], valid[0], wide_k(cfg), root)
+    runs = [(t, _on_valid(name, cfg, t, model, problems, root)) for t in grid]
+    grid_runs = [(t, run.evaluation) for t, run in runs]
+    sel = select_flow(name, grid_runs, cfg.problems.valid_split, wide_k(cfg), root)
     return float(sel.metrics["pass1_temperature"]), float(sel.metrics["wide_temperature"]), sel
 
 
