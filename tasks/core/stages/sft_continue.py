@@ -3,11 +3,14 @@ compute the RL stage spent, so that a gain from RL is not a gain more supervised
 also gives.
 
 Contract: starts from stage 2's ``model/`` and trains on the SFT split's (prompt, solution)
-pairs exactly as stage 2 does (same data, loss on solution tokens, same ``seq_len``, ``lr`` and
-validation split; data order seed stage 2's + 1, so it does not replay stage 2's first batches)
-for the RL stage's ``optimizer_steps``, at the RL stage's ``batch_size`` where
-it records one (expert iteration does) and stage 2's otherwise; warm-up is stage 2's, capped at a
-fifth of the steps. The manifest records both sides' steps and input tokens
+pairs as stage 2 does (same data, loss on solution tokens, same ``seq_len`` and validation split;
+data order seed stage 2's + 1, so it does not replay stage 2's first batches) with the RL
+stage's optimizer budget and settings: its ``optimizer_steps``, its ``batch_size`` where it
+records one (expert iteration does; else stage 2's) and its learning rate (read from the RL
+manifest's config; else stage 2's); warm-up is stage 2's, capped at a fifth of the steps, then
+the loop's cosine decay. (Restarting at stage 2's peak rate instead, 1e-3 on the default
+profile, halved the model's pass@1 in 16 steps: a baseline weakened by its optimizer, not its
+compute.) The manifest records both sides' steps and input tokens
 (``rl_optimizer_steps``, ``rl_train_tokens`` beside ``steps``, ``tokens_seen``) so the report can
 show how close the match is. With zero RL optimizer steps (no expert-iteration round kept a
 sample) it trains nothing and publishes the stage-2 model itself.
@@ -34,15 +37,24 @@ if TYPE_CHECKING:
 MODEL_DIR = "model"
 
 
+def rl_lr(rl: Manifest) -> float | None:
+    """The learning rate the RL stage trained with (from its manifest's config), if it names one."""
+    settings = rl.config.get("rl", {})
+    algorithm = str(settings.get("algorithm", "")).replace("-", "_")
+    lr = settings.get(algorithm, {}).get("lr")
+    return float(lr) if lr is not None else None
+
+
 def matched_hparams(cfg: FinetuneConfig, rl: Manifest):
-    """Stage 2's training settings with the RL stage's optimizer steps and batch size (see the
-    module docstring)."""
+    """Stage 2's training settings with the RL stage's optimizer steps, batch size and learning
+    rate (see the module docstring)."""
     steps = int(rl.metrics["optimizer_steps"])
     batch = rl.metrics.get("batch_size") or cfg.train.batch_size
     return cfg.train.model_copy(
         update={
             "max_steps": steps,
             "batch_size": int(batch),
+            "lr": rl_lr(rl) or cfg.train.lr,
             "warmup_steps": min(cfg.train.warmup_steps, steps // 5),
             "seed": cfg.train.seed + 1,  # a fresh pass through the data, not stage 2's first batches
         }
