@@ -332,7 +332,8 @@ def test_pipeline_runs_sample_and_filter_on_the_configured_runner(
     for kind, runner in (("seq", {}), ("dask", {"kind": "dask", "address": dask_cluster.scheduler_address})):
         cfg = load_profile("smoke", {**overrides, "runner": runner})
         before = executed_on_workers(dask_cluster)
-        run = _evaluate("sft", cfg, model, problems, str(tmp_path / kind), Stage.FILTER)
+        t = cfg.sample.sampling.temperature
+        run = _evaluate("sft", cfg, t, model, problems, str(tmp_path / kind), Stage.FILTER)
         runs[kind] = (run, executed_on_workers(dask_cluster) - before)
     (seq, seq_tasks), (dask, dask_tasks) = runs["seq"], runs["dask"]
     assert seq_tasks == 0 and dask_tasks >= 4  # 4 sample shards + at least 1 exec shard on the workers

@@ -102,7 +102,8 @@ def test_interrupted_round_resumes_its_training_from_the_checkpoint(
     import tasks.core.rl.expert_iteration as ei
     import tasks.core.training.losses as losses
 
-    params = ExpertIterationParams(**{**SMOKE, "rounds": 1})
+    # 4 epochs: the round must train past step 3 whatever the sampled pass count (6 pairs today)
+    params = ExpertIterationParams(**{**SMOKE, "rounds": 1, "epochs": 4.0})
     task = rl_task(tiny_model_dir, judge, tmp_path)
     real = losses.kl_nll_sums
     calls = {"n": 0}
