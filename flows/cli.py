@@ -59,13 +59,9 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-@app.command()
-def run(
-    profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
-    set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=8 (repeatable)"),
-) -> None:
-    """Run the whole pipeline: six stages, evaluation before and after RL, and a report."""
+def checked_overrides(profile: str, set_: list[str]) -> dict:
+    """``--set`` overrides, checked with the profile and every path they name before anything
+    runs; a bad one exits with status 2 and one line."""
     from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
 
     try:
@@ -73,6 +69,17 @@ def run(
         preflight(load_profile(profile, overrides))
     except ConfigError as err:
         fail(str(err))
+    return overrides
+
+
+@app.command()
+def run(
+    profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=8 (repeatable)"),
+) -> None:
+    """Run the whole pipeline: six stages, evaluation before and after RL, and a report."""
+    overrides = checked_overrides(profile, set_)
     from flows.pipeline import alphacode_pipeline, default_out_dir
     from tasks.recovery import kill_orphaned_ephemeral_servers
 
@@ -115,13 +122,7 @@ def scaling(
     set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=200 (repeatable)"),
 ) -> None:
     """Solve rate vs samples per problem: pass@k and 10@k with filtering + clustering, filtering only, neither."""
-    from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
-
-    try:
-        overrides = normalise_overrides(set_)
-        preflight(load_profile(profile, overrides))
-    except ConfigError as err:
-        fail(str(err))
+    overrides = checked_overrides(profile, set_)
     from flows.scaling import alphacode_scaling, out_dir_for
 
     root = (out or Path(out_dir_for(profile))).resolve()
@@ -138,15 +139,9 @@ def seeds(
     set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=8 (repeatable)"),
 ) -> None:
     """Repeat stages 2-6 under each seed into one run directory; report RL's gain across seeds."""
-    from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
-
     if len(set(seed)) != len(seed) or any(s < 0 for s in seed):
         fail(f"--seed {seed}: give distinct seeds >= 0, e.g. --seed 0 --seed 1")
-    try:
-        overrides = normalise_overrides(set_)
-        preflight(load_profile(profile, overrides))
-    except ConfigError as err:
-        fail(str(err))
+    overrides = checked_overrides(profile, set_)
     from flows.pipeline import alphacode_seeds, default_out_dir
 
     root = (out or Path(default_out_dir(profile))).resolve()
@@ -163,14 +158,12 @@ def study(
     set_: list[str] = typer.Option([], "--set", help="override, e.g. select.valid_n=20 (repeatable)"),
 ) -> None:
     """Train each candidate of a study from the same stage-2 model; score them on valid only."""
-    from tasks.core.config import ConfigError, load_profile, normalise_overrides, preflight
     from tasks.core.study import load_study
 
+    overrides = checked_overrides(profile, set_)
     try:
-        overrides = normalise_overrides(set_)
-        preflight(load_profile(profile, overrides))
         load_study(name)
-    except (ConfigError, ValueError) as err:
+    except ValueError as err:
         fail(str(err))
     from flows.pipeline import default_out_dir
     from flows.study import alphacode_study
