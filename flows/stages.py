@@ -100,7 +100,8 @@ def sample_flow(
             dict(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
             for unit in sample_stage.shard_units(plan, ids, cfg)
         ]
-        _run_units(cached(sample_shard_task, root), calls, parallel, "stage 3 sampling (shards)")
+        sizes = [c["plan"].shard.num_samples for c in calls]
+        _run_units(cached(sample_shard_task, root), calls, parallel, "stage 3 sampling", sizes, "sample")
     return _published(cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg))
 
 
@@ -109,21 +110,30 @@ def _published(manifest: Manifest) -> Manifest:
     return manifest
 
 
-def _run_units(task, calls: list[dict], parallel: bool, description: str) -> list:
+def _run_units(
+    task,
+    calls: list[dict],
+    parallel: bool,
+    description: str,
+    sizes: list[int] | None = None,
+    unit: str = "shard",
+) -> list:
     """Run ``task`` once per keyword set: in turn, or all submitted and awaited (then the first
     failure re-raised, after every other shard has finished and been kept). A terminal bar and a
-    Prefect progress artifact count the shards."""
-    with StageProgress(len(calls), description) as bar:
+    Prefect progress artifact count the work: ``sizes[i]`` items of kind ``unit`` per call (the
+    bar's rate and ETA are then samples/s or programs/s), else one shard per call."""
+    sizes = sizes if sizes is not None else [1] * len(calls)
+    with StageProgress(sum(sizes), description, unit=unit) as bar:
         if not parallel:
             results = []
-            for kwargs in calls:
+            for kwargs, size in zip(calls, sizes):
                 results.append(task(**kwargs))
-                bar.advance()
+                bar.advance(size)
             return results
         futures = [task.submit(**kwargs) for kwargs in calls]
-        for future in futures:
+        for future, size in zip(futures, sizes):
             future.wait()
-            bar.advance()
+            bar.advance(size)
         return [future.result() for future in futures]
 
 
@@ -147,7 +157,10 @@ def _run_exec(
         calls.append(
             dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen)
         )
-    _run_units(cached(exec_shard_task, root), calls, parallel, f"{plan.stage}: {test_set} tests (shards)")
+    sizes = [len(c["plan"].shard.programs) for c in calls]
+    _run_units(
+        cached(exec_shard_task, root), calls, parallel, f"{plan.stage}: {test_set} tests", sizes, "program"
+    )
 
 
 @flow(name="filter")

@@ -17,9 +17,18 @@ log = logging.getLogger(__name__)
 
 
 class StageProgress:
-    def __init__(self, total: int, description: str, key: str | None = None, min_interval_s: float = 2.0):
+    """``total`` items of kind ``unit`` (the bar prints items/s and the ETA in those units)."""
+
+    def __init__(
+        self,
+        total: int,
+        description: str,
+        key: str | None = None,
+        min_interval_s: float = 2.0,
+        unit: str = "it",
+    ):
         self.total, self.done = max(1, total), 0
-        self.bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=description, unit=unit, leave=False, dynamic_ncols=True)
         self.min_interval_s, self._last = min_interval_s, 0.0
         self.artifact_id = None
         if _in_run():
