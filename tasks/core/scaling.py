@@ -127,6 +127,11 @@ class ScalingCurve:
     gaps: tuple[Gap, ...]
     largest: tuple[LargestCluster, ...]
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The problems' own splits (without ``all``), in order of first appearance."""
+        return tuple(dict.fromkeys(p.split for p in self.points if p.split != ALL))
+
     def series(self, name: str, split: str = ALL) -> list[CurvePoint]:
         """The points of one curve on one split, by k."""
         return sorted((p for p in self.points if p.curve == name and p.split == split), key=lambda p: p.k)
@@ -290,19 +295,33 @@ def _table(rows: Sequence[object], kind: type) -> pa.Table:
     return pa.Table.from_pylist([asdict(r) for r in rows], schema=schema)
 
 
+def split_plot(split: str) -> str:
+    """The file name of one split's curve plot (``curve.png`` is the ``all`` one)."""
+    return CURVE_PLOT if split == ALL else f"curve-{split}.png"
+
+
 def write_curve(
     directory: Path, result: ScalingCurve, title: str = "Solve rate vs samples per problem"
 ) -> list[Path]:
-    """``curve.parquet``, ``gaps.parquet``, ``largest_cluster.parquet`` and ``curve.png`` (the
-    ``all`` curves with their bands) in ``directory``, each written atomically."""
+    """``curve.parquet``, ``gaps.parquet``, ``largest_cluster.parquet``, ``curve.png`` (the
+    ``all`` curves with their bands) and, when there are several splits, ``curve-<split>.png``
+    per split, in ``directory``, each written atomically."""
     directory = Path(directory)
     paths = [directory / name for name in (CURVE_FILE, GAPS_FILE, LARGEST_FILE)]
     write_parquet(paths[0], _table(result.points, CurvePoint))
     write_parquet(paths[1], _table(result.gaps, Gap))
     write_parquet(paths[2], _table(result.largest, LargestCluster))
-    curves = {}
-    for name in curve_names(result.n_submissions):
-        pts = result.series(name)
-        curves[name] = ([p.k for p in pts], [p.value for p in pts], [p.lo for p in pts], [p.hi for p in pts])
-    paths.append(plot_n_at_k(curves, directory / CURVE_PLOT, title=title))
+    splits = result.splits
+    for split in [ALL, *splits] if len(splits) > 1 else [ALL]:
+        curves = {}
+        for name in curve_names(result.n_submissions):
+            pts = result.series(name, split)
+            curves[name] = (
+                [p.k for p in pts],
+                [p.value for p in pts],
+                [p.lo for p in pts],
+                [p.hi for p in pts],
+            )
+        named = title if split == ALL else f"{title}: {split}"
+        paths.append(plot_n_at_k(curves, directory / split_plot(split), title=named))
     return paths

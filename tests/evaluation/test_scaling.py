@@ -270,7 +270,8 @@ def test_curve_stage_publishes_curve_gaps_and_report_from_a_per_sample_table(pro
     settings = curve_stage.CurveSettings(draws=50, bootstrap=200)
     plan = plan_stage(root, Stage.CURVE, {"s": 1}, [evaluation, problems], curve_stage)
     manifest = curve_stage.build_curve(plan, "sft T=0.8", evaluation, problems, splits, settings)
-    assert set(manifest.files) == {CURVE_FILE, GAPS_FILE, LARGEST_FILE, CURVE_PLOT, "report.md"}
+    per_split = {f"curve-{s}.png" for s in splits}
+    assert set(manifest.files) == {CURVE_FILE, GAPS_FILE, LARGEST_FILE, CURVE_PLOT, "report.md"} | per_split
     assert plan.manifest() == manifest  # complete: a rerun finds it
     curve = pq.read_table(manifest.file(CURVE_FILE)).to_pylist()
     assert {r["split"] for r in curve} == {*splits, "all"}
@@ -291,3 +292,5 @@ def test_curve_stage_publishes_curve_gaps_and_report_from_a_per_sample_table(pro
     assert m["gaps"]["filter - random @100"]["difference"] > 0
     report = manifest.file("report.md").read_text()
     assert "## Gaps" in report and CLUSTER in report and "![curve](curve.png)" in report
+    for s in splits:  # a table and a plot per split
+        assert f"## Split `{s}` (3 problems)" in report and f"(curve-{s}.png)" in report

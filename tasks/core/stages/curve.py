@@ -7,8 +7,9 @@ evaluation stage reads them: a problem without a ``family`` tag is its own famil
 filtering only and with neither, for k = 1, 2, 5, 10, ... up to the samples per problem, each with
 a family-clustered bootstrap band; the gaps (clustering - filter, filter - random) at k = 10, 100,
 1000 where reached; the fraction of problems whose largest cluster is correct. Publishes
-``curve.parquet``, ``gaps.parquet``, ``largest_cluster.parquet``, ``curve.png`` and
-``report.md``; the manifest's metrics carry the ``all`` gaps and largest-cluster fraction.
+``curve.parquet``, ``gaps.parquet``, ``largest_cluster.parquet``, ``curve.png`` (all problems),
+``curve-<split>.png`` per split when there are several, and ``report.md`` (a table per split);
+the manifest's metrics carry the ``all`` gaps and largest-cluster fraction.
 Limits: those of :mod:`tasks.core.scaling` (the bands do not include the clustering curve's
 Monte Carlo error; k stops at the smallest sample count of the problems).
 """
@@ -21,7 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core.io import atomic_write_text
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.report import markdown_table
-from tasks.core.scaling import ALL, CURVE_PLOT, GAP_KS, ScalingCurve, curve_names, scaling_curve, write_curve
+from tasks.core.scaling import (
+    ALL,
+    CURVE_PLOT,
+    GAP_KS,
+    ScalingCurve,
+    curve_names,
+    scaling_curve,
+    split_plot,
+    write_curve,
+)
 from tasks.core.stages import REPORT_FILE
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE, UNKNOWN, groups_of, problem_outcomes, split_of
 
@@ -102,16 +112,33 @@ def _rounded(rows: list[dict]) -> list[dict]:
     return [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
 
 
-def report_markdown(label: str, result: ScalingCurve, problems: int) -> str:
-    m = result.n_submissions
-    names = curve_names(m)
+def _curve_table(result: ScalingCurve, split: str) -> str:
+    """One split's curves: a row per k, each value with its band."""
     wide = []
     for k in result.ks:
         row: dict = {"k": k}
-        for name in names:
-            p = next(p for p in result.series(name) if p.k == k)
+        for name in curve_names(result.n_submissions):
+            p = next(p for p in result.series(name, split) if p.k == k)
             row[name] = f"{p.value:.3f} ({p.lo:.3f}-{p.hi:.3f})"
         wide.append(row)
+    return markdown_table(wide)
+
+
+def _split_sections(result: ScalingCurve) -> list[str]:
+    """A table and a plot per split, when there are several (the ``all`` one comes first)."""
+    if len(result.splits) < 2:
+        return []
+    lines = []
+    for split in result.splits:
+        count = result.series(curve_names(result.n_submissions)[0], split)[0].problems
+        lines += [f"## Split `{split}` ({count} problems)", "", _curve_table(result, split), ""]
+        lines += [f"![curve {split}]({split_plot(split)})", ""]
+    return lines
+
+
+def report_markdown(label: str, result: ScalingCurve, problems: int) -> str:
+    m = result.n_submissions
+    names = curve_names(m)
     gaps = [
         {"split": g.split, "gap": g.gap, "k": g.k, "difference": g.difference, "lo": g.lo, "hi": g.hi}
         | {"P(diff <= 0)": g.frac_not_positive, "problems": g.problems, "families": g.families}
@@ -135,8 +162,11 @@ def report_markdown(label: str, result: ScalingCurve, problems: int) -> str:
         "",
         "## All problems",
         "",
-        markdown_table(wide),
+        _curve_table(result, ALL),
         "",
+        f"![curve]({CURVE_PLOT})",
+        "",
+        *_split_sections(result),
         "## Gaps (paired, family-clustered 95% bootstrap interval)",
         "",
         markdown_table(_rounded(gaps))
@@ -146,8 +176,6 @@ def report_markdown(label: str, result: ScalingCurve, problems: int) -> str:
         "## Largest cluster correct (its representative passes the hidden tests; no survivor = not correct)",
         "",
         markdown_table(_rounded(largest)),
-        "",
-        f"![curve]({CURVE_PLOT})",
         "",
         "Every split's points: `curve.parquet`.",
         "",
