@@ -305,7 +305,8 @@ def write_curve(
 ) -> list[Path]:
     """``curve.parquet``, ``gaps.parquet``, ``largest_cluster.parquet``, ``curve.png`` (the
     ``all`` curves with their bands) and, when there are several splits, ``curve-<split>.png``
-    per split, in ``directory``, each written atomically."""
+    per split, in ``directory``, each written atomically; each plot's title is ``title`` with
+    its own split and problem count."""
     directory = Path(directory)
     paths = [directory / name for name in (CURVE_FILE, GAPS_FILE, LARGEST_FILE)]
     write_parquet(paths[0], _table(result.points, CurvePoint))
@@ -322,6 +323,7 @@ def write_curve(
                 [p.lo for p in pts],
                 [p.hi for p in pts],
             )
-        named = title if split == ALL else f"{title}: {split}"
-        paths.append(plot_n_at_k(curves, directory / split_plot(split), title=named))
+        count = result.series(curve_names(result.n_submissions)[0], split)[0].problems
+        where = f"{count} problems" if split == ALL else f"{split}, {count} problems"
+        paths.append(plot_n_at_k(curves, directory / split_plot(split), title=f"{title} ({where})"))
     return paths

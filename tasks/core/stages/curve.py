@@ -73,7 +73,7 @@ def build_curve(
         n_boot=settings.bootstrap,
         gap_ks=settings.gap_ks,
     )
-    title = f"{label}: solve rate vs samples ({len(outcomes)} problems, hidden tests)"
+    title = f"{label}: solve rate vs samples, hidden tests"
     write_curve(plan.dir, result, title)
     atomic_write_text(plan.dir / REPORT_FILE, report_markdown(label, result, len(outcomes)))
     return plan.publish(list_files(plan.dir), metrics=headline(label, result))
