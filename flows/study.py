@@ -4,8 +4,9 @@ on ``valid`` only (never a test split), one table with intervals.
 Each candidate of ``data/studies/<study>.toml`` (:mod:`tasks.core.study`) is the profile plus
 its overrides; its stages up to RL run (Cached where shared: problems, stages 1-2 and any
 candidate already trained), then its RL model is sampled and judged on ``valid`` at the
-profile's sampling temperature with ``select.valid_n`` samples per problem, as is the stage-2
-model (the baseline). A candidate that changes the problems or stages 1-2 is refused. The table goes to ``<run>/study/<study>/`` and a Prefect artifact.
+profile's sampling temperature with ``select.valid_n`` samples per problem, as are the stage-2
+model (the baseline) and the candidate's own SFT-continue model (stage 2 trained on its SFT
+data for the candidate's optimizer steps: the compute-matched baseline it must beat). A candidate that changes the problems or stages 1-2 is refused. The table goes to ``<run>/study/<study>/`` and a Prefect artifact.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.pipeline import active_run, default_out_dir, evaluate_on_valid, train_through_rl
+from flows.stages import sft_continue_flow
 from tasks.core.config import deep_merge, load_profile, normalise_overrides
 from tasks.core.metrics import pass_at_k
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE
@@ -48,7 +50,7 @@ def alphacode_study(
     base = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
     split = base.problems.valid_split
-    values, sources = {}, {}
+    values, sources, matched = {}, {}, {}
     with active_run(root):
         for name, extra in candidates.items():
             cfg = load_profile(profile, deep_merge(normalise_overrides(overrides), extra))
@@ -62,13 +64,34 @@ def alphacode_study(
                 }
             run = evaluate_on_valid(name, base, trained.rl, trained.problems, root)
             values[name], sources[name] = _pass1(run.evaluation), run.evaluation.path
-    rows = study_rows(values, BASELINE, family_of, n_boot=base.evaluate.bootstrap, seed=base.evaluate.seed)
+            twin = f"sft-continue[{name}]"
+            more_sft = _sft_continue(cfg, trained, root)
+            run = evaluate_on_valid(twin, base, more_sft, trained.problems, root)
+            values[twin], sources[twin], matched[name] = _pass1(run.evaluation), run.evaluation.path, twin
+    rows = study_rows(
+        values, BASELINE, family_of, n_boot=base.evaluate.bootstrap, seed=base.evaluate.seed, matched=matched
+    )
     path = write_study(Path(root) / "study" / study, study, rows, sources)
     create_markdown_artifact(
         path.read_text(), key="alphacode-study", description=f"study {study} ({profile})"
     )
     get_run_logger().info("study report: %s", path)
     return str(path)
+
+
+def _sft_continue(cfg, trained, root: str):
+    """The candidate's compute-matched baseline: stage 2 trained further on its SFT data for the
+    candidate's optimizer steps, batch size and learning rate (the pipeline's SFT-continue stage)."""
+    splits = cfg.problems
+    return sft_continue_flow(
+        cfg.finetune,
+        trained.finetune,
+        trained.rl,
+        trained.problems,
+        splits.sft_split,
+        splits.valid_split,
+        root,
+    )
 
 
 def _same_stage2(name: str, cfg, base) -> None:

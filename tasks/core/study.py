@@ -6,8 +6,10 @@ table of config overrides (``[candidates.<name>]`` with dotted keys, as ``--set`
 :func:`load_study` validates it (a bad file or an empty study names the file and the fix).
 :func:`study_rows` takes each candidate's per-problem ``valid`` pass@1 and the baseline's, and
 gives per candidate: pass@1 with a family-clustered bootstrap 95% CI, the paired difference from
-the baseline with its family-clustered paired CI, and the problems and families behind them;
-the winner is the candidate with the best point estimate (``best``). :func:`write_study`
+the baseline with its family-clustered paired CI, the paired difference from the candidate's own
+compute-matched baseline where it has one (SFT-continue for its optimizer steps: a setting that
+only beats stage 2 may just be more training), and the problems and families behind them; the
+winner is the candidate with the best point estimate (``best``), baselines excluded. :func:`write_study`
 writes ``study.parquet`` and ``report.md``. No test split is read anywhere in a study.
 Limits: the winner is a point estimate; whether it is distinguishable from the runner-up is
 for the intervals, which the table shows beside it.
@@ -49,24 +51,48 @@ def study_rows(
     family_of: Mapping[str, str],
     n_boot: int = 1000,
     seed: int = 0,
+    matched: Mapping[str, str] | None = None,
 ) -> list[dict]:
-    """One row per entry of ``values`` (name -> problem -> pass@1), the baseline's first."""
+    """One row per entry of ``values`` (name -> problem -> pass@1), the baseline's first.
+
+    ``matched`` maps a candidate to its compute-matched baseline (an entry of ``values``, e.g.
+    SFT-continue for the candidate's optimizer steps): the candidate's row then also carries the
+    paired difference from it (``vs matched``, ``matched lo``/``hi``) and ``beats matched`` (that
+    interval above zero). Matched baselines get rows of their own but never win."""
+    matched = dict(matched or {})
+    baselines = {baseline, *matched.values()}
     rows = []
-    base = values[baseline]
     for name in [baseline, *sorted(n for n in values if n != baseline)]:
-        ids = sorted(p for p in values[name] if p in base)
-        x = np.array([values[name][p] for p in ids])
-        families = [family_of.get(p, p) for p in ids]
-        lo, hi, n_fam = family_bootstrap_ci(x, families, n_boot=n_boot, seed=seed)
-        row = {"candidate": name, "valid pass@1": float(x.mean()), "lo": lo, "hi": hi}
-        if name != baseline:
-            d = family_paired_bootstrap(x, [base[p] for p in ids], families, n_boot=n_boot, seed=seed)
-            row |= {f"vs {baseline}": d.difference, "diff lo": d.lo, "diff hi": d.hi}
-        rows.append(row | {"problems": len(ids), "families": n_fam})
-    winner = max(rows[1:], key=lambda r: r["valid pass@1"], default=None)  # ties: the first by name
+        row = _row(values, name, baseline, family_of, n_boot, seed)
+        if name in matched:
+            d = _paired(values, name, matched[name], family_of, n_boot, seed)
+            row |= {"matched": matched[name], "vs matched": d.difference, "matched lo": d.lo}
+            row |= {"matched hi": d.hi, "beats matched": d.lo > 0}
+        rows.append(row)
+    eligible = [r for r in rows if r["candidate"] not in baselines]
+    winner = max(eligible, key=lambda r: r["valid pass@1"], default=None)  # ties: the first by name
     for r in rows:
         r["best"] = r is winner
     return rows
+
+
+def _row(values, name: str, baseline: str, family_of, n_boot: int, seed: int) -> dict:
+    ids = sorted(p for p in values[name] if p in values[baseline])
+    x = np.array([values[name][p] for p in ids])
+    families = [family_of.get(p, p) for p in ids]
+    lo, hi, n_fam = family_bootstrap_ci(x, families, n_boot=n_boot, seed=seed)
+    row = {"candidate": name, "valid pass@1": float(x.mean()), "lo": lo, "hi": hi}
+    if name != baseline:
+        d = _paired(values, name, baseline, family_of, n_boot, seed)
+        row |= {f"vs {baseline}": d.difference, "diff lo": d.lo, "diff hi": d.hi}
+    return row | {"problems": len(ids), "families": n_fam}
+
+
+def _paired(values, a: str, b: str, family_of, n_boot: int, seed: int):
+    ids = sorted(p for p in values[a] if p in values[b])
+    x, y = [values[a][p] for p in ids], [values[b][p] for p in ids]
+    families = [family_of.get(p, p) for p in ids]
+    return family_paired_bootstrap(np.array(x), np.array(y), families, n_boot=n_boot, seed=seed)
 
 
 def write_study(directory: Path, name: str, rows: list[dict], sources: Mapping[str, str]) -> Path:
@@ -78,7 +104,9 @@ def write_study(directory: Path, name: str, rows: list[dict], sources: Mapping[s
         f"# Study `{name}`: candidates scored on `valid` only",
         "",
         "pass@1 on the hidden tests of `valid` with family-clustered 95% CIs; `vs` columns: the paired "
-        "difference from the baseline (families resampled, then problems within each).",
+        "difference from the baseline and, where a candidate has one, from its compute-matched "
+        "baseline (`matched`: SFT-continue for the candidate's optimizer steps; families resampled, "
+        "then problems within each). `beats matched`: that interval lies above zero.",
         "",
         markdown_table(shown),
         "",

@@ -35,3 +35,22 @@ def test_rows_carry_intervals_paired_differences_and_the_winner():
     assert by["a"]["vs stage-2"] == pytest.approx(0.1) and by["a"]["diff lo"] == pytest.approx(0.1)
     assert by["a"]["best"] and not by["b"]["best"] and not by["stage-2"]["best"]
     assert by["b"]["families"] == 4 and by["b"]["diff lo"] < 0 < by["b"]["diff hi"]
+
+
+def test_a_candidate_is_compared_with_its_compute_matched_baseline_which_never_wins():
+    family_of = {f"p{i}": f"f{i // 2}" for i in range(8)}
+    values = {
+        "stage-2": {f"p{i}": 0.2 for i in range(8)},
+        "a": {f"p{i}": 0.3 for i in range(8)},  # beats stage 2 ...
+        "sft-continue[a]": {f"p{i}": 0.5 for i in range(8)},  # ... but not more SFT
+        "b": {f"p{i}": 0.25 for i in range(8)},
+        "sft-continue[b]": {f"p{i}": 0.15 for i in range(8)},
+    }
+    matched = {"a": "sft-continue[a]", "b": "sft-continue[b]"}
+    rows = study_rows(values, "stage-2", family_of, n_boot=200, matched=matched)
+    by = {r["candidate"]: r for r in rows}
+    assert by["a"]["vs stage-2"] == pytest.approx(0.1) and by["a"]["vs matched"] == pytest.approx(-0.2)
+    assert by["a"]["matched"] == "sft-continue[a]" and not by["a"]["beats matched"]
+    assert by["b"]["vs matched"] == pytest.approx(0.1) and by["b"]["beats matched"]
+    assert by["a"]["best"] and not by["sft-continue[a]"]["best"]  # 0.5 is a baseline: it never wins
+    assert "vs matched" not in by["sft-continue[a]"]
