@@ -98,7 +98,8 @@ class RLConfig(_Cfg):
     """The RL stage. With ``difficulty_band`` = [lo, hi] the stage-2 model first samples every RL
     problem ``difficulty_samples`` times (at ``sample.sampling.temperature``; stages 3-4 on the RL
     split, cached like the others) and RL trains only on the problems whose public-test pass rate
-    lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records the counts."""
+    lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records the counts. An empty
+    list (``difficulty_band = []``, TOML has no null) means no band: every RL problem."""
 
     algorithm: Literal["grpo", "ppo", "expert-iteration"] = "grpo"
     difficulty_band: tuple[float, float] | None = None
@@ -106,6 +107,11 @@ class RLConfig(_Cfg):
     grpo: GRPOParams = GRPOParams()
     ppo: PPOParams = PPOParams()
     expert_iteration: ExpertIterationParams = ExpertIterationParams()
+
+    @field_validator("difficulty_band", mode="before")
+    @classmethod
+    def _no_band(cls, v: Any) -> Any:
+        return None if isinstance(v, list | tuple) and len(v) == 0 else v
 
     @field_validator("difficulty_band")
     @classmethod

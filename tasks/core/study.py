@@ -8,11 +8,13 @@ table of config overrides (``[candidates.<name>]`` with dotted keys, as ``--set`
 gives per candidate: pass@1 with a family-clustered bootstrap 95% CI, the paired difference from
 the baseline with its family-clustered paired CI, the paired difference from the candidate's own
 compute-matched baseline where it has one (SFT-continue for its optimizer steps: a setting that
-only beats stage 2 may just be more training), and the problems and families behind them; the
-winner is the candidate with the best point estimate (``best``), baselines excluded. :func:`write_study`
+only beats stage 2 may just be more training), and the problems and families behind them. The
+winner (``best``; baselines excluded) is the candidate with the largest point estimate of its
+gain over its matched baseline, or, in a study without matched baselines, of pass@1. :func:`write_study`
 writes ``study.parquet`` and ``report.md``. No test split is read anywhere in a study.
-Limits: the winner is a point estimate; whether it is distinguishable from the runner-up is
-for the intervals, which the table shows beside it.
+Limits: the winner is a point estimate; whether it is distinguishable from the runner-up, or
+from zero, is for the intervals, which the table shows beside it. Candidates are compared at one
+temperature (the profile's), not each at its best.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def study_rows(
     ``matched`` maps a candidate to its compute-matched baseline (an entry of ``values``, e.g.
     SFT-continue for the candidate's optimizer steps): the candidate's row then also carries the
     paired difference from it (``vs matched``, ``matched lo``/``hi``) and ``beats matched`` (that
-    interval above zero). Matched baselines get rows of their own but never win."""
+    interval above zero). Matched baselines get rows of their own but never win; the winner is
+    then the candidate with the largest ``vs matched`` (see the module docstring)."""
     matched = dict(matched or {})
     baselines = {baseline, *matched.values()}
     rows = []
@@ -70,10 +73,17 @@ def study_rows(
             row |= {"matched hi": d.hi, "beats matched": d.lo > 0}
         rows.append(row)
     eligible = [r for r in rows if r["candidate"] not in baselines]
-    winner = max(eligible, key=lambda r: r["valid pass@1"], default=None)  # ties: the first by name
+    winner = max(eligible, key=lambda r: _rank(r, bool(matched)), default=None)  # ties: first by name
     for r in rows:
         r["best"] = r is winner
     return rows
+
+
+def _rank(row: dict, by_matched: bool) -> tuple[float, float]:
+    """With matched baselines, the largest gain over its own matched baseline wins (RL must beat
+    more SFT, not only stage 2); then, and without them, the best pass@1."""
+    margin = row.get("vs matched", float("-inf")) if by_matched else 0.0
+    return (margin, row["valid pass@1"])
 
 
 def _row(values, name: str, baseline: str, family_of, n_boot: int, seed: int) -> dict:

@@ -52,5 +52,14 @@ def test_a_candidate_is_compared_with_its_compute_matched_baseline_which_never_w
     assert by["a"]["vs stage-2"] == pytest.approx(0.1) and by["a"]["vs matched"] == pytest.approx(-0.2)
     assert by["a"]["matched"] == "sft-continue[a]" and not by["a"]["beats matched"]
     assert by["b"]["vs matched"] == pytest.approx(0.1) and by["b"]["beats matched"]
-    assert by["a"]["best"] and not by["sft-continue[a]"]["best"]  # 0.5 is a baseline: it never wins
+    # b wins on its gain over more SFT though a has the higher pass@1; baselines (0.5) never win
+    assert by["b"]["best"] and not by["a"]["best"] and not by["sft-continue[a]"]["best"]
     assert "vs matched" not in by["sft-continue[a]"]
+
+
+def test_an_empty_difficulty_band_means_no_band_so_a_candidate_can_undo_the_profiles():
+    base = load_profile("default")
+    assert base.rl.difficulty_band is not None  # the default trains on a band today
+    assert load_profile("default", {"rl": {"difficulty_band": []}}).rl.difficulty_band is None
+    with pytest.raises(ValueError, match="difficulty_band"):
+        load_profile("default", {"rl": {"difficulty_band": [0.9, 0.1]}})
