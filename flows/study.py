@@ -6,7 +6,9 @@ its overrides; its stages up to RL run (Cached where shared: problems, stages 1-
 candidate already trained), then its RL model is sampled and judged on ``valid`` at the
 profile's sampling temperature with ``select.valid_n`` samples per problem, as are the stage-2
 model (the baseline) and the candidate's own SFT-continue model (stage 2 trained on its SFT
-data for the candidate's optimizer steps: the compute-matched baseline it must beat). A candidate that changes the problems or stages 1-2 is refused. The table goes to ``<run>/study/<study>/`` and a Prefect artifact.
+data for the candidate's optimizer steps: the compute-matched baseline it must beat). A
+candidate that changes the problems or stages 1-2 is refused. The table goes to
+``<run>/study/<study>/`` and a Prefect artifact.
 """
 
 from __future__ import annotations

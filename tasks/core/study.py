@@ -10,8 +10,8 @@ the baseline with its family-clustered paired CI, the paired difference from the
 compute-matched baseline where it has one (SFT-continue for its optimizer steps: a setting that
 only beats stage 2 may just be more training), and the problems and families behind them. The
 winner (``best``; baselines excluded) is the candidate with the largest point estimate of its
-gain over its matched baseline, or, in a study without matched baselines, of pass@1. :func:`write_study`
-writes ``study.parquet`` and ``report.md``. No test split is read anywhere in a study.
+gain over its matched baseline, or, in a study without matched baselines, of pass@1.
+:func:`write_study` writes ``study.parquet`` and ``report.md``. No test split is read anywhere in a study.
 Limits: the winner is a point estimate; whether it is distinguishable from the runner-up, or
 from zero, is for the intervals, which the table shows beside it. Candidates are compared at one
 temperature (the profile's), not each at its best.
