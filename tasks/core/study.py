@@ -108,7 +108,10 @@ def _paired(values, a: str, b: str, family_of, n_boot: int, seed: int):
 def write_study(directory: Path, name: str, rows: list[dict], sources: Mapping[str, str]) -> Path:
     """``study.parquet`` and ``report.md`` into ``directory``; ``sources``: candidate -> evaluation path."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_parquet(directory / STUDY_FILE, pa.Table.from_pylist(rows))
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # the baseline's row lacks the `vs` ones
+    write_parquet(
+        directory / STUDY_FILE, pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in rows])
+    )
     shown = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     text = [
         f"# Study `{name}`: candidates scored on `valid` only",

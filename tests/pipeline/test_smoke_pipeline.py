@@ -123,3 +123,32 @@ def test_reevaluate_appends_history_and_reuses_cache(smoke_run):
     assert len(set(history.column("evaluated_at").to_pylist())) == 2
     assert set(history.column("split").to_pylist()) == {"test_instances", "all"}
     assert (Path(first.root) / "history" / "report.md").is_file()
+
+
+def test_study_scores_a_candidate_against_its_own_sft_continue_twin(smoke_run, tmp_path, monkeypatch):
+    """The study flow on the smoke run: the candidate (the smoke profile's own RL settings) and its
+    twin are the pipeline's own RL and SFT-continue models, each judged on ``valid``."""
+    import json
+
+    import tasks.core.study as study_mod
+    from flows.study import alphacode_study
+
+    first, _, _ = smoke_run
+    (tmp_path / "one.toml").write_text('[candidates.same]\nrl.algorithm = "grpo"\n')
+    monkeypatch.setattr(study_mod, "STUDIES_DIR", tmp_path)
+    report = Path(alphacode_study(profile="smoke", study="one", out_dir=first.root))
+    rows = {r["candidate"]: r for r in pq.read_table(report.parent / study_mod.STUDY_FILE).to_pylist()}
+    assert set(rows) == {"stage-2", "same", "sft-continue[same]"}
+    cand, twin = rows["same"], rows["sft-continue[same]"]
+    assert cand["matched"] == "sft-continue[same]" and cand["best"] and not twin["best"]
+    assert cand["vs matched"] == pytest.approx(cand["valid pass@1"] - twin["valid pass@1"], abs=1e-12)
+
+    def model_of(label: str) -> str:  # evaluation -> its sample stage -> the model it sampled
+        source = next(line for line in report.read_text().splitlines() if line.startswith(f"- {label}: "))
+        evaluation = json.loads((Path(source.split(": ", 1)[1]) / "manifest.json").read_text())
+        sample = Path(first.root) / "sample" / evaluation["upstream"]["sample"] / "manifest.json"
+        return json.loads(sample.read_text())["upstream"]
+
+    assert model_of("same")["rl"] == first.rl.key
+    assert model_of("sft-continue[same]")["sft-continue"] == first.sft_continue.key
+    assert model_of("stage-2")["finetune"] == first.finetune.key

@@ -63,3 +63,17 @@ def test_an_empty_difficulty_band_means_no_band_so_a_candidate_can_undo_the_prof
     assert load_profile("default", {"rl": {"difficulty_band": []}}).rl.difficulty_band is None
     with pytest.raises(ValueError, match="difficulty_band"):
         load_profile("default", {"rl": {"difficulty_band": [0.9, 0.1]}})
+
+
+def test_the_study_table_keeps_every_column_though_the_baseline_row_has_fewer(tmp_path):
+    import pyarrow.parquet as pq
+
+    from tasks.core.study import STUDY_FILE, write_study
+
+    values = {"stage-2": {"p0": 0.1, "p1": 0.2}, "a": {"p0": 0.3, "p1": 0.4}, "t": {"p0": 0.0, "p1": 0.1}}
+    rows = study_rows(values, "stage-2", {"p0": "f0", "p1": "f1"}, n_boot=200, matched={"a": "t"})
+    write_study(tmp_path, "x", rows, {})
+    table = pq.read_table(tmp_path / STUDY_FILE).to_pylist()
+    assert {"vs stage-2", "vs matched", "beats matched", "matched"} <= set(table[0])
+    by = {r["candidate"]: r for r in table}
+    assert by["stage-2"]["vs stage-2"] is None and by["a"]["vs matched"] == pytest.approx(0.3)
