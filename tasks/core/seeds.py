@@ -19,10 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from tasks.core.io import atomic_write_text, write_parquet
 from tasks.core.report import markdown_table
+from tasks.core.tables import rows_table
 
 SPREAD_FILE = "spread.parquet"
 
@@ -64,7 +63,7 @@ def write_spread(directory: Path, comparisons: Mapping[int, list[dict]], reports
     """``spread.parquet`` and ``report.md`` of the seeds' comparisons into ``directory``."""
     rows = spread_rows(comparisons)
     directory.mkdir(parents=True, exist_ok=True)
-    write_parquet(directory / SPREAD_FILE, pa.Table.from_pylist(rows))
+    write_parquet(directory / SPREAD_FILE, rows_table(rows))  # a seed may lack a (split, metric)
     text = [
         "# RL against the best compute-matched baseline, across seeds",
         "",

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import tomllib
 
 from tasks.core.io import atomic_write_text, write_parquet
 from tasks.core.metrics import family_bootstrap_ci, family_paired_bootstrap
 from tasks.core.report import markdown_table
+from tasks.core.tables import rows_table
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "data" / "studies"
 STUDY_FILE = "study.parquet"
@@ -108,10 +108,7 @@ def _paired(values, a: str, b: str, family_of, n_boot: int, seed: int):
 def write_study(directory: Path, name: str, rows: list[dict], sources: Mapping[str, str]) -> Path:
     """``study.parquet`` and ``report.md`` into ``directory``; ``sources``: candidate -> evaluation path."""
     directory.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for r in rows for k in r))  # the baseline's row lacks the `vs` ones
-    write_parquet(
-        directory / STUDY_FILE, pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in rows])
-    )
+    write_parquet(directory / STUDY_FILE, rows_table(rows))  # the baseline's row lacks the `vs` keys
     shown = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     text = [
         f"# Study `{name}`: candidates scored on `valid` only",
