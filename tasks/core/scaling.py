@@ -132,6 +132,10 @@ class ScalingCurve:
         """The problems' own splits (without ``all``), in order of first appearance."""
         return tuple(dict.fromkeys(p.split for p in self.points if p.split != ALL))
 
+    def problems(self, split: str = ALL) -> int:
+        """How many problems one split's curves are over."""
+        return next(p.problems for p in self.points if p.split == split)
+
     def series(self, name: str, split: str = ALL) -> list[CurvePoint]:
         """The points of one curve on one split, by k."""
         return sorted((p for p in self.points if p.curve == name and p.split == split), key=lambda p: p.k)
@@ -323,7 +327,7 @@ def write_curve(
                 [p.lo for p in pts],
                 [p.hi for p in pts],
             )
-        count = result.series(curve_names(result.n_submissions)[0], split)[0].problems
+        count = result.problems(split)
         where = f"{count} problems" if split == ALL else f"{split}, {count} problems"
         paths.append(plot_n_at_k(curves, directory / split_plot(split), title=f"{title} ({where})"))
     return paths

@@ -130,8 +130,12 @@ def _split_sections(result: ScalingCurve) -> list[str]:
         return []
     lines = []
     for split in result.splits:
-        count = result.series(curve_names(result.n_submissions)[0], split)[0].problems
-        lines += [f"## Split `{split}` ({count} problems)", "", _curve_table(result, split), ""]
+        lines += [
+            f"## Split `{split}` ({result.problems(split)} problems)",
+            "",
+            _curve_table(result, split),
+            "",
+        ]
         lines += [f"![curve {split}]({split_plot(split)})", ""]
     return lines
 
