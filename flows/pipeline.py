@@ -28,21 +28,29 @@ from flows.stages import (
     finetune_flow,
     pretrain_flow,
     problems_flow,
+    report_flow,
     rl_flow,
     sample_flow,
     select_flow,
     sft_continue_flow,
 )
-from tasks.caching import cached
 from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
-from tasks.core.manifest import Manifest, plan_stage
+from tasks.core.manifest import Manifest
 from tasks.core.seeds import seed_overrides, write_spread
 from tasks.core.stages import STAGES, Stage
-from tasks.core.stages import report as report_stage
-from tasks.core.stages.report import Contender, ReportSettings
+from tasks.core.stages.cluster import ClusterInputs
+from tasks.core.stages.evaluate import EvaluateInputs
+from tasks.core.stages.filter import FilterInputs
+from tasks.core.stages.finetune import FinetuneInputs
+from tasks.core.stages.pretrain import PretrainInputs
+from tasks.core.stages.problems import ProblemsInputs
+from tasks.core.stages.report import Contender, ReportInputs, ReportSettings
+from tasks.core.stages.rl import RLInputs
+from tasks.core.stages.sample import SampleInputs
+from tasks.core.stages.select import SelectInputs
+from tasks.core.stages.sft_continue import SFTContinueInputs
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import is_parallel, make_task_runner, require_runner
-from tasks.stages import report_task
 
 DEFAULT_OUT = "runs"
 
@@ -130,15 +138,12 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     require_runner(cfg.runner)
     stop = STAGES.index(Stage(until))
     reached = lambda stage: stop >= STAGES.index(stage)  # noqa: E731
-    valid = cfg.problems.valid_split
-    problems = problems_flow(cfg.problems, root)
+    problems = problems_flow(ProblemsInputs(cfg.problems), root)
     out: dict[str, Any] = {"root": root, "problems": problems}
     if reached(Stage.PRETRAIN):
-        out["pretrain"] = pretrain_flow(cfg.pretrain, root)
+        out["pretrain"] = pretrain_flow(PretrainInputs(cfg.pretrain), root)
     if reached(Stage.FINETUNE):
-        out["finetune"] = finetune_flow(
-            cfg.finetune, out["pretrain"], problems, cfg.problems.sft_split, valid, root
-        )
+        out["finetune"] = _finetune(cfg, out["pretrain"], problems, root)
     if reached(Stage.SAMPLE):
         until_eval = STAGES[min(stop, STAGES.index(Stage.EVALUATE))]
         t = cfg.sample.sampling.temperature
@@ -146,9 +151,7 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     if reached(Stage.RL):
         out["rl_difficulty"], out["rl"] = _rl(cfg, out["finetune"], problems, root)
     if reached(Stage.SFT_CONTINUE):
-        out["sft_continue"] = sft_continue_flow(
-            cfg.finetune, out["finetune"], out["rl"], problems, cfg.problems.sft_split, valid, root
-        )
+        out["sft_continue"] = sft_continue(cfg, out["finetune"], out["rl"], problems, root)
     if reached(Stage.SELECT):
         models = {"sft": out["finetune"], "sft-continue": out["sft_continue"], "rl": out["rl"]}
         chosen = {name: _select(name, cfg, model, problems, root) for name, model in models.items()}
@@ -177,15 +180,27 @@ def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
     """Problems, stages 1-2 and RL (with its difficulty estimate when configured), no test
     evaluation: what a study on ``valid`` needs (all Cached where a run already made them)."""
     require_runner(cfg.runner)
-    problems = problems_flow(cfg.problems, root)
-    pretrain = pretrain_flow(cfg.pretrain, root)
-    finetune = finetune_flow(
-        cfg.finetune, pretrain, problems, cfg.problems.sft_split, cfg.problems.valid_split, root
-    )
+    problems = problems_flow(ProblemsInputs(cfg.problems), root)
+    pretrain = pretrain_flow(PretrainInputs(cfg.pretrain), root)
+    finetune = _finetune(cfg, pretrain, problems, root)
     difficulty, rl = _rl(cfg, finetune, problems, root)
     return PipelineResult(
         root=root, problems=problems, pretrain=pretrain, finetune=finetune, rl_difficulty=difficulty, rl=rl
     )
+
+
+def _finetune(cfg: PipelineConfig, pretrained: Manifest, problems: Manifest, root: str) -> Manifest:
+    p = cfg.problems
+    return finetune_flow(FinetuneInputs(cfg.finetune, p.sft_split, p.valid_split, pretrained, problems), root)
+
+
+def sft_continue(
+    cfg: PipelineConfig, finetuned: Manifest, rl: Manifest, problems: Manifest, root: str
+) -> Manifest:
+    """The SFT-continue baseline matched to ``rl``'s compute."""
+    p = cfg.problems
+    inputs = SFTContinueInputs(cfg.finetune, p.sft_split, p.valid_split, finetuned, rl, problems)
+    return sft_continue_flow(inputs, root)
 
 
 def _rl(
@@ -193,11 +208,9 @@ def _rl(
 ) -> tuple[EvaluationRun | None, Manifest]:
     """The RL stage, after its difficulty estimate when ``rl.difficulty_band`` is set."""
     difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
-    split = cfg.problems.rl_split
-    rl = rl_flow(
-        cfg.rl, cfg.judge, finetune, problems, split, root, difficulty.filtered if difficulty else None
-    )
-    return difficulty, rl
+    band = difficulty.filtered if difficulty else None
+    inputs = RLInputs(cfg.rl, cfg.judge, cfg.problems.rl_split, finetune, problems, band)
+    return difficulty, rl_flow(inputs, root)
 
 
 def evaluate_on_valid(
@@ -245,8 +258,8 @@ def _select(
         t = cfg.sample.sampling.temperature
         return t, t, None
     runs = [(t, _on_valid(name, cfg, t, model, problems, root)) for t in grid]
-    grid_runs = [(t, run.evaluation) for t, run in runs]
-    sel = select_flow(name, grid_runs, cfg.problems.valid_split, wide_k(cfg), root)
+    grid_runs = tuple((t, run.evaluation) for t, run in runs)
+    sel = select_flow(SelectInputs(name, cfg.problems.valid_split, wide_k(cfg), grid_runs), root)
     return float(sel.metrics["pass1_temperature"]), float(sel.metrics["wide_temperature"]), sel
 
 
@@ -270,17 +283,18 @@ def _evaluate(
     )
     sample_cfg = cfg.sample.model_copy(update={"sampling": sampling})
     on = partial(_on_runner, cfg)
-    samples = on(sample_flow)(sample_cfg, model, problems, splits, root)
+    samples = on(sample_flow)(SampleInputs(sample_cfg, splits, model, problems), root)
     if until == Stage.SAMPLE:
         return EvaluationRun(label=label, samples=samples)
-    filtered = on(filter_flow)(cfg.judge, samples, problems, splits, root)
+    filtered = on(filter_flow)(FilterInputs(cfg.judge, splits, samples, problems), root)
     if until == Stage.FILTER:
         return EvaluationRun(label=label, samples=samples, filtered=filtered)
-    clusters = on(cluster_flow)(cfg.cluster, cfg.judge, samples, filtered, problems, splits, root)
+    cluster_in = ClusterInputs(cfg.cluster, cfg.judge, splits, samples, filtered, problems)
+    clusters = on(cluster_flow)(cluster_in, root)
     if until == Stage.CLUSTER:
         return EvaluationRun(label=label, samples=samples, filtered=filtered, clusters=clusters)
     evaluation = on(evaluate_flow)(
-        cfg.evaluate, cfg.judge, label, samples, filtered, clusters, problems, splits, root
+        EvaluateInputs(cfg.evaluate, cfg.judge, label, splits, samples, filtered, clusters, problems), root
     )
     return EvaluationRun(
         label=label, samples=samples, filtered=filtered, clusters=clusters, evaluation=evaluation
@@ -301,20 +315,10 @@ def _report(cfg: PipelineConfig, result: PipelineResult, contenders: list[Conten
         seed=cfg.evaluate.seed,
         bootstrap=cfg.evaluate.bootstrap,
     )
-    upstream = [m for c in contenders for m in (c.pass1, c.wide)]
-    key_cfg = {
-        "settings": settings.model_dump(mode="json"),
-        "temperatures": [[c.label, c.pass1_temperature, c.wide_temperature] for c in contenders],
-    }
-    plan = plan_stage(root, Stage.REPORT, key_cfg, upstream, report_stage)
-    return cached(report_task, root)(
-        plan=plan,
-        contenders=contenders,
-        problems=result.problems,
-        splits=cfg.problems.eval_splits,
-        settings=settings,
-        stage_manifests=result.stages,
+    inputs = ReportInputs(
+        settings, cfg.problems.eval_splits, tuple(contenders), result.problems, result.stages
     )
+    return report_flow(inputs, root)
 
 
 def evaluate_model(

@@ -24,6 +24,7 @@ from tasks.core.config import load_profile
 from tasks.core.history import append_history, newest_manifest, plot_trend, regressions
 from tasks.core.manifest import Manifest, read_manifest
 from tasks.core.report import markdown_table
+from tasks.core.stages.problems import ProblemsInputs
 
 
 def _model(run_dir: Path, stage: str, key: str | None) -> Manifest:
@@ -50,7 +51,7 @@ def reevaluate(
     cfg = load_profile(profile, overrides)
     cfg = cfg.model_copy(update={"problems": cfg.problems.model_copy(update={"eval_splits": (split,)})})
     model = _model(root, model_stage, model_key)
-    problems = problems_flow(cfg.problems, str(root))
+    problems = problems_flow(ProblemsInputs(cfg.problems), str(root))
     run = evaluate_model(cfg, f"{model_stage}:{model.key[:8]}", model, problems, str(root))
     now = datetime.now(timezone.utc).isoformat()
     rows = [

@@ -27,14 +27,12 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict
 
 from flows.pipeline import EvaluationRun, _evaluate, active_run, default_out_dir, run_pipeline
-from flows.stages import _published, problems_flow
-from tasks.caching import cached
+from flows.stages import curve_flow, problems_flow
 from tasks.core.config import PipelineConfig, load_profile, profile_extends
-from tasks.core.manifest import Manifest, plan_stage
+from tasks.core.manifest import Manifest
 from tasks.core.stages import REPORT_FILE, Stage
-from tasks.core.stages import curve as curve_stage
-from tasks.core.stages.curve import CurveSettings
-from tasks.stages import curve_task
+from tasks.core.stages.curve import CurveInputs, CurveSettings
+from tasks.core.stages.problems import ProblemsInputs
 
 
 class ScalingResult(BaseModel):
@@ -72,24 +70,6 @@ def curve_settings(cfg: PipelineConfig) -> CurveSettings:
     return CurveSettings(n_submissions=e.n_submissions, seed=e.seed, bootstrap=e.bootstrap)
 
 
-@flow(name="curve")
-def curve_flow(
-    label: str,
-    evaluation: Manifest,
-    problems: Manifest,
-    splits: tuple[str, ...],
-    settings: CurveSettings,
-    root: str,
-) -> Manifest:
-    key_cfg = {"label": label, "splits": list(splits), "settings": settings.model_dump(mode="json")}
-    plan = plan_stage(root, Stage.CURVE, key_cfg, [evaluation, problems], curve_stage)
-    return _published(
-        cached(curve_task, root)(
-            plan=plan, label=label, evaluation=evaluation, problems=problems, splits=splits, settings=settings
-        )
-    )
-
-
 @flow(name="alphacode-scaling")
 def alphacode_scaling(
     profile: str = "scaling", out_dir: str | None = None, overrides: dict[str, Any] | None = None
@@ -101,10 +81,11 @@ def alphacode_scaling(
     splits = cfg.problems.eval_splits
     with active_run(root):
         trained = run_pipeline(training_config(profile, cfg), root, until=Stage.FINETUNE.value)
-        problems = problems_flow(cfg.problems, root)
+        problems = problems_flow(ProblemsInputs(cfg.problems), root)
         t, n = cfg.sample.sampling.temperature, cfg.sample.sampling.n
         run = _evaluate(f"sft T={t:g}", cfg, t, trained.finetune, problems, root, splits=splits, n=n)
-        curve = curve_flow(run.label, run.evaluation, problems, splits, curve_settings(cfg), root)
+        inputs = CurveInputs(run.label, splits, curve_settings(cfg), run.evaluation, problems)
+        curve = curve_flow(inputs, root)
     result = ScalingResult(
         root=root, finetune=trained.finetune, problems=problems, evaluation=run, curve=curve
     )

@@ -1,5 +1,7 @@
-"""One Prefect flow per pipeline stage. Flows only wire: plan the stage, submit its cached
-tasks, return its manifest. What a stage computes lives in ``tasks.core.stages``.
+"""One Prefect flow per pipeline stage. Flows only wire: each takes the stage's declared inputs
+(a :class:`~tasks.core.stages.base.StageInputs`, built once by the caller), plans the stage from
+them, submits its cached units and returns its manifest. What a stage computes, and what its key
+holds, lives in ``tasks.core.stages``.
 
 Sharded stages (sample, filter, cluster, evaluate) take ``parallel``: False (the default) runs
 the shards one after another in the flow's process; True ``.submit()``s every shard to the
@@ -13,101 +15,55 @@ from prefect import flow
 
 from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached
-from tasks.core.config import (
-    ClusterConfig,
-    EvalConfig,
-    FinetuneConfig,
-    JudgeConfig,
-    PretrainConfig,
-    ProblemsConfig,
-    RLConfig,
-    SampleConfig,
-)
-from tasks.core.manifest import Manifest, plan_stage
-from tasks.core.stages import Stage, cluster, evaluate
+from tasks.core.config import JudgeConfig
+from tasks.core.manifest import Manifest, StagePlan
+from tasks.core.stages import Stage, cluster
 from tasks.core.stages import filter as filter_stage
-from tasks.core.stages import finetune as finetune_stage
-from tasks.core.stages import pretrain as pretrain_stage
-from tasks.core.stages import problems as problems_stage
-from tasks.core.stages import rl as rl_stage
-from tasks.core.stages import sample as sample_stage
-from tasks.core.stages import select as select_stage
-from tasks.core.stages import sft_continue as sft_continue_stage
+from tasks.core.stages.base import StageInputs
+from tasks.core.stages.cluster import ClusterInputs
+from tasks.core.stages.evaluate import EvaluateInputs
+from tasks.core.stages.filter import FilterInputs
+from tasks.core.stages.sample import SampleInputs
 from tasks.progress import StageProgress
-from tasks.stages import (
-    cluster_finish_task,
-    cluster_inputs_task,
-    evaluate_finish_task,
-    exec_shard_task,
-    filter_finish_task,
-    finetune_task,
-    pretrain_task,
-    problems_task,
-    rl_task,
-    sample_finish_task,
-    sample_shard_task,
-    select_task,
-    sft_continue_task,
-)
+from tasks.stages import cluster_inputs_task, exec_shard_task, sample_shard_task, stage_task
 
 
-@flow(name="problems")
-def problems_flow(cfg: ProblemsConfig, root: str) -> Manifest:
-    plan = plan_stage(root, Stage.PROBLEMS, cfg, [], problems_stage)
-    return _published(cached(problems_task, root)(plan=plan, cfg=cfg))
+def finish_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
+    """The stage's cached task (named after the stage), then its Prefect artifacts."""
+    task = cached(stage_task.with_options(name=str(inputs.STAGE)), root)
+    manifest = task(plan=plan, inputs=inputs)
+    publish_stage_artifacts(manifest)
+    return manifest
 
 
-@flow(name="pretrain")
-def pretrain_flow(cfg: PretrainConfig, root: str) -> Manifest:
-    plan = plan_stage(root, Stage.PRETRAIN, cfg, [], pretrain_stage)
-    return _published(cached(pretrain_task, root)(plan=plan, cfg=cfg))
+def _single(inputs: StageInputs, root: str) -> Manifest:
+    return finish_stage(inputs, inputs.plan(root), root)
 
 
-@flow(name="finetune")
-def finetune_flow(
-    cfg: FinetuneConfig, pretrained: Manifest, problems: Manifest, sft_split: str, valid_split: str, root: str
-) -> Manifest:
-    key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
-    plan = plan_stage(root, Stage.FINETUNE, key_cfg, [pretrained, problems], finetune_stage)
-    return _published(
-        cached(finetune_task, root)(
-            plan=plan,
-            cfg=cfg,
-            pretrained=pretrained,
-            problems=problems,
-            sft_split=sft_split,
-            valid_split=valid_split,
-        )
-    )
+# Stage inputs are frozen dataclasses whose config types resolve only under TYPE_CHECKING: their
+# caller builds them from validated configs, so flows never re-validate them as parameters.
+problems_flow = flow(name=Stage.PROBLEMS.value, validate_parameters=False)(_single)
+pretrain_flow = flow(name=Stage.PRETRAIN.value, validate_parameters=False)(_single)
+finetune_flow = flow(name=Stage.FINETUNE.value, validate_parameters=False)(_single)
+rl_flow = flow(name=Stage.RL.value, validate_parameters=False)(_single)
+sft_continue_flow = flow(name=Stage.SFT_CONTINUE.value, validate_parameters=False)(_single)
+select_flow = flow(name=Stage.SELECT.value, validate_parameters=False)(_single)
+curve_flow = flow(name=Stage.CURVE.value, validate_parameters=False)(_single)
+report_flow = flow(name=Stage.REPORT.value, validate_parameters=False)(_single)
 
 
-@flow(name="sample")
-def sample_flow(
-    cfg: SampleConfig,
-    model: Manifest,
-    problems: Manifest,
-    splits: tuple[str, ...],
-    root: str,
-    parallel: bool = False,
-) -> Manifest:
-    key_cfg = {"sample": cfg.model_dump(mode="json"), "splits": list(splits)}
-    plan = plan_stage(root, Stage.SAMPLE, key_cfg, [model, problems], sample_stage)
-    eval_problems = sample_stage.eval_problems(problems, splits)
-    ids = [p.name for p in eval_problems]
+@flow(name="sample", validate_parameters=False)
+def sample_flow(inputs: SampleInputs, root: str, parallel: bool = False) -> Manifest:
+    plan = inputs.plan(root)
     if not plan.complete():
-        requests = sample_stage.build_requests(eval_problems, cfg)
+        params = inputs.sample.sampling
         calls = [
-            dict(plan=unit, model=model, params=cfg.sampling, request=requests[unit.shard.problem_id])
-            for unit in sample_stage.shard_units(plan, ids, cfg)
+            dict(plan=unit, model=inputs.model, params=params, request=request)
+            for unit, request in inputs.units(plan)
         ]
         sizes = [c["plan"].shard.num_samples for c in calls]
         _run_units(cached(sample_shard_task, root), calls, parallel, "stage 3 sampling", sizes, "sample")
-    return _published(cached(sample_finish_task, root)(plan=plan, problem_ids=ids, cfg=cfg))
-
-
-def _published(manifest: Manifest) -> Manifest:
-    publish_stage_artifacts(manifest)
-    return manifest
+    return finish_stage(inputs, plan, root)
 
 
 def _run_units(
@@ -163,140 +119,30 @@ def _run_exec(
     )
 
 
-@flow(name="filter")
-def filter_flow(
-    judge: JudgeConfig,
-    samples: Manifest,
-    problems: Manifest,
-    splits: tuple[str, ...],
-    root: str,
-    parallel: bool = False,
-) -> Manifest:
-    plan = plan_stage(
-        root, Stage.FILTER, {"judge": judge.model_dump(mode="json")}, [samples, problems], filter_stage
-    )
-    by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
+@flow(name="filter", validate_parameters=False)
+def filter_flow(inputs: FilterInputs, root: str, parallel: bool = False) -> Manifest:
+    plan = inputs.plan(root)
     if not plan.complete():
-        _run_exec(plan, filter_stage.programs_of(samples), "public", by_id, judge, root, parallel=parallel)
-    return _published(cached(filter_finish_task, root)(plan=plan, samples=samples, problem_ids=sorted(by_id)))
+        programs = filter_stage.programs_of(inputs.samples)
+        _run_exec(plan, programs, "public", inputs.by_id(), inputs.judge, root, parallel=parallel)
+    return finish_stage(inputs, plan, root)
 
 
-@flow(name="cluster")
-def cluster_flow(
-    cfg: ClusterConfig,
-    judge: JudgeConfig,
-    samples: Manifest,
-    filtered: Manifest,
-    problems: Manifest,
-    splits: tuple[str, ...],
-    root: str,
-    parallel: bool = False,
-) -> Manifest:
-    key_cfg = {"cluster": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json")}
-    plan = plan_stage(root, Stage.CLUSTER, key_cfg, [samples, filtered, problems], cluster)
+@flow(name="cluster", validate_parameters=False)
+def cluster_flow(inputs: ClusterInputs, root: str, parallel: bool = False) -> Manifest:
+    plan = inputs.plan(root)
     if not plan.complete():
-        by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
-        survivors = cluster.survivors(filtered, samples)
-        inputs = cluster_inputs_task(plan=plan, cfg=cfg, problems=by_id, survivors=survivors)
-        _run_exec(plan, survivors, "generated", by_id, judge, root, generated=inputs, parallel=parallel)
-    return _published(
-        cached(cluster_finish_task, root)(plan=plan, cfg=cfg, samples=samples, filtered=filtered)
-    )
+        by_id = inputs.by_id()
+        survivors = cluster.survivors(inputs.filtered, inputs.samples)
+        generated = cluster_inputs_task(plan=plan, cfg=inputs.cluster, problems=by_id, survivors=survivors)
+        _run_exec(plan, survivors, "generated", by_id, inputs.judge, root, generated, parallel)
+    return finish_stage(inputs, plan, root)
 
 
-@flow(name="evaluate")
-def evaluate_flow(
-    cfg: EvalConfig,
-    judge: JudgeConfig,
-    label: str,
-    samples: Manifest,
-    filtered: Manifest,
-    clusters: Manifest,
-    problems: Manifest,
-    splits: tuple[str, ...],
-    root: str,
-    parallel: bool = False,
-) -> Manifest:
-    key_cfg = {
-        "evaluate": cfg.model_dump(mode="json"),
-        "judge": judge.model_dump(mode="json"),
-        "label": label,
-    }
-    plan = plan_stage(root, Stage.EVALUATE, key_cfg, [samples, filtered, clusters, problems], evaluate)
+@flow(name="evaluate", validate_parameters=False)
+def evaluate_flow(inputs: EvaluateInputs, root: str, parallel: bool = False) -> Manifest:
+    plan = inputs.plan(root)
     if not plan.complete():
-        by_id = {p.name: p for p in sample_stage.eval_problems(problems, splits)}
-        _run_exec(plan, filter_stage.programs_of(samples), "hidden", by_id, judge, root, parallel=parallel)
-    return _published(
-        cached(evaluate_finish_task, root)(
-            plan=plan,
-            cfg=cfg,
-            label=label,
-            problems=problems,
-            splits=splits,
-            samples=samples,
-            filtered=filtered,
-            clusters=clusters,
-        )
-    )
-
-
-@flow(name="rl")
-def rl_flow(
-    cfg: RLConfig,
-    judge: JudgeConfig,
-    finetuned: Manifest,
-    problems: Manifest,
-    split: str,
-    root: str,
-    difficulty: Manifest | None = None,
-) -> Manifest:
-    key_cfg = {"rl": cfg.model_dump(mode="json"), "judge": judge.model_dump(mode="json"), "split": split}
-    upstream = [finetuned, problems, *([difficulty] if difficulty is not None else [])]
-    plan = plan_stage(root, Stage.RL, key_cfg, upstream, rl_stage)
-    return _published(
-        cached(rl_task, root)(
-            plan=plan,
-            cfg=cfg,
-            finetuned=finetuned,
-            problems=problems,
-            split=split,
-            judge=judge,
-            difficulty=difficulty,
-        )
-    )
-
-
-@flow(name="sft-continue")
-def sft_continue_flow(
-    cfg: FinetuneConfig,
-    finetuned: Manifest,
-    rl: Manifest,
-    problems: Manifest,
-    sft_split: str,
-    valid_split: str,
-    root: str,
-) -> Manifest:
-    key_cfg = {"finetune": cfg.model_dump(mode="json"), "sft_split": sft_split, "valid_split": valid_split}
-    plan = plan_stage(root, Stage.SFT_CONTINUE, key_cfg, [finetuned, rl, problems], sft_continue_stage)
-    return _published(
-        cached(sft_continue_task, root)(
-            plan=plan,
-            cfg=cfg,
-            finetuned=finetuned,
-            rl=rl,
-            problems=problems,
-            sft_split=sft_split,
-            valid_split=valid_split,
-        )
-    )
-
-
-@flow(name="select")
-def select_flow(
-    label: str, grid: list[tuple[float, Manifest]], split: str, wide_k: int, root: str
-) -> Manifest:
-    key_cfg = {"label": label, "temperatures": [t for t, _ in grid], "split": split, "wide_k": wide_k}
-    plan = plan_stage(root, Stage.SELECT, key_cfg, [m for _, m in grid], select_stage)
-    return _published(
-        cached(select_task, root)(plan=plan, label=label, grid=grid, split=split, wide_k=wide_k)
-    )
+        programs = filter_stage.programs_of(inputs.samples)
+        _run_exec(plan, programs, "hidden", inputs.by_id(), inputs.judge, root, parallel=parallel)
+    return finish_stage(inputs, plan, root)

@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.pipeline import active_run, default_out_dir, evaluate_on_valid, train_through_rl
-from flows.stages import sft_continue_flow
+from flows.pipeline import active_run, default_out_dir, evaluate_on_valid, sft_continue, train_through_rl
 from tasks.core.config import deep_merge, load_profile, normalise_overrides
 from tasks.core.metrics import pass_at_k
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE
@@ -67,7 +66,7 @@ def alphacode_study(
             run = evaluate_on_valid(name, base, trained.rl, trained.problems, root)
             values[name], sources[name] = _pass1(run.evaluation), run.evaluation.path
             twin = f"sft-continue[{name}]"
-            more_sft = _sft_continue(cfg, trained, root)
+            more_sft = sft_continue(cfg, trained.finetune, trained.rl, trained.problems, root)
             run = evaluate_on_valid(twin, base, more_sft, trained.problems, root)
             values[twin], sources[twin], matched[name] = _pass1(run.evaluation), run.evaluation.path, twin
     rows = study_rows(
@@ -79,21 +78,6 @@ def alphacode_study(
     )
     get_run_logger().info("study report: %s", path)
     return str(path)
-
-
-def _sft_continue(cfg, trained, root: str):
-    """The candidate's compute-matched baseline: stage 2 trained further on its SFT data for the
-    candidate's optimizer steps, batch size and learning rate (the pipeline's SFT-continue stage)."""
-    splits = cfg.problems
-    return sft_continue_flow(
-        cfg.finetune,
-        trained.finetune,
-        trained.rl,
-        trained.problems,
-        splits.sft_split,
-        splits.valid_split,
-        root,
-    )
 
 
 def _same_stage2(name: str, cfg, base) -> None:

@@ -14,7 +14,7 @@ import copy
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -74,10 +74,16 @@ class SampleConfig(_Cfg):
 class JudgeConfig(_Cfg):
     """Sandbox settings. ``time_limit_s``/``memory_mb`` apply to problems without their own
     limits; a problem's own limits go through ``tasks.core.jobs.LimitPolicy``: CPU s =
-    min(time_cap_s, max(time_floor_s, time_factor x limit)) for Python, memory = min(cap, limit)."""
+    min(time_cap_s, max(time_floor_s, time_factor x limit)) for Python, memory = min(cap, limit).
+    ``workers`` and ``backend`` choose how fast and in which sandbox the same verdicts are
+    computed: they are no part of any stage key (:mod:`tasks.core.stages.base`)."""
 
-    backend: Literal["bwrap", "docker"] = "bwrap"
-    workers: int = Field(default=2, gt=0)
+    backend: Literal["bwrap", "docker"] = Field(
+        default="bwrap", json_schema_extra={"keyed": False}, description="same verdicts on both: unkeyed"
+    )
+    workers: int = Field(
+        default=2, gt=0, json_schema_extra={"keyed": False}, description="speed only: unkeyed"
+    )
     time_limit_s: float = Field(default=2.0, gt=0)
     memory_mb: int = Field(default=256, gt=16)
     programs_per_shard: int = Field(default=256, gt=0)
@@ -94,19 +100,15 @@ class ClusterConfig(_Cfg):
     method: Literal["exact", "dbscan", "agglomerative"] = "exact"
 
 
-class RLConfig(_Cfg):
-    """The RL stage. With ``difficulty_band`` = [lo, hi] the stage-2 model first samples every RL
-    problem ``difficulty_samples`` times (at ``sample.sampling.temperature``; stages 3-4 on the RL
-    split, cached like the others) and RL trains only on the problems whose public-test pass rate
-    lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records the counts. An empty
-    list (``difficulty_band = []``, TOML has no null) means no band: every RL problem."""
+class _RLCommon(_Cfg):
+    """What every RL algorithm shares. With ``difficulty_band`` = [lo, hi] the stage-2 model first
+    samples every RL problem ``difficulty_samples`` times (at ``sample.sampling.temperature``;
+    stages 3-4 on the RL split, cached like the others) and RL trains only on the problems whose
+    public-test pass rate lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records
+    the counts. An empty list (``difficulty_band = []``, TOML has no null) means no band."""
 
-    algorithm: Literal["grpo", "ppo", "expert-iteration"] = "grpo"
     difficulty_band: tuple[float, float] | None = None
     difficulty_samples: int = Field(default=8, ge=1)
-    grpo: GRPOParams = GRPOParams()
-    ppo: PPOParams = PPOParams()
-    expert_iteration: ExpertIterationParams = ExpertIterationParams()
 
     @field_validator("difficulty_band", mode="before")
     @classmethod
@@ -122,14 +124,82 @@ class RLConfig(_Cfg):
             )
         return v
 
+
+class GRPOConfig(_RLCommon):
+    algorithm: Literal["grpo"] = "grpo"
+    grpo: GRPOParams = GRPOParams()
+
+    @property
+    def params(self) -> GRPOParams:
+        return self.grpo
+
     @property
     def total_steps(self) -> int:
-        """Progress units of the chosen algorithm: optimizer steps, or rounds for expert iteration."""
-        return {
-            "grpo": self.grpo.steps,
-            "ppo": self.ppo.steps,
-            "expert-iteration": self.expert_iteration.rounds,
-        }[self.algorithm]
+        return self.grpo.steps
+
+
+class PPOConfig(_RLCommon):
+    algorithm: Literal["ppo"] = "ppo"
+    ppo: PPOParams = PPOParams()
+
+    @property
+    def params(self) -> PPOParams:
+        return self.ppo
+
+    @property
+    def total_steps(self) -> int:
+        return self.ppo.steps
+
+
+class ExpertIterationConfig(_RLCommon):
+    algorithm: Literal["expert-iteration"] = "expert-iteration"
+    expert_iteration: ExpertIterationParams = ExpertIterationParams()
+
+    @property
+    def params(self) -> ExpertIterationParams:
+        return self.expert_iteration
+
+    @property
+    def total_steps(self) -> int:
+        """Progress units: rounds."""
+        return self.expert_iteration.rounds
+
+
+RL_VARIANTS: dict[str, type[_RLCommon]] = {
+    "grpo": GRPOConfig,
+    "ppo": PPOConfig,
+    "expert-iteration": ExpertIterationConfig,
+}
+RL_SECTIONS = {"grpo": "grpo", "ppo": "ppo", "expert-iteration": "expert_iteration"}
+RLConfig = Annotated[GRPOConfig | PPOConfig | ExpertIterationConfig, Field(discriminator="algorithm")]
+"""The RL stage's settings: one model per ``algorithm`` holding that algorithm's knobs only, so
+tuning one algorithm never re-keys a run of another (:func:`rl_config` reads a profile's
+``[rl]`` table into it)."""
+
+
+def rl_config(raw: Any) -> Any:
+    """A profile's ``[rl]`` table as the chosen algorithm's config: ``algorithm`` defaults to
+    ``grpo``; the sections of the other algorithms (``[rl.ppo]``... a profile may carry settings
+    for every algorithm, as the RL study switches between them) are validated, so a typo still
+    fails, then dropped: they are no part of this run's config or key."""
+    if not isinstance(raw, dict):
+        return raw
+    algorithm = raw.get("algorithm", "grpo")
+    if algorithm not in RL_VARIANTS:
+        return raw  # the union reports the unknown tag with the choices
+    out = dict(raw, algorithm=algorithm)
+    for other, section in RL_SECTIONS.items():
+        if other != algorithm and section in out:
+            params = RL_VARIANTS[other].model_fields[section].annotation
+            try:
+                params.model_validate(out.pop(section))
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(
+                    f"rl.{section}.{where}: {first['msg']} (section unused: algorithm is {algorithm!r})"
+                ) from None
+    return out
 
 
 class SelectConfig(_Cfg):
@@ -214,10 +284,15 @@ class PipelineConfig(_Cfg):
     sample: SampleConfig
     judge: JudgeConfig = JudgeConfig()
     cluster: ClusterConfig = ClusterConfig()
-    rl: RLConfig = RLConfig()
+    rl: RLConfig = GRPOConfig()
     select: SelectConfig = SelectConfig()
     evaluate: EvalConfig = EvalConfig()
     runner: RunnerConfig = RunnerConfig()
+
+    @field_validator("rl", mode="before")
+    @classmethod
+    def _rl(cls, v: Any) -> Any:
+        return rl_config(v)
 
 
 def available_profiles() -> list[str]:

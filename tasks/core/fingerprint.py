@@ -16,8 +16,10 @@ project packages (:data:`PROJECT_PACKAGES`), transitively:
 Imports under ``if TYPE_CHECKING:`` never run and are skipped: stages import their config
 classes that way, because a config enters a stage's content address through its dumped values,
 not through ``config.py``'s source. :attr:`Fingerprint.digest` hashes the repo-relative path and
-the bytes of each file, in sorted path order. It is the stage's code part of its content address
-(:func:`tasks.core.manifest.plan_stage`); editing any file in :attr:`Fingerprint.files` changes it.
+the *code* of each file, in sorted path order: its syntax tree (``ast.dump``, no line numbers)
+with every docstring removed, so a comment, a docstring or a reformatting changes nothing, while
+any statement edit does. It is the stage's code part of its content address
+(:func:`tasks.core.manifest.plan_stage`).
 
 Model: Prefect's ``TASK_SOURCE`` cache policy hashes the source of the task function alone; this
 follows everything the stage's code imports, so a changed helper is a cache miss too.
@@ -26,7 +28,10 @@ Limits: dependency graphs and digests are cached per process (``lru_cache``): a 
 the fingerprint of the source it first read, which is the code it imported. Data files other than
 ``.py`` sources (profiles, bundled Parquet) are not code and are not hashed; what they change
 reaches a stage through its config or its upstream manifests. Third-party packages and the
-Python version are not part of the fingerprint.
+Python version are not part of the fingerprint. Code that reads a docstring at run time
+(``__doc__``) would change behaviour without changing its fingerprint; no stage module does.
+The AST dump's format may differ between Python versions: a run directory moved to another
+Python re-keys once.
 """
 
 from __future__ import annotations
@@ -72,10 +77,27 @@ def _fingerprint(entry: str, root: str) -> Fingerprint:
     files = sorted({_rel(base, _module_file(base, m)) for m in _closure(entry, root)})
     digest = hashlib.sha256()
     for rel in files:
-        data = (base / rel).read_bytes()
+        data = code_of(base / rel)
         digest.update(f"{rel}\0{len(data)}\0".encode())
         digest.update(data)
     return Fingerprint(entry=entry, files=tuple(files), digest=digest.hexdigest()[:16])
+
+
+def code_of(path: Path) -> bytes:
+    """What of a source file is code: its syntax tree without docstrings, positions or comments."""
+    return _code(path.read_bytes(), str(path))
+
+
+@lru_cache(maxsize=1024)
+def _code(source: bytes, filename: str) -> bytes:
+    tree = ast.parse(source, filename=filename)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False).encode()
 
 
 def _closure(entry: str, root: str) -> set[str]:

@@ -1,8 +1,12 @@
 """Content-addressed stage outputs and their manifests.
 
 Contract: every stage writes into ``<root>/<stage>/<key>/`` where ``key`` hashes the stage's
-config, its upstream manifests' keys and the code that computes it: the fingerprint of the
-stage's module and every project module it imports (:mod:`tasks.core.fingerprint`). The payload
+config, its upstream manifests as an ordered list of (role, stage, key) and the code that
+computes it: the fingerprint of the stage's module and every project module it imports
+(:mod:`tasks.core.fingerprint`). Upstreams are never keyed by stage name: a stage may read
+several manifests of one stage (the report reads six evaluations), and each one's role (the
+input it fills, e.g. ``contenders[2].wide``) keeps them apart in the key and in the provenance
+the manifest records. The payload
 is written first; ``manifest.json`` is written last, atomically (temp file + ``os.replace``).
 A directory without a readable manifest, or whose manifest lists a file that is missing or has
 another size, is *incomplete*: caches must treat it as a miss and the stage recomputes (a
@@ -22,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.core.fingerprint import fingerprint
 from tasks.core.io import atomic_write_text
@@ -35,6 +39,34 @@ class FileEntry(BaseModel):
     size: int
 
 
+class Upstream(BaseModel):
+    """One input of a stage: the role it fills, and the stage and key of the manifest filling it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    role: str
+    stage: str
+    key: str
+
+
+def upstream_refs(upstream: Sequence[tuple[str, Manifest] | Upstream | Manifest]) -> tuple[Upstream, ...]:
+    """``(role, manifest)`` pairs, refs, or bare manifests (role = their stage) as refs, in
+    order; a role given twice is an error, so two manifests of one stage need explicit roles."""
+    refs = tuple(_ref(u) for u in upstream)
+    roles = [r.role for r in refs]
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"upstream roles must be distinct, got {roles}: name each input's role")
+    return refs
+
+
+def _ref(u: tuple[str, Manifest] | Upstream | Manifest) -> Upstream:
+    if isinstance(u, Upstream):
+        return u
+    if isinstance(u, Manifest):
+        return Upstream(role=u.stage, stage=u.stage, key=u.key)
+    role, manifest = u
+    return Upstream(role=role, stage=manifest.stage, key=manifest.key)
+
+
 class Manifest(BaseModel):
     """What a finished stage published. Small: it is what Prefect caches and passes on."""
 
@@ -43,15 +75,25 @@ class Manifest(BaseModel):
     key: str
     path: str
     config: dict[str, Any]
-    upstream: dict[str, str] = Field(default_factory=dict)
+    upstream: tuple[Upstream, ...] = ()
     code_version: str
     created_at: str
     files: dict[str, FileEntry] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("upstream", mode="before")
+    @classmethod
+    def _legacy_upstream(cls, v: Any) -> Any:
+        """Manifests written before roles existed hold ``{stage: key}``: read them, role = stage."""
+        return [{"role": s, "stage": s, "key": k} for s, k in v.items()] if isinstance(v, dict) else v
+
     @property
     def dir(self) -> Path:
         return Path(self.path)
+
+    def upstream_keys(self, stage: str) -> tuple[str, ...]:
+        """Keys of every upstream manifest of ``stage``, in role order."""
+        return tuple(u.key for u in self.upstream if u.stage == stage)
 
     def file(self, name: str) -> Path:
         if name not in self.files:
@@ -63,11 +105,11 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def stage_key(stage: str, config: dict[str, Any], upstream: Sequence[Manifest], code: str) -> str:
+def stage_key(stage: str, config: dict[str, Any], upstream: Sequence[Upstream], code: str) -> str:
     payload = {
         "stage": stage,
         "config": config,
-        "upstream": {m.stage: m.key for m in upstream},
+        "upstream": [[u.role, u.stage, u.key] for u in upstream],
         "code": code,
     }
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:20]
@@ -83,7 +125,7 @@ def publish(
     stage: str,
     key: str,
     config: dict[str, Any],
-    upstream: Sequence[Manifest],
+    upstream: Sequence[tuple[str, Manifest] | Upstream | Manifest],
     code: str,
     files: Iterable[str],
     metrics: dict[str, Any] | None = None,
@@ -101,7 +143,7 @@ def publish(
         key=key,
         path=str(directory.resolve()),
         config=json.loads(_canonical(config)),
-        upstream={m.stage: m.key for m in upstream},
+        upstream=upstream_refs(upstream),
         code_version=code,
         created_at=datetime.now(timezone.utc).isoformat(),
         files=entries,
@@ -146,7 +188,7 @@ class StagePlan(BaseModel):
     root: str
     code_version: str
     config: dict[str, Any]
-    upstream: tuple[Manifest, ...] = ()
+    upstream: tuple[Upstream, ...] = ()
 
     @property
     def dir(self) -> Path:
@@ -179,18 +221,21 @@ def plan_stage(
     root: Path | str,
     stage: str,
     config: BaseModel | dict[str, Any],
-    upstream: Sequence[Manifest],
+    upstream: Sequence[tuple[str, Manifest] | Upstream | Manifest],
     entry: str | ModuleType,
 ) -> StagePlan:
-    """The content address of a stage: config + upstream keys + the code fingerprint of ``entry``
-    (the stage's core module, e.g. ``tasks.core.stages.filter``, and all it imports)."""
+    """The content address of a stage: config + upstream (role, stage, key) in order + the code
+    fingerprint of ``entry`` (the stage's core module, e.g. ``tasks.core.stages.filter``, and all
+    it imports). Stages plan through :class:`tasks.core.stages.base.StageInputs`, which derives
+    ``config`` and ``upstream`` from the stage's declared inputs."""
     cfg = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
     code = fingerprint(entry).digest
+    refs = upstream_refs(upstream)
     return StagePlan(
         stage=stage,
-        key=stage_key(stage, cfg, upstream, code),
+        key=stage_key(stage, cfg, refs, code),
         root=str(Path(root).resolve()),
         code_version=code,
         config=json.loads(_canonical(cfg)),
-        upstream=tuple(upstream),
+        upstream=refs,
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import MANIFEST_NAME, read_manifest
+from tasks.core.manifest import MANIFEST_NAME, Upstream, read_manifest
 from tasks.core.rl.artifacts import METRICS_FILE as RL_METRICS_FILE
 from tasks.core.samplestore import SampleStore
 from tasks.core.stages import STAGES, Stage
@@ -71,7 +71,7 @@ class StageEntry:
     dir: Path
     complete: bool
     created_at: str = ""
-    upstream: dict[str, str] = field(default_factory=dict)
+    upstream: tuple[Upstream, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -80,7 +80,7 @@ class StageEntry:
         if self.stage != Stage.SAMPLE:
             return ""
         for label, stage in MODEL_UPSTREAM.items():
-            if stage in self.upstream:
+            if any(u.stage == stage for u in self.upstream):
                 return label
         return ""
 
@@ -126,7 +126,7 @@ def _entry(stage: str, directory: Path) -> StageEntry:
         dir=directory,
         complete=True,
         created_at=manifest.created_at,
-        upstream=dict(manifest.upstream),
+        upstream=manifest.upstream,
         metrics=dict(manifest.metrics),
     )
 
@@ -221,7 +221,7 @@ def _pick_sample(run: RunInfo, model: str) -> StageEntry:
 
 def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> StageEntry | None:
     for entry in run.of(stage):
-        if all(entry.upstream.get(s) == k for s, k in needs.items()):
+        if all(any(u.stage == s and u.key == k for u in entry.upstream) for s, k in needs.items()):
             return entry
     return None
 

@@ -268,7 +268,9 @@ def test_curve_stage_publishes_curve_gaps_and_report_from_a_per_sample_table(pro
         files=list_files(evaluation_dir),
     )
     settings = curve_stage.CurveSettings(draws=50, bootstrap=200)
-    plan = plan_stage(root, Stage.CURVE, {"s": 1}, [evaluation, problems], curve_stage)
+    plan = plan_stage(
+        root, Stage.CURVE, {"s": 1}, [("evaluation", evaluation), ("problems", problems)], curve_stage
+    )
     manifest = curve_stage.build_curve(plan, "sft T=0.8", evaluation, problems, splits, settings)
     per_split = {f"curve-{s}.png" for s in splits}
     assert set(manifest.files) == {CURVE_FILE, GAPS_FILE, LARGEST_FILE, CURVE_PLOT, "report.md"} | per_split

@@ -54,7 +54,13 @@ def test_select_picks_best_valid_pass1_and_pass10_ties_to_the_earlier(tmp_path):
         (0.4, _evaluation(tmp_path, "t04", 0.40, 0.55)),
         (0.8, _evaluation(tmp_path, "t08", 0.30, 0.55)),
     ]
-    plan = plan_stage(str(tmp_path / "run"), Stage.SELECT, {"t": 1}, [m for _, m in grid], select_stage)
+    plan = plan_stage(
+        str(tmp_path / "run"),
+        Stage.SELECT,
+        {"t": 1},
+        [(f"grid[{i}]", m) for i, (_, m) in enumerate(grid)],
+        select_stage,
+    )
     chosen = select_stage.choose(plan, "rl", grid, "valid", 10)
     assert chosen.metrics["pass1_temperature"] == 0.0  # tie with 0.4: the earlier
     assert chosen.metrics["wide_temperature"] == 0.4  # tie with 0.8: the earlier
@@ -63,7 +69,7 @@ def test_select_picks_best_valid_pass1_and_pass10_ties_to_the_earlier(tmp_path):
 
 def test_select_refuses_a_missing_k_with_the_fix(tmp_path):
     grid = [(0.8, _evaluation(tmp_path, "t08", 0.3, 0.5))]
-    plan = plan_stage(str(tmp_path / "run"), Stage.SELECT, {"t": 2}, [grid[0][1]], select_stage)
+    plan = plan_stage(str(tmp_path / "run"), Stage.SELECT, {"t": 2}, [("grid[0]", grid[0][1])], select_stage)
     with pytest.raises(ValueError, match="select.valid_n"):
         select_stage.choose(plan, "rl", grid, "valid", 20)
 

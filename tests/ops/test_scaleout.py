@@ -215,16 +215,16 @@ def test_dask_execution_shards_equal_sequential(prefect_harness, dask_cluster, t
 def test_dask_sample_shards_equal_sequential(prefect_harness, dask_cluster, one_torch_thread, tmp_path):
     from flows.stages import sample_flow
     from tasks.core.config import SampleConfig
+    from tasks.core.stages.sample import SampleInputs
 
     problems, model = problems_and_model(tmp_path)
     cfg = SampleConfig(
         sampling={"n": 4, "samples_per_shard": 2, "batch_size": 2, "max_new_tokens": 12, "seed": 7}
     )
-    seq = sample_flow(cfg, model, problems, ("test_instances",), str(tmp_path / "seq"))
+    inputs = SampleInputs(cfg, ("test_instances",), model, problems)
+    seq = sample_flow(inputs, str(tmp_path / "seq"))
     before = executed_on_workers(dask_cluster)
-    par = on_dask(sample_flow, dask_cluster)(
-        cfg, model, problems, ("test_instances",), str(tmp_path / "dask"), parallel=True
-    )
+    par = on_dask(sample_flow, dask_cluster)(inputs, str(tmp_path / "dask"), parallel=True)
     assert executed_on_workers(dask_cluster) - before == 4  # 2 problems x 2 shards, in the worker processes
     assert seq.key == par.key and par.metrics["samples"] == 8
     assert sorted_store(seq).equals(sorted_store(par))
@@ -241,14 +241,16 @@ def sorted_store(manifest):
 def test_thread_runner_sample_shards_equal_sequential(prefect_harness, one_torch_thread, tmp_path):
     from flows.stages import sample_flow
     from tasks.core.config import SampleConfig
+    from tasks.core.stages.sample import SampleInputs
 
     problems, model = problems_and_model(tmp_path)
     cfg = SampleConfig(
         sampling={"n": 4, "samples_per_shard": 1, "batch_size": 1, "max_new_tokens": 12, "seed": 3}
     )
-    seq = sample_flow(cfg, model, problems, ("test_instances",), str(tmp_path / "seq"))
+    inputs = SampleInputs(cfg, ("test_instances",), model, problems)
+    seq = sample_flow(inputs, str(tmp_path / "seq"))
     threads = sample_flow.with_options(task_runner=make_task_runner(RunnerConfig(kind="thread", workers=4)))
-    par = threads(cfg, model, problems, ("test_instances",), str(tmp_path / "thread"), parallel=True)
+    par = threads(inputs, str(tmp_path / "thread"), parallel=True)
     assert sorted_store(seq).equals(sorted_store(par))
 
 

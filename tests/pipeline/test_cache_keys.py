@@ -120,10 +120,14 @@ def tree(tmp_path_factory) -> Path:
     return root
 
 
-def edited(tree: Path, rel: str, rewalk: bool = True):
-    """Context: ``rel`` in ``tree`` with a comment line appended (then restored). Digests are
-    recomputed; with ``rewalk`` the import graph is walked again too (a comment changes no
-    import, so keeping the graph walked over the unedited copy gives the same files)."""
+STATEMENT = b"\n_EDITED_BY_TEST_CACHE_KEYS = 1\n"
+
+
+def edited(tree: Path, rel: str, rewalk: bool = True, text: bytes = STATEMENT):
+    """Context: ``rel`` in ``tree`` with ``text`` appended (a statement unless told; then
+    restored). Digests are recomputed; with ``rewalk`` the import graph is walked again too (an
+    assignment changes no import, so keeping the graph walked over the unedited copy gives the
+    same files)."""
 
     def clear():
         fp._fingerprint.cache_clear()
@@ -133,7 +137,7 @@ def edited(tree: Path, rel: str, rewalk: bool = True):
     class _Edit:
         def __enter__(self):
             self.path, self.before = tree / rel, (tree / rel).read_bytes()
-            self.path.write_bytes(self.before + b"\n# edited by test_cache_keys\n")
+            self.path.write_bytes(self.before + text)
             clear()
 
         def __exit__(self, *exc):
@@ -158,36 +162,121 @@ def test_editing_any_imported_file_changes_exactly_the_stages_that_import_it(tre
         assert changed == {stage for stage, files in graphs.items() if rel in files}, rel
 
 
+def stand_in(plan) -> Manifest:
+    return Manifest(
+        stage=plan.stage,
+        key=plan.key,
+        path=str(plan.dir),
+        config={},
+        code_version=plan.code_version,
+        created_at="",
+    )
+
+
 def pipeline_keys() -> dict[str, str]:
-    """Every stage's content address, each planned on its upstream's (stand-in) manifest."""
-    root = "/nonexistent-run"
+    """Every stage's content address, each planned from its real declared inputs (the classes the
+    flows build) on its upstream's stand-in manifest, wired as ``flows.pipeline`` wires them: the
+    report compares three models, each with two evaluations, and lists every stage."""
+    from tasks.core.config import load_profile
+    from tasks.core.stages.cluster import ClusterInputs
+    from tasks.core.stages.evaluate import EvaluateInputs
+    from tasks.core.stages.filter import FilterInputs
+    from tasks.core.stages.finetune import FinetuneInputs
+    from tasks.core.stages.pretrain import PretrainInputs
+    from tasks.core.stages.problems import ProblemsInputs
+    from tasks.core.stages.report import Contender, ReportInputs, ReportSettings
+    from tasks.core.stages.rl import RLInputs
+    from tasks.core.stages.sample import SampleInputs
+    from tasks.core.stages.select import SelectInputs
+    from tasks.core.stages.sft_continue import SFTContinueInputs
 
-    def plan(stage: str, entry: str, upstream: list[Manifest]) -> Manifest:
-        p = plan_stage(root, stage, {"cfg": stage}, upstream, entry)
-        return Manifest(
-            stage=p.stage, key=p.key, path=str(p.dir), config={}, code_version=p.code_version, created_at=""
-        )
+    cfg = load_profile("smoke")
+    root, splits = "/nonexistent-run", cfg.problems.eval_splits
 
-    problems = plan(Stage.PROBLEMS, ENTRIES[Stage.PROBLEMS], [])
-    pretrain = plan(Stage.PRETRAIN, ENTRIES[Stage.PRETRAIN], [])
-    finetune = plan(Stage.FINETUNE, ENTRIES[Stage.FINETUNE], [pretrain, problems])
+    def run(inputs) -> Manifest:
+        return stand_in(inputs.plan(root))
+
+    problems = run(ProblemsInputs(cfg.problems))
+    pretrain = run(PretrainInputs(cfg.pretrain))
+    finetune = run(FinetuneInputs(cfg.finetune, "train", "valid", pretrain, problems))
     out = {"problems": problems, "pretrain": pretrain, "finetune": finetune}
-    out["rl"] = rl = plan(Stage.RL, ENTRIES[Stage.RL], [finetune, problems])
-    for label, model in (("sft", finetune), ("rl", rl)):
-        samples = plan(Stage.SAMPLE, ENTRIES[Stage.SAMPLE], [model, problems])
-        filtered = plan(Stage.FILTER, ENTRIES[Stage.FILTER], [samples, problems])
-        clusters = plan(Stage.CLUSTER, ENTRIES[Stage.CLUSTER], [samples, filtered, problems])
-        evaluation = plan(Stage.EVALUATE, ENTRIES[Stage.EVALUATE], [samples, filtered, clusters, problems])
-        out |= {
-            f"sample ({label})": samples,
-            f"filter ({label})": filtered,
-            f"cluster ({label})": clusters,
-            f"evaluate ({label})": evaluation,
-        }
-    out["sft-continue"] = plan(Stage.SFT_CONTINUE, ENTRIES[Stage.SFT_CONTINUE], [finetune, rl, problems])
-    out["select (rl)"] = plan(Stage.SELECT, ENTRIES[Stage.SELECT], [out["evaluate (rl)"]])
-    out["report"] = plan(Stage.REPORT, ENTRIES[Stage.REPORT], [out["evaluate (sft)"], out["evaluate (rl)"]])
+    out["rl"] = rl = run(RLInputs(cfg.rl, cfg.judge, "rl", finetune, problems))
+    out["sft-continue"] = run(SFTContinueInputs(cfg.finetune, "train", "valid", finetune, rl, problems))
+    contenders = []
+    for label, model in (("sft", finetune), ("sft-continue", out["sft-continue"]), ("rl", rl)):
+        evaluations = {}
+        for t in (0.0, 0.8):
+            sample_cfg = cfg.sample.model_copy(
+                update={"sampling": cfg.sample.sampling.model_copy(update={"temperature": t})}
+            )
+            samples = run(SampleInputs(sample_cfg, splits, model, problems))
+            filtered = run(FilterInputs(cfg.judge, splits, samples, problems))
+            clusters = run(ClusterInputs(cfg.cluster, cfg.judge, splits, samples, filtered, problems))
+            ev = run(
+                EvaluateInputs(
+                    cfg.evaluate, cfg.judge, f"{label} T={t:g}", splits, samples, filtered, clusters, problems
+                )
+            )
+            evaluations[t] = ev
+            out |= {
+                f"sample ({label} T={t:g})": samples,
+                f"filter ({label} T={t:g})": filtered,
+                f"cluster ({label} T={t:g})": clusters,
+                f"evaluate ({label} T={t:g})": ev,
+            }
+        out[f"select ({label})"] = run(SelectInputs(label, "valid", 5, tuple(evaluations.items())))
+        contenders.append(
+            Contender(
+                label=label,
+                pass1=evaluations[0.0],
+                wide=evaluations[0.8],
+                pass1_temperature=0.0,
+                wide_temperature=0.8,
+            )
+        )
+    stages = dict(out)
+    out["report"] = run(ReportInputs(ReportSettings(), splits, tuple(contenders), problems, stages))
     return {name: m.key for name, m in out.items()}
+
+
+def test_changing_only_sft_continue_rekeys_its_evaluations_its_select_and_the_report(tree, monkeypatch):
+    """The report reads six evaluations (three models at two temperatures) and select reads one
+    per grid temperature: each is an upstream in its own role, so no change hides behind another
+    manifest of the same stage (keyed by stage, the report saw only RL's last evaluation)."""
+    changed = keys_changed_by(tree, "tasks/core/stages/sft_continue.py", monkeypatch)
+    assert changed == {"sft-continue", "select (sft-continue)", "report"} | {
+        f"{s} (sft-continue T={t})" for s in ("sample", "filter", "cluster", "evaluate") for t in ("0", "0.8")
+    }
+
+
+def test_report_and_select_record_every_upstream_in_its_role():
+    from tasks.core.manifest import upstream_refs
+    from tasks.core.stages.report import Contender, ReportInputs, ReportSettings
+    from tasks.core.stages.select import SelectInputs
+
+    def ev(key: str) -> Manifest:
+        return Manifest(stage="evaluate", key=key, path="/x", config={}, code_version="c", created_at="")
+
+    grid = ((0.0, ev("a")), (0.8, ev("b")))
+    select = SelectInputs("rl", "valid", 5, grid)
+    assert [(r, m.key) for r, m in select.upstream()] == [("grid[0][1]", "a"), ("grid[1][1]", "b")]
+    assert select.key_config()["grid"] == [[0.0, "@grid[0][1]"], [0.8, "@grid[1][1]"]]
+    swapped = SelectInputs("rl", "valid", 5, ((0.0, ev("b")), (0.8, ev("a"))))
+    assert select.plan("/r").key != swapped.plan("/r").key  # which temperature had which evaluation
+    contenders = tuple(
+        Contender(label=m, pass1=ev(m + "1"), wide=ev(m + "w"), pass1_temperature=0, wide_temperature=1)
+        for m in ("sft", "rl")
+    )
+    report = ReportInputs(ReportSettings(), ("t",), contenders, ev("p"), {"x (y)": ev("z")})
+    refs = upstream_refs(report.upstream())
+    assert [r.role for r in refs] == [
+        "contenders[0].pass1",
+        "contenders[0].wide",
+        "contenders[1].pass1",
+        "contenders[1].wide",
+        "problems",
+        "stages[x (y)]",
+    ]
 
 
 def keys_changed_by(tree: Path, rel: str, monkeypatch) -> set[str]:
@@ -205,10 +294,10 @@ def test_editing_the_sandbox_rekeys_filter_cluster_evaluate_rl_not_upstream(tree
         "tasks/core/sandbox/server.py",
     ):
         changed = keys_changed_by(tree, rel, monkeypatch)
-        untouched = {"problems", "pretrain", "finetune", "sample (sft)"}
+        untouched = {"problems", "pretrain", "finetune", "sample (sft T=0)", "sample (sft T=0.8)"}
         assert not changed & untouched, (rel, changed & untouched)
-        assert {"filter (sft)", "cluster (sft)", "evaluate (sft)", "rl", "report"} <= changed, rel
-        assert "sample (rl)" in changed  # downstream of RL through its key
+        assert {"filter (sft T=0)", "cluster (sft T=0)", "evaluate (sft T=0)", "rl", "report"} <= changed, rel
+        assert "sample (rl T=0.8)" in changed  # downstream of RL through its key
 
 
 def test_editing_the_corpus_rekeys_pretrain_and_everything_downstream(tree, monkeypatch):
@@ -224,7 +313,39 @@ def test_editing_the_problem_code_rekeys_everything_but_pretraining(tree, monkey
 def test_editing_the_hf_backend_rekeys_sampling_not_training(tree, monkeypatch):
     changed = keys_changed_by(tree, "tasks/core/sampling/hf.py", monkeypatch)
     assert not changed & {"problems", "pretrain", "finetune"}
-    assert {"sample (sft)", "filter (sft)", "evaluate (sft)", "report"} <= changed
+    assert {"sample (sft T=0)", "filter (sft T=0)", "evaluate (sft T=0)", "report"} <= changed
+
+
+def test_a_comment_or_docstring_edit_rekeys_nothing(tree, monkeypatch):
+    path = tree / "tasks/core/io.py"
+    original = path.read_bytes()
+    function = b'\n\ndef _documented():\n    """A docstring."""\n    return 1\n'
+    monkeypatch.setattr(fp, "REPO_ROOT", tree)
+
+    def keys_with(text: bytes) -> dict[str, str]:
+        path.write_bytes(text)
+        fp._fingerprint.cache_clear()
+        return pipeline_keys()
+
+    try:
+        before = keys_with(original + function)
+        assert (
+            keys_with(original + function.replace(b"A docstring.", b"Another, longer docstring.")) == before
+        )
+        assert keys_with(original + function + b"# a comment\n") == before
+        assert keys_with(original.replace(b'"""', b'"""Edited module docstring. ', 1) + function) == before
+        assert keys_with(original + function.replace(b"return 1", b"return 2")) != before
+    finally:
+        path.write_bytes(original)
+        fp._fingerprint.cache_clear()
+
+
+def test_a_statement_edit_of_compare_rekeys_filter_evaluate_rl_report_and_nothing_upstream(tree, monkeypatch):
+    changed = keys_changed_by(tree, "tasks/core/sandbox/compare.py", monkeypatch)
+    kinds = {name.split(" (")[0] for name in changed}
+    assert {"filter", "evaluate", "rl", "report"} <= kinds
+    assert not kinds & {"problems", "pretrain", "finetune"}
+    assert not {n for n in changed if n.startswith("sample (sft T=")}  # stage 2 samples: upstream of RL
 
 
 # ------------------------------------------------------------------ the walk's rules, on a toy tree

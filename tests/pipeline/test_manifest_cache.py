@@ -10,7 +10,7 @@ import pytest
 from prefect import flow, task
 
 from tasks.caching import cached
-from tasks.core.manifest import Manifest, plan_stage, read_manifest
+from tasks.core.manifest import Manifest, Upstream, plan_stage, read_manifest
 
 ENTRY = "tasks.core.manifest"  # the code fingerprint of these toy stages
 CALLS: list[str] = []
@@ -31,7 +31,7 @@ def two_stages(root: str, up_value: int, down_value: int):
     up_plan = plan_stage(root, "up", {"value": up_value}, [], ENTRY)
     up_state = cached(produce, root)(plan=up_plan, value=up_value, return_state=True)
     up = up_state.result()
-    down_plan = plan_stage(root, "down", {"value": down_value}, [up], ENTRY)
+    down_plan = plan_stage(root, "down", {"value": down_value}, [("up", up)], ENTRY)
     down_state = cached(produce, root)(plan=down_plan, value=down_value, return_state=True)
     return up_state.name, down_state.name, up, down_state.result()
 
@@ -62,7 +62,8 @@ def test_upstream_change_invalidates_downstream(prefect_harness, tmp_path):
     CALLS.clear()
     _, down_state, up, down = two_stages(str(tmp_path), 5, 2)
     assert CALLS == ["up", "down"]
-    assert down.key != first_down.key and down.upstream == {"up": up.key}
+    assert down.key != first_down.key
+    assert down.upstream == (Upstream(role="up", stage="up", key=up.key),)
 
 
 def test_deleted_artifact_is_a_miss_not_a_stale_hit(prefect_harness, tmp_path):

@@ -143,12 +143,47 @@ def test_study_scores_a_candidate_against_its_own_sft_continue_twin(smoke_run, t
     assert cand["matched"] == "sft-continue[same]" and cand["best"] and not twin["best"]
     assert cand["vs matched"] == pytest.approx(cand["valid pass@1"] - twin["valid pass@1"], abs=1e-12)
 
-    def model_of(label: str) -> str:  # evaluation -> its sample stage -> the model it sampled
+    def role(manifest: dict, name: str) -> dict:
+        return next(u for u in manifest["upstream"] if u["role"] == name)
+
+    def model_of(label: str) -> dict:  # evaluation -> its sample stage -> the model it sampled
         source = next(line for line in report.read_text().splitlines() if line.startswith(f"- {label}: "))
         evaluation = json.loads((Path(source.split(": ", 1)[1]) / "manifest.json").read_text())
-        sample = Path(first.root) / "sample" / evaluation["upstream"]["sample"] / "manifest.json"
-        return json.loads(sample.read_text())["upstream"]
+        sample = Path(first.root) / "sample" / role(evaluation, "samples")["key"] / "manifest.json"
+        return role(json.loads(sample.read_text()), "model")
 
-    assert model_of("same")["rl"] == first.rl.key
-    assert model_of("sft-continue[same]")["sft-continue"] == first.sft_continue.key
-    assert model_of("stage-2")["finetune"] == first.finetune.key
+    assert model_of("same") == {"role": "model", "stage": "rl", "key": first.rl.key}
+    assert model_of("sft-continue[same]")["key"] == first.sft_continue.key
+    assert model_of("stage-2")["key"] == first.finetune.key
+
+
+def test_changing_only_sft_continue_gives_the_report_a_new_key(smoke_run, monkeypatch):
+    """Through the real flows: the SFT-continue stage's code changes (its fingerprint, as an edit
+    of tasks/core/stages/sft_continue.py would), nothing else. Its model, its evaluations, its
+    temperature choice and the report re-key; RL and stage 2's evaluations stay Cached. (Keyed
+    by stage name, the report saw one of its six evaluations and came back Cached, stale.)"""
+    import tasks.core.manifest as manifest_mod
+    from flows.pipeline import alphacode_pipeline
+
+    first, _, _ = smoke_run
+    real = manifest_mod.fingerprint
+
+    def edited(entry):
+        found = real(entry)
+        name = entry if isinstance(entry, str) else entry.__name__
+        if name == "tasks.core.stages.sft_continue":
+            return found.__class__(entry=found.entry, files=found.files, digest="edited-" + found.digest)
+        return found
+
+    monkeypatch.setattr(manifest_mod, "fingerprint", edited)
+    again = alphacode_pipeline(profile="smoke", out_dir=first.root)
+    assert again.sft_continue.key != first.sft_continue.key
+    assert again.selections["sft-continue"].key != first.selections["sft-continue"].key
+    assert again.report.key != first.report.key
+    for same in ("rl", "finetune"):
+        assert getattr(again, same).key == getattr(first, same).key
+    assert again.selections["rl"].key == first.selections["rl"].key
+    roles = {u.role: u.key for u in again.report.upstream}
+    sft_continue_runs = [r for label, r in again.evaluations.items() if label.startswith("sft-continue")]
+    assert {r.evaluation.key for r in sft_continue_runs} <= set(roles.values())
+    assert roles["stages[sft-continue]"] == again.sft_continue.key

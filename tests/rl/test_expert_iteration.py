@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.torch import load_file
 
-from tasks.core.config import RLConfig
+from tasks.core.config import ExpertIterationConfig, GRPOConfig
 from tasks.core.rl.expert_iteration import ExpertIterationParams, passing_pairs, train_expert_iteration
 from tests.rl.conftest import rl_task
 
@@ -42,8 +42,8 @@ def test_zero_beta_refused_unless_allowed():
 
 
 def test_rl_config_accepts_expert_iteration_and_counts_rounds():
-    cfg = RLConfig(algorithm="expert-iteration", expert_iteration=ExpertIterationParams(rounds=3))
-    assert cfg.total_steps == 3 and RLConfig().total_steps == RLConfig().grpo.steps
+    cfg = ExpertIterationConfig(expert_iteration=ExpertIterationParams(rounds=3))
+    assert cfg.total_steps == 3 and GRPOConfig().total_steps == GRPOConfig().grpo.steps
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,13 @@ def test_zero_rl_steps_publish_the_stage2_model_untrained(tmp_path):
     (finetuned.dir / "model").mkdir()
     (finetuned.dir / "model" / "config.json").write_text("{}")
     rl = _manifest(tmp_path, "rl", {"optimizer_steps": 0, "train_tokens": 0})
-    plan = plan_stage(str(tmp_path / "run"), Stage.SFT_CONTINUE, {"x": 1}, [finetuned, rl], sft_continue)
+    plan = plan_stage(
+        str(tmp_path / "run"),
+        Stage.SFT_CONTINUE,
+        {"x": 1},
+        [("finetuned", finetuned), ("rl", rl)],
+        sft_continue,
+    )
     out = sft_continue.run_sft_continue(
         plan, load_profile("smoke").finetune, finetuned, rl, None, "train", "valid"
     )

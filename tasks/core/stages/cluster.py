@@ -20,6 +20,7 @@ survivors share one cluster (no behaviour told them apart).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,12 +33,14 @@ from tasks.core.io import atomic_write_text, write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem
 from tasks.core.sandbox.types import TestResult, Verdict
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.filter import EXEC_DIR, PROGRAMS_FILE, programs_of
-from tasks.core.stages.sample import store_of
+from tasks.core.stages.sample import eval_problems, store_of
 from tasks.core.testgen import MutationInputGenerator, keep_valid_inputs
 
 if TYPE_CHECKING:
-    from tasks.core.config import ClusterConfig
+    from tasks.core.config import ClusterConfig, JudgeConfig
 
 INPUTS_FILE = "generated_inputs.json"
 CLUSTERS_FILE = "clusters.parquet"
@@ -170,3 +173,22 @@ def finish(plan: StagePlan, cfg: ClusterConfig, samples: Manifest, filtered: Man
         "cluster_sizes": sorted(sizes, reverse=True)[:500],
     }
     return plan.publish(list_files(plan.dir), metrics=metrics)
+
+
+@dataclass(frozen=True)
+class ClusterInputs(StageInputs):
+    """Stage 5: the public-test survivors of ``filtered`` run on generated inputs and grouped."""
+
+    STAGE = Stage.CLUSTER
+    cluster: ClusterConfig
+    judge: JudgeConfig
+    splits: tuple[str, ...]
+    samples: Manifest
+    filtered: Manifest
+    problems: Manifest
+
+    def by_id(self) -> dict[str, Problem]:
+        return {p.name: p for p in eval_problems(self.problems, self.splits)}
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return finish(plan, self.cluster, self.samples, self.filtered)

@@ -16,6 +16,8 @@ Monte Carlo error; k stops at the smallest sample count of the problems).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +34,8 @@ from tasks.core.scaling import (
     split_plot,
     write_curve,
 )
-from tasks.core.stages import REPORT_FILE
+from tasks.core.stages import REPORT_FILE, Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE, UNKNOWN, groups_of, problem_outcomes, split_of
 
 
@@ -185,3 +188,18 @@ def report_markdown(label: str, result: ScalingCurve, problems: int) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CurveInputs(StageInputs):
+    """The scaling curve of one evaluation (``label``) over the problems of ``splits``."""
+
+    STAGE = Stage.CURVE
+    label: str
+    splits: tuple[str, ...]
+    settings: CurveSettings
+    evaluation: Manifest
+    problems: Manifest
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return build_curve(plan, self.label, self.evaluation, self.problems, self.splits, self.settings)

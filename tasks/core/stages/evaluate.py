@@ -39,14 +39,16 @@ from tasks.core.report import (
     plot_n_at_k,
     plot_pass_at_k,
 )
-from tasks.core.stages import REPORT_FILE
+from tasks.core.stages import REPORT_FILE, Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.cluster import CLUSTERS_FILE
 from tasks.core.stages.filter import EXEC_DIR, FUNNEL_PLOT, VERDICTS_FILE, per_sample, programs_of
 from tasks.core.stages.problems import load_split
 from tasks.core.stages.sample import eval_problems
 
 if TYPE_CHECKING:
-    from tasks.core.config import EvalConfig
+    from tasks.core.config import EvalConfig, JudgeConfig
+    from tasks.core.problems import Problem
 
 PER_SAMPLE_FILE = "per_sample.parquet"
 METRICS_FILE = "metrics.parquet"
@@ -307,3 +309,34 @@ def finish(
     write_report(plan.dir, label, rows, filtered, clusters, cfg.n_submissions, by_group)
     headline = {f"{r['split']}/{r['metric']}/{r['k']}": round(r["value"], 4) for r in rows}
     return plan.publish(list_files(plan.dir), metrics={"label": label, **headline})
+
+
+@dataclass(frozen=True)
+class EvaluateInputs(StageInputs):
+    """Evaluation: every distinct program of ``samples`` on its problem's hidden tests, reduced
+    with the filter and cluster stages' choices to pass@k and n@k under ``label``."""
+
+    STAGE = Stage.EVALUATE
+    evaluate: EvalConfig
+    judge: JudgeConfig
+    label: str
+    splits: tuple[str, ...]
+    samples: Manifest
+    filtered: Manifest
+    clusters: Manifest
+    problems: Manifest
+
+    def by_id(self) -> dict[str, Problem]:
+        return {p.name: p for p in eval_problems(self.problems, self.splits)}
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return finish(
+            plan,
+            self.evaluate,
+            self.label,
+            self.problems,
+            self.splits,
+            self.samples,
+            self.filtered,
+            self.clusters,
+        )

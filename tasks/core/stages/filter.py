@@ -13,6 +13,7 @@ Limits: public tests only; a problem without public tests lets no sample survive
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,9 +35,10 @@ from tasks.core.execution import (
 from tasks.core.io import write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem
-from tasks.core.stages import REPORT_FILE
+from tasks.core.stages import REPORT_FILE, Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.judging import limit_policy, make_judge
-from tasks.core.stages.sample import store_of
+from tasks.core.stages.sample import eval_problems, store_of
 
 if TYPE_CHECKING:
     from tasks.core.config import JudgeConfig
@@ -180,3 +182,20 @@ def write_filter_report(directory: Path, metrics: dict, zero: list[str]) -> None
     lines += [f"- `{p}`" for p in zero[:50]] + (["- ..."] if len(zero) > 50 else [])
     lines += ["", f"![funnel]({FUNNEL_PLOT})", ""]
     (directory / REPORT_FILE).write_text("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class FilterInputs(StageInputs):
+    """Stage 4: every distinct program of ``samples`` run on its problem's public tests."""
+
+    STAGE = Stage.FILTER
+    judge: JudgeConfig
+    splits: tuple[str, ...]
+    samples: Manifest
+    problems: Manifest
+
+    def by_id(self) -> dict[str, Problem]:
+        return {p.name: p for p in eval_problems(self.problems, self.splits)}
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return finish(plan, self.samples, sorted(self.by_id()))

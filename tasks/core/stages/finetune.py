@@ -10,12 +10,15 @@ Limits: one process; only Python 3 reference solutions are used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.modeling import load_model_and_tokenizer
 from tasks.core.problems import Language, format_training_example
-from tasks.core.stages.pretrain import Progress, publish_trained
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
+from tasks.core.stages.pretrain import Progress, on_steps, publish_trained
 from tasks.core.stages.problems import load_split
 from tasks.core.training import PromptCompletionDataset, train
 
@@ -56,3 +59,29 @@ def run_finetune(
             "truncated": train_data.truncated,
         },
     )
+
+
+@dataclass(frozen=True)
+class FinetuneInputs(StageInputs):
+    """Stage 2: the pretrained model, the problem set, and which splits train and validate."""
+
+    STAGE = Stage.FINETUNE
+    finetune: FinetuneConfig
+    sft_split: str
+    valid_split: str
+    pretrained: Manifest
+    problems: Manifest
+
+    def progress(self) -> tuple[int, str]:
+        return self.finetune.train.max_steps, "stage 2 fine-tune (steps)"
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return run_finetune(
+            plan,
+            self.finetune,
+            self.pretrained,
+            self.problems,
+            self.sft_split,
+            self.valid_split,
+            on_steps(progress),
+        )

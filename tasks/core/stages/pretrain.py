@@ -13,12 +13,15 @@ Limits: one process.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasks.core.corpus import load_corpus
 from tasks.core.io import save_model
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.modeling import build_model, load_model_and_tokenizer, train_tokenizer
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.training import PackedLMDataset, StepMetrics, TrainResult, train
 
 if TYPE_CHECKING:
@@ -78,3 +81,22 @@ def run_pretrain(plan: StagePlan, cfg: PretrainConfig, progress: Progress | None
             "parameters": sum(p.numel() for p in model.parameters()),
         },
     )
+
+
+def on_steps(progress: Advance | None) -> Progress | None:
+    """A training loop's progress callback that reports the step count to ``progress``."""
+    return None if progress is None else (lambda metrics: progress(metrics.step))
+
+
+@dataclass(frozen=True)
+class PretrainInputs(StageInputs):
+    """Stage 1: its config only."""
+
+    STAGE = Stage.PRETRAIN
+    pretrain: PretrainConfig
+
+    def progress(self) -> tuple[int, str]:
+        return self.pretrain.train.max_steps, "stage 1 pretrain (steps)"
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return run_pretrain(plan, self.pretrain, on_steps(progress))

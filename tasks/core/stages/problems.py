@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.problems import Problem, export_problems, load_problem_source, load_problems
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
 
 if TYPE_CHECKING:
     from tasks.core.config import ProblemsConfig
@@ -48,3 +51,14 @@ def build_problem_set(plan: StagePlan, cfg: ProblemsConfig) -> Manifest:
 
 def load_split(manifest: Manifest, split: str) -> list[Problem]:
     return list(load_problems(manifest.file(split_file(split))))
+
+
+@dataclass(frozen=True)
+class ProblemsInputs(StageInputs):
+    """The problems stage: its config only."""
+
+    STAGE = Stage.PROBLEMS
+    problems: ProblemsConfig
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return build_problem_set(plan, self.problems)

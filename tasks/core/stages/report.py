@@ -19,6 +19,7 @@ evaluations share.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +30,8 @@ from tasks.core.io import atomic_write_text, write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.metrics import family_paired_bootstrap, n_at_k_per_problem, pass_at_k
 from tasks.core.report import markdown_table, plot_n_at_k, plot_pass_at_k
-from tasks.core.stages import REPORT_FILE
+from tasks.core.stages import REPORT_FILE, Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.evaluate import (
     METRICS_FILE,
     PER_SAMPLE_FILE,
@@ -219,3 +221,21 @@ def _markdown(
         lines.append(f"- **{name}** `{m.key}`: {m.path}")
     lines += ["", "![pass@k](pass_at_k_all.png) ![n@k](n_at_k_all.png)", ""]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ReportInputs(StageInputs):
+    """The report: the contenders' evaluations (two each), the splits compared, and every stage
+    the report lists (``stages``, by display label): all of them upstream, each in its role."""
+
+    STAGE = Stage.REPORT
+    settings: ReportSettings
+    splits: tuple[str, ...]
+    contenders: tuple[Contender, ...]
+    problems: Manifest
+    stages: dict[str, Manifest]
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return build_report(
+            plan, list(self.contenders), self.problems, self.splits, self.settings, self.stages
+        )

@@ -16,6 +16,7 @@ Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
@@ -24,12 +25,18 @@ from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
 from tasks.core.rl import RLTask, train_expert_iteration, train_grpo, train_ppo
 from tasks.core.rl.difficulty import band_select, pass_rates
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.filter import VERDICTS_FILE
 from tasks.core.stages.judging import limit_policy, make_judge
 from tasks.core.stages.problems import load_split
 
 if TYPE_CHECKING:
     from tasks.core.config import JudgeConfig, RLConfig
+
+
+TRAINERS = {"grpo": train_grpo, "ppo": train_ppo, "expert-iteration": train_expert_iteration}
+"""The one dispatch on ``rl.algorithm``: each trainer takes its algorithm's params (``cfg.params``)."""
 
 
 def run_rl(
@@ -50,11 +57,7 @@ def run_rl(
     selected: dict = {}
     if difficulty is not None and cfg.difficulty_band is not None:
         problems, selected = _in_band(problems, difficulty, cfg.difficulty_band)
-    trainer, params = {
-        "grpo": (train_grpo, cfg.grpo),
-        "ppo": (train_ppo, cfg.ppo),
-        "expert-iteration": (train_expert_iteration, cfg.expert_iteration),
-    }[cfg.algorithm]
+    trainer, params = TRAINERS[cfg.algorithm], cfg.params
     with make_judge(judge_cfg) as judge:
         task = RLTask(
             finetuned.dir / "model",
@@ -95,3 +98,28 @@ def _in_band(problems: list, difficulty: Manifest, band: tuple[float, float]) ->
         )
     keep = set(chosen.kept)
     return [p for p in problems if p.name in keep], chosen.counts()
+
+
+@dataclass(frozen=True)
+class RLInputs(StageInputs):
+    """Stage 6: the chosen algorithm's settings (only its knobs: ``tasks.core.config.RLConfig``),
+    the judge of its rewards, its split, the stage-2 model and, with a difficulty band, the filter
+    stage its problems are chosen by."""
+
+    STAGE = Stage.RL
+    rl: RLConfig
+    judge: JudgeConfig
+    split: str
+    finetuned: Manifest
+    problems: Manifest
+    difficulty: Manifest | None = None
+
+    def progress(self) -> tuple[int, str]:
+        unit = "rounds" if self.rl.algorithm == "expert-iteration" else "steps"
+        return self.rl.total_steps, f"stage 6 RL {self.rl.algorithm} ({unit})"
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        report = None if progress is None else (lambda step, total, metrics: progress(step))
+        return run_rl(
+            plan, self.rl, self.finetuned, self.problems, self.split, self.judge, report, self.difficulty
+        )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,8 @@ from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem, extract_program, format_prompt
 from tasks.core.samplestore import SampleStore, ShardPlan, plan_shards
 from tasks.core.sampling import SampleRequest, SamplingBackend, SamplingParams, make_backend, sample_shard
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.problems import load_split
 
 if TYPE_CHECKING:
@@ -123,3 +126,27 @@ def finish(plan: StagePlan, problem_ids: list[str], cfg: SampleConfig) -> Manife
 
 def store_of(manifest: Manifest) -> SampleStore:
     return SampleStore(Path(manifest.path) / STORE)
+
+
+@dataclass(frozen=True)
+class SampleInputs(StageInputs):
+    """Stage 3: ``model`` (a finetune, RL or SFT-continue stage) sampled on ``splits``."""
+
+    STAGE = Stage.SAMPLE
+    sample: SampleConfig
+    splits: tuple[str, ...]
+    model: Manifest
+    problems: Manifest
+
+    def eval_problems(self) -> list[Problem]:
+        return eval_problems(self.problems, self.splits)
+
+    def units(self, plan: StagePlan) -> list[tuple[SampleShardUnit, SampleRequest]]:
+        """Every shard of the stage with its problem's request."""
+        chosen = self.eval_problems()
+        requests = build_requests(chosen, self.sample)
+        units = shard_units(plan, [p.name for p in chosen], self.sample)
+        return [(u, requests[u.shard.problem_id]) for u in units]
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return finish(plan, [p.name for p in self.eval_problems()], self.sample)

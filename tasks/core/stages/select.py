@@ -14,13 +14,16 @@ estimate, stated with its intervals beside it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core.io import atomic_write_text, write_parquet
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.report import markdown_table
-from tasks.core.stages import REPORT_FILE
+from tasks.core.stages import REPORT_FILE, Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.evaluate import METRICS_FILE
 
 GRID_FILE = "temperatures.parquet"
@@ -93,3 +96,17 @@ def choose(
             "wide_k": wide_k,
         },
     )
+
+
+@dataclass(frozen=True)
+class SelectInputs(StageInputs):
+    """Temperature choice for ``label``: its evaluations on ``split``, one per grid temperature."""
+
+    STAGE = Stage.SELECT
+    label: str
+    split: str
+    wide_k: int
+    grid: tuple[tuple[float, Manifest], ...]
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return choose(plan, self.label, list(self.grid), self.split, self.wide_k)

@@ -22,12 +22,15 @@ their own, so their ``steps`` are used (for PPO, fewer than its optimizer update
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.modeling import load_model_and_tokenizer
+from tasks.core.stages import Stage
+from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.finetune import sft_pairs
-from tasks.core.stages.pretrain import Progress, publish_trained
+from tasks.core.stages.pretrain import Progress, on_steps, publish_trained
 from tasks.core.stages.problems import load_split
 from tasks.core.training import PromptCompletionDataset, train
 
@@ -87,3 +90,31 @@ def run_sft_continue(
     valid_data = PromptCompletionDataset(sft_pairs(load_split(problems, valid_split)), tokenizer, max_len)
     result = train(model, tokenizer, train_data, valid_data, hp, plan.dir, progress)
     return publish_trained(plan, result, {"sft_examples": len(train_data), **matched})
+
+
+@dataclass(frozen=True)
+class SFTContinueInputs(StageInputs):
+    """The compute-matched baseline: stage 2's model and data, the RL stage's optimizer budget."""
+
+    STAGE = Stage.SFT_CONTINUE
+    finetune: FinetuneConfig
+    sft_split: str
+    valid_split: str
+    finetuned: Manifest
+    rl: Manifest
+    problems: Manifest
+
+    def progress(self) -> tuple[int, str]:
+        return max(1, int(self.rl.metrics["optimizer_steps"])), "SFT-continue baseline (steps)"
+
+    def run(self, plan: StagePlan, progress: Advance | None = None) -> Manifest:
+        return run_sft_continue(
+            plan,
+            self.finetune,
+            self.finetuned,
+            self.rl,
+            self.problems,
+            self.sft_split,
+            self.valid_split,
+            on_steps(progress),
+        )
