@@ -102,7 +102,9 @@ def print_summary(result) -> None:
         typer.echo(f"  {name:<16} {manifest.path}")
     typer.echo(f"sample store:    {result.sft.samples.dir / STORE}")
     typer.echo(f"checkpoints:     {result.finetune.dir / MODEL_DIR}  (RL: {result.rl.dir / MODEL_DIR})")
-    typer.echo(f"report:          {result.report.dir / 'report.md'}")
+    typer.echo(
+        f"report:          {result.report.dir.parent / 'latest' / 'report.md'}  (= {result.report.dir})"
+    )
     typer.echo("RL against the best compute-matched baseline (test splits, temperatures chosen on valid):")
     for row in result.report.metrics.get("comparison", []):
         base = row["best baseline"]

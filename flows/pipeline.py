@@ -30,12 +30,14 @@ from flows.stages import (
     problems_flow,
     report_flow,
     rl_flow,
+    run_stage,
     sample_flow,
     select_flow,
     sft_continue_flow,
 )
 from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
 from tasks.core.manifest import Manifest
+from tasks.core.runs import point_latest
 from tasks.core.seeds import seed_overrides, write_spread
 from tasks.core.stages import STAGES, Stage
 from tasks.core.stages.cluster import ClusterInputs
@@ -50,7 +52,7 @@ from tasks.core.stages.sample import SampleInputs
 from tasks.core.stages.select import SelectInputs
 from tasks.core.stages.sft_continue import SFTContinueInputs
 from tasks.recovery import crash_stale_runs, register_active_run
-from tasks.runners import is_parallel, make_task_runner, require_runner
+from tasks.runners import require_runner
 
 DEFAULT_OUT = "runs"
 
@@ -138,10 +140,10 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     require_runner(cfg.runner)
     stop = STAGES.index(Stage(until))
     reached = lambda stage: stop >= STAGES.index(stage)  # noqa: E731
-    problems = problems_flow(ProblemsInputs(cfg.problems), root)
+    problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), root)
     out: dict[str, Any] = {"root": root, "problems": problems}
     if reached(Stage.PRETRAIN):
-        out["pretrain"] = pretrain_flow(PretrainInputs(cfg.pretrain), root)
+        out["pretrain"] = run_stage(pretrain_flow, PretrainInputs(cfg.pretrain), root)
     if reached(Stage.FINETUNE):
         out["finetune"] = _finetune(cfg, out["pretrain"], problems, root)
     if reached(Stage.SAMPLE):
@@ -180,8 +182,8 @@ def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
     """Problems, stages 1-2 and RL (with its difficulty estimate when configured), no test
     evaluation: what a study on ``valid`` needs (all Cached where a run already made them)."""
     require_runner(cfg.runner)
-    problems = problems_flow(ProblemsInputs(cfg.problems), root)
-    pretrain = pretrain_flow(PretrainInputs(cfg.pretrain), root)
+    problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), root)
+    pretrain = run_stage(pretrain_flow, PretrainInputs(cfg.pretrain), root)
     finetune = _finetune(cfg, pretrain, problems, root)
     difficulty, rl = _rl(cfg, finetune, problems, root)
     return PipelineResult(
@@ -191,7 +193,9 @@ def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
 
 def _finetune(cfg: PipelineConfig, pretrained: Manifest, problems: Manifest, root: str) -> Manifest:
     p = cfg.problems
-    return finetune_flow(FinetuneInputs(cfg.finetune, p.sft_split, p.valid_split, pretrained, problems), root)
+    return run_stage(
+        finetune_flow, FinetuneInputs(cfg.finetune, p.sft_split, p.valid_split, pretrained, problems), root
+    )
 
 
 def sft_continue(
@@ -200,7 +204,7 @@ def sft_continue(
     """The SFT-continue baseline matched to ``rl``'s compute."""
     p = cfg.problems
     inputs = SFTContinueInputs(cfg.finetune, p.sft_split, p.valid_split, finetuned, rl, problems)
-    return sft_continue_flow(inputs, root)
+    return run_stage(sft_continue_flow, inputs, root)
 
 
 def _rl(
@@ -210,7 +214,7 @@ def _rl(
     difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
     band = difficulty.filtered if difficulty else None
     inputs = RLInputs(cfg.rl, cfg.judge, cfg.problems.rl_split, finetune, problems, band)
-    return difficulty, rl_flow(inputs, root)
+    return difficulty, run_stage(rl_flow, inputs, root)
 
 
 def evaluate_on_valid(
@@ -259,7 +263,7 @@ def _select(
         return t, t, None
     runs = [(t, _on_valid(name, cfg, t, model, problems, root)) for t in grid]
     grid_runs = tuple((t, run.evaluation) for t, run in runs)
-    sel = select_flow(SelectInputs(name, cfg.problems.valid_split, wide_k(cfg), grid_runs), root)
+    sel = run_stage(select_flow, SelectInputs(name, cfg.problems.valid_split, wide_k(cfg), grid_runs), root)
     return float(sel.metrics["pass1_temperature"]), float(sel.metrics["wide_temperature"]), sel
 
 
@@ -282,30 +286,29 @@ def _evaluate(
         update={"temperature": temperature, "n": n or cfg.sample.sampling.n}
     )
     sample_cfg = cfg.sample.model_copy(update={"sampling": sampling})
-    on = partial(_on_runner, cfg)
-    samples = on(sample_flow)(SampleInputs(sample_cfg, splits, model, problems), root)
+    on = partial(_on_runner, cfg, root)
+    samples = on(sample_flow, SampleInputs(sample_cfg, splits, model, problems))
     if until == Stage.SAMPLE:
         return EvaluationRun(label=label, samples=samples)
-    filtered = on(filter_flow)(FilterInputs(cfg.judge, splits, samples, problems), root)
+    filtered = on(filter_flow, FilterInputs(cfg.judge, splits, samples, problems))
     if until == Stage.FILTER:
         return EvaluationRun(label=label, samples=samples, filtered=filtered)
     cluster_in = ClusterInputs(cfg.cluster, cfg.judge, splits, samples, filtered, problems)
-    clusters = on(cluster_flow)(cluster_in, root)
+    clusters = on(cluster_flow, cluster_in)
     if until == Stage.CLUSTER:
         return EvaluationRun(label=label, samples=samples, filtered=filtered, clusters=clusters)
-    evaluation = on(evaluate_flow)(
-        EvaluateInputs(cfg.evaluate, cfg.judge, label, splits, samples, filtered, clusters, problems), root
+    evaluation = on(
+        evaluate_flow,
+        EvaluateInputs(cfg.evaluate, cfg.judge, label, splits, samples, filtered, clusters, problems),
     )
     return EvaluationRun(
         label=label, samples=samples, filtered=filtered, clusters=clusters, evaluation=evaluation
     )
 
 
-def _on_runner(cfg: PipelineConfig, stage_flow):
-    """``stage_flow`` as is (sequential), or on ``cfg.runner``'s task runner with its shards submitted."""
-    if not is_parallel(cfg.runner):
-        return stage_flow
-    return partial(stage_flow.with_options(task_runner=make_task_runner(cfg.runner)), parallel=True)
+def _on_runner(cfg: PipelineConfig, root: str, stage_flow, inputs) -> Manifest:
+    """A sharded stage, its shards on ``cfg.runner`` (in turn when sequential)."""
+    return run_stage(stage_flow, inputs, root, cfg.runner)
 
 
 def _report(cfg: PipelineConfig, result: PipelineResult, contenders: list[Contender], root: str) -> Manifest:
@@ -318,7 +321,7 @@ def _report(cfg: PipelineConfig, result: PipelineResult, contenders: list[Conten
     inputs = ReportInputs(
         settings, cfg.problems.eval_splits, tuple(contenders), result.problems, result.stages
     )
-    return report_flow(inputs, root)
+    return run_stage(report_flow, inputs, root)
 
 
 def evaluate_model(
@@ -338,9 +341,10 @@ def alphacode_pipeline(
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
     with active_run(root):
         result = run_pipeline(cfg, root)
+    latest = point_latest(result.report)
     report_md = (result.report.dir / "report.md").read_text()
     create_markdown_artifact(report_md, key="alphacode-report", description=f"pipeline report ({profile})")
-    get_run_logger().info("report: %s", result.report.dir / "report.md")
+    get_run_logger().info("report: %s", latest / "report.md")
     return result
 
 

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.pipeline import evaluate_model
-from flows.stages import problems_flow
+from flows.stages import problems_flow, run_stage
 from tasks.core.config import load_profile
 from tasks.core.history import append_history, newest_manifest, plot_trend, regressions
 from tasks.core.manifest import Manifest, read_manifest
@@ -51,7 +51,7 @@ def reevaluate(
     cfg = load_profile(profile, overrides)
     cfg = cfg.model_copy(update={"problems": cfg.problems.model_copy(update={"eval_splits": (split,)})})
     model = _model(root, model_stage, model_key)
-    problems = problems_flow(ProblemsInputs(cfg.problems), str(root))
+    problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), str(root))
     run = evaluate_model(cfg, f"{model_stage}:{model.key[:8]}", model, problems, str(root))
     now = datetime.now(timezone.utc).isoformat()
     rows = [

@@ -27,9 +27,10 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict
 
 from flows.pipeline import EvaluationRun, _evaluate, active_run, default_out_dir, run_pipeline
-from flows.stages import curve_flow, problems_flow
+from flows.stages import curve_flow, problems_flow, run_stage
 from tasks.core.config import PipelineConfig, load_profile, profile_extends
 from tasks.core.manifest import Manifest
+from tasks.core.runs import point_latest
 from tasks.core.stages import REPORT_FILE, Stage
 from tasks.core.stages.curve import CurveInputs, CurveSettings
 from tasks.core.stages.problems import ProblemsInputs
@@ -81,14 +82,15 @@ def alphacode_scaling(
     splits = cfg.problems.eval_splits
     with active_run(root):
         trained = run_pipeline(training_config(profile, cfg), root, until=Stage.FINETUNE.value)
-        problems = problems_flow(ProblemsInputs(cfg.problems), root)
+        problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), root)
         t, n = cfg.sample.sampling.temperature, cfg.sample.sampling.n
         run = _evaluate(f"sft T={t:g}", cfg, t, trained.finetune, problems, root, splits=splits, n=n)
         inputs = CurveInputs(run.label, splits, curve_settings(cfg), run.evaluation, problems)
-        curve = curve_flow(inputs, root)
+        curve = run_stage(curve_flow, inputs, root)
     result = ScalingResult(
         root=root, finetune=trained.finetune, problems=problems, evaluation=run, curve=curve
     )
+    point_latest(curve)
     create_markdown_artifact(
         result.report.read_text(), key="alphacode-scaling", description=f"solve rate vs samples ({profile})"
     )

@@ -15,7 +15,7 @@ from prefect import flow
 
 from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached
-from tasks.core.config import JudgeConfig
+from tasks.core.config import JudgeConfig, RunnerConfig
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.stages import Stage, cluster
 from tasks.core.stages import filter as filter_stage
@@ -25,6 +25,7 @@ from tasks.core.stages.evaluate import EvaluateInputs
 from tasks.core.stages.filter import FilterInputs
 from tasks.core.stages.sample import SampleInputs
 from tasks.progress import StageProgress
+from tasks.runners import is_parallel, make_task_runner
 from tasks.stages import cluster_inputs_task, exec_shard_task, sample_shard_task, stage_task
 
 
@@ -34,6 +35,20 @@ def finish_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
     manifest = task(plan=plan, inputs=inputs)
     publish_stage_artifacts(manifest)
     return manifest
+
+
+def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig | None = None) -> Manifest:
+    """Run ``inputs``' stage. A stage whose output is already complete is returned by its cached
+    task in the calling flow (one task run, state Cached, in the UI), without entering its
+    subflow: a rerun with nothing to do costs a manifest read per stage, not a flow run. Any other
+    stage runs in ``stage_flow``, which resumes it; a sharded stage's shards go to ``runner``'s
+    task runner when it runs several at once (the runner is no part of any key)."""
+    plan = inputs.plan(root)
+    if plan.complete():
+        return cached(stage_task.with_options(name=str(inputs.STAGE)), root)(plan=plan, inputs=inputs)
+    if runner is not None and is_parallel(runner):
+        return stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True)
+    return stage_flow(inputs, root)
 
 
 def _single(inputs: StageInputs, root: str) -> Manifest:

@@ -40,6 +40,7 @@ from transformers import (
 )
 
 from tasks.core.hparams import ModelSpec
+from tasks.core.io import save_model
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -124,12 +125,22 @@ def build_model(spec: ModelSpec, tokenizer: PreTrainedTokenizerBase) -> PreTrain
     return model
 
 
-def prepare_model(spec: ModelSpec, texts: Iterable[str]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Scratch: train a tokenizer on ``texts`` then build the model. Pretrained: load both
-    from ``spec.path`` (``texts`` is not read)."""
+def prepare_model(
+    spec: ModelSpec, texts: Iterable[str], tokenizer_dir: Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Scratch: train a tokenizer on ``texts`` then build the model; with ``tokenizer_dir`` the
+    tokenizer is saved there (atomically) and read back on a resume instead of retrained.
+    Pretrained: load both from ``spec.path`` (``texts`` is not read)."""
     if spec.source == "pretrained":
         return load_model_and_tokenizer(spec.path or "")
-    tokenizer = train_tokenizer(texts, spec.vocab_size)
+    if tokenizer_dir is not None and (Path(tokenizer_dir) / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    else:
+        tokenizer = train_tokenizer(texts, spec.vocab_size)
+        if tokenizer_dir is not None:
+            save_model(None, tokenizer, Path(tokenizer_dir))  # a resumed run finds all of it or none
     return build_model(spec, tokenizer), tokenizer
 
 

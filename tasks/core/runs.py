@@ -20,13 +20,14 @@ Limits: read-only, no locking (a stage being written while it is read may be see
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from tasks.core.manifest import MANIFEST_NAME, Upstream, read_manifest
+from tasks.core.manifest import MANIFEST_NAME, Manifest, Upstream, read_manifest
 from tasks.core.rl.artifacts import METRICS_FILE as RL_METRICS_FILE
 from tasks.core.samplestore import SampleStore
 from tasks.core.stages import STAGES, Stage
@@ -148,9 +149,23 @@ def scan_run(run_dir: Path | str) -> RunInfo:
         for stage in STAGES
         if (root / stage).is_dir()
         for d in sorted((root / stage).iterdir())
-        if d.is_dir() and not d.name.startswith(".")
+        if d.is_dir() and not d.name.startswith(".") and not d.is_symlink()
     ]
     return RunInfo(root=root, entries=tuple(entries))
+
+
+LATEST = "latest"
+
+
+def point_latest(manifest: Manifest) -> Path:
+    """``<run>/<stage>/latest``: a relative symlink to ``manifest``'s directory (replaced
+    atomically), so the path a user types to read a run's newest report needs no key."""
+    link = manifest.dir.parent / LATEST
+    tmp = link.with_name(f".{LATEST}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(manifest.dir.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return link
 
 
 def find_runs(root: Path | str) -> list[RunInfo]:

@@ -208,13 +208,14 @@ def _register_shared_prefix_attention(base_name: str) -> str:
     ``base_name``'s mask builder; returns its name for ``attn_implementation``."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
+    # public registries (transformers' "attention interface" API): read and extended, never
+    # written to directly
     name = f"alphacode_shared_prefix_{base_name}"
-    if name not in AttentionInterface._global_mapping:
-        base = (
-            eager_attention_forward if base_name == "eager" else AttentionInterface._global_mapping[base_name]
-        )
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        base = eager_attention_forward if base_name == "eager" else ALL_ATTENTION_FUNCTIONS[base_name]
         AttentionInterface.register(name, _shared_prefix_attention(base))
         AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base_name])
     return name

@@ -85,11 +85,6 @@ NONCE_BYTES = 16
 # ---------------------------------------------------------------- framing (host uses these too)
 
 
-def encode_request(request: dict) -> bytes:
-    body = json.dumps(request, ensure_ascii=True).encode("ascii")
-    return REQUEST.pack(len(body)) + body
-
-
 def encode_frame(meta: dict, blob: bytes = b"") -> bytes:
     head = json.dumps(meta, ensure_ascii=True).encode("ascii")
     return FRAME.pack(len(head), len(blob)) + head + blob

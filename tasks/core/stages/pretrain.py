@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tasks.core.corpus import load_corpus
-from tasks.core.io import save_model
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.modeling import build_model, load_model_and_tokenizer, train_tokenizer
+from tasks.core.modeling import count_parameters, prepare_model
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.training import PackedLMDataset, StepMetrics, TrainResult, train
@@ -28,20 +27,6 @@ if TYPE_CHECKING:
     from tasks.core.config import PretrainConfig
 
 Progress = Callable[[StepMetrics], None]
-
-
-def _tokenizer_and_model(plan: StagePlan, cfg: PretrainConfig, texts):
-    if cfg.model.source == "pretrained":
-        return load_model_and_tokenizer(cfg.model.path or "")
-    tok_dir = plan.dir / "tokenizer"
-    if (tok_dir / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
-    else:
-        tokenizer = train_tokenizer(texts, cfg.model.vocab_size)
-        save_model(None, tokenizer, tok_dir)  # atomically: a resumed run finds all of it or none
-    return build_model(cfg.model, tokenizer), tokenizer
 
 
 def publish_trained(plan: StagePlan, result: TrainResult, extra: dict) -> Manifest:
@@ -62,7 +47,7 @@ def publish_trained(plan: StagePlan, result: TrainResult, extra: dict) -> Manife
 
 def run_pretrain(plan: StagePlan, cfg: PretrainConfig, progress: Progress | None = None) -> Manifest:
     corpus = load_corpus(cfg.corpus)
-    model, tokenizer = _tokenizer_and_model(plan, cfg, corpus.train_texts)
+    model, tokenizer = prepare_model(cfg.model, corpus.train_texts, plan.dir / "tokenizer")
     seq_len = min(cfg.train.seq_len, model.config.max_position_embeddings)
     train_data = PackedLMDataset(corpus.train_texts, tokenizer, seq_len, seed=cfg.train.seed)
     valid_data = PackedLMDataset(corpus.valid_texts, tokenizer, seq_len) if corpus.valid_texts else None
@@ -78,7 +63,7 @@ def run_pretrain(plan: StagePlan, cfg: PretrainConfig, progress: Progress | None
             "corpus_bytes_valid": stats.bytes_valid,
             "corpus_tokens_train": train_data.n_tokens,
             "corpus_tokens_valid": valid_data.n_tokens if valid_data else 0,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": count_parameters(model),
         },
     )
 
