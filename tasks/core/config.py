@@ -14,7 +14,7 @@ import copy
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -107,8 +107,19 @@ class _RLCommon(_Cfg):
     public-test pass rate lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records
     the counts. An empty list (``difficulty_band = []``, TOML has no null) means no band."""
 
+    SECTION: ClassVar[str]  # the field holding the algorithm's own knobs
     difficulty_band: tuple[float, float] | None = None
     difficulty_samples: int = Field(default=8, ge=1)
+
+    @property
+    def params(self) -> Any:
+        """The chosen algorithm's knobs (what its trainer takes)."""
+        return getattr(self, self.SECTION)
+
+    @property
+    def total_steps(self) -> int:
+        """Progress units of the algorithm: optimizer steps (rounds for expert iteration)."""
+        return self.params.steps
 
     @field_validator("difficulty_band", mode="before")
     @classmethod
@@ -126,38 +137,21 @@ class _RLCommon(_Cfg):
 
 
 class GRPOConfig(_RLCommon):
+    SECTION: ClassVar[str] = "grpo"
     algorithm: Literal["grpo"] = "grpo"
     grpo: GRPOParams = GRPOParams()
 
-    @property
-    def params(self) -> GRPOParams:
-        return self.grpo
-
-    @property
-    def total_steps(self) -> int:
-        return self.grpo.steps
-
 
 class PPOConfig(_RLCommon):
+    SECTION: ClassVar[str] = "ppo"
     algorithm: Literal["ppo"] = "ppo"
     ppo: PPOParams = PPOParams()
 
-    @property
-    def params(self) -> PPOParams:
-        return self.ppo
-
-    @property
-    def total_steps(self) -> int:
-        return self.ppo.steps
-
 
 class ExpertIterationConfig(_RLCommon):
+    SECTION: ClassVar[str] = "expert_iteration"
     algorithm: Literal["expert-iteration"] = "expert-iteration"
     expert_iteration: ExpertIterationParams = ExpertIterationParams()
-
-    @property
-    def params(self) -> ExpertIterationParams:
-        return self.expert_iteration
 
     @property
     def total_steps(self) -> int:
@@ -170,7 +164,7 @@ RL_VARIANTS: dict[str, type[_RLCommon]] = {
     "ppo": PPOConfig,
     "expert-iteration": ExpertIterationConfig,
 }
-RL_SECTIONS = {"grpo": "grpo", "ppo": "ppo", "expert-iteration": "expert_iteration"}
+RL_SECTIONS = {algorithm: variant.SECTION for algorithm, variant in RL_VARIANTS.items()}
 RLConfig = Annotated[GRPOConfig | PPOConfig | ExpertIterationConfig, Field(discriminator="algorithm")]
 """The RL stage's settings: one model per ``algorithm`` holding that algorithm's knobs only, so
 tuning one algorithm never re-keys a run of another (:func:`rl_config` reads a profile's
