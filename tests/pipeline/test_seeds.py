@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.core.config import load_profile
+from tasks.core.config import deep_merge, load_profile
 from tasks.core.seeds import seed_overrides, spread_rows, write_spread
 
 
 @pytest.mark.parametrize("algorithm", ["expert-iteration", "grpo", "ppo"])
 def test_seed_overrides_reseed_stages_2_to_6_only(algorithm):
     base = load_profile("default", {"rl": {"algorithm": algorithm}})
-    cfg = load_profile("default", {"rl": {"algorithm": algorithm}} | seed_overrides(algorithm, 7))
+    cfg = load_profile("default", deep_merge({"rl": {"algorithm": algorithm}}, seed_overrides(algorithm, 7)))
     rl_key = algorithm.replace("-", "_")
     assert cfg.finetune.train.seed == 7 and cfg.sample.sampling.seed == 7 and cfg.cluster.seed == 7
     assert getattr(cfg.rl, rl_key).seed == 7
