@@ -51,6 +51,20 @@ def configure_environment() -> None:
 
 configure_environment()
 
+
+def run_flow(flow_fn, **parameters):
+    """Call a pipeline flow with Prefect's flow-run heartbeats off unless the user configured
+    them (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``). Measured (docs/profile-cached-rerun.md): every
+    sync subflow joins its heartbeat thread on exit, which sleeps in one-second steps, 0.82 s
+    per stage subflow; the project's crash recovery does not use heartbeats (tasks/recovery.py)."""
+    if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in os.environ:
+        return flow_fn(**parameters)
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return flow_fn(**parameters)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AlphaCode-style pipeline on Prefect 3.")
 
 
@@ -89,7 +103,7 @@ def run(
         )
 
     root = (out or Path(default_out_dir(profile))).resolve()
-    result = alphacode_pipeline(profile=profile, out_dir=str(root), overrides=overrides)
+    result = run_flow(alphacode_pipeline, profile=profile, out_dir=str(root), overrides=overrides)
     print_summary(result)
 
 
@@ -128,7 +142,7 @@ def scaling(
     from flows.scaling import alphacode_scaling, out_dir_for
 
     root = (out or Path(out_dir_for(profile))).resolve()
-    result = alphacode_scaling(profile=profile, out_dir=str(root), overrides=overrides)
+    result = run_flow(alphacode_scaling, profile=profile, out_dir=str(root), overrides=overrides)
     typer.echo(result.report.read_text())
     typer.echo(f"curve: {result.curve.dir / 'curve.png'}  report: {result.report}")
 
@@ -147,7 +161,7 @@ def seeds(
     from flows.pipeline import alphacode_seeds, default_out_dir
 
     root = (out or Path(default_out_dir(profile))).resolve()
-    path = alphacode_seeds(profile=profile, seeds=seed, out_dir=str(root), overrides=overrides)
+    path = run_flow(alphacode_seeds, profile=profile, seeds=seed, out_dir=str(root), overrides=overrides)
     typer.echo(Path(path).read_text())
     typer.echo(f"seed spread report: {path}")
 
@@ -171,7 +185,7 @@ def study(
     from flows.study import alphacode_study
 
     root = (out or Path(default_out_dir(profile))).resolve()
-    path = alphacode_study(profile=profile, study=name, out_dir=str(root), overrides=overrides)
+    path = run_flow(alphacode_study, profile=profile, study=name, out_dir=str(root), overrides=overrides)
     typer.echo(Path(path).read_text())
     typer.echo(f"study report: {path}")
 
