@@ -33,6 +33,7 @@ from flows.stages import (
     select_flow,
     sft_continue_flow,
 )
+from tasks.artifacts import publish_markdown_file
 from tasks.caching import cached
 from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
 from tasks.core.manifest import Manifest, plan_stage
@@ -334,8 +335,8 @@ def alphacode_pipeline(
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
     with active_run(root):
         result = run_pipeline(cfg, root)
-    report_md = (result.report.dir / "report.md").read_text()
-    create_markdown_artifact(report_md, key="alphacode-report", description=f"pipeline report ({profile})")
+    report_md = result.report.dir / "report.md"
+    publish_markdown_file(report_md, key="alphacode-report", description=f"pipeline report ({profile})")
     get_run_logger().info("report: %s", result.report.dir / "report.md")
     return result
 
