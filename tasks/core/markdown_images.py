@@ -8,11 +8,12 @@ the plot files' absolute paths in the text under that line (for people on the ma
 given in ``extra`` that the text does not link are appended, each with its path, in a
 ``## Plots`` section.
 
-Size: the Prefect API and its database store an artifact of any size (a 4 MiB markdown artifact
-round-trips and renders), but every byte is sent to each browser that opens the artifact, so a
-PNG larger than ``max_image_bytes`` (default 1 MiB; the pipeline's plots are 30-150 KB), or one
-that would take the artifact's embedded total over ``max_total_bytes`` (default 4 MiB), is not
-embedded: a note in its place names its path, its size and the limit.
+Size: the Prefect API and its database put no limit on an artifact's size (checked with Prefect
+3.9: a 5.5 MB markdown artifact carrying 4 MB of PNGs is stored and renders in both the v1 and
+the v2 UI, in headless Chromium), but every byte goes to each browser that opens it, so a PNG
+larger than ``max_image_bytes`` (default 1 MiB; the pipeline's plots are tens of KB), or one that
+would take the text's embedded total over ``max_total_bytes`` (default 4 MiB), is not embedded:
+a note in its place names its file path, its size and the limit it is over.
 
 Left as they are: links to URLs (``http:``, ``data:``, ...), to files outside ``base_dir``, to
 missing files, to files that are not PNGs (by signature), and anything inside a fenced code block.
