@@ -163,10 +163,10 @@ def test_report_artifact_shows_its_plots_and_comparison(smoke_pipeline, ui_url, 
     expected = {f"{plot} {split}" for split in splits for plot in ("pass@k", "n@k")}
     url = f"{ui_url}{UIS[ui]}/artifacts/artifact/{latest_artifact_id('alphacode-report')}"
     images, headers = rendered(browser_page, url, tmp_path / f"report-{ui}.png")
-    assert {"split", "metric", "best baseline", "difference", "families"} <= set(headers), headers
-    assert expected <= {i["alt"] for i in images}, images
     not_loaded = [i for i in images if i["width"] <= 0]
     assert not not_loaded, f"images that did not load in the {ui} UI: {not_loaded} (screenshot {tmp_path})"
+    assert expected <= {i["alt"] for i in images}, images
+    assert {"split", "metric", "best baseline", "difference", "families"} <= set(headers), headers
 
 
 @pytest.mark.parametrize("ui", sorted(UIS))
@@ -180,3 +180,16 @@ def test_stage_artifact_shows_every_png_of_its_stage(smoke_pipeline, ui_url, bro
     assert len(pngs) >= 3 and len(images) >= len(pngs), (pngs, images)
     not_loaded = [i for i in images if i["width"] <= 0]
     assert not not_loaded, f"images that did not load in the {ui} UI: {not_loaded} (screenshot {tmp_path})"
+
+
+def test_no_artifact_links_a_file_url(smoke_pipeline):
+    """A ``file://`` image never loads in the UI's ``http://`` page: no artifact may promise one."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = []
+        while page := client.read_artifacts(limit=200, offset=len(artifacts)):
+            artifacts += page
+    assert any(a.key == "alphacode-report" for a in artifacts)
+    assert not [a.key for a in artifacts if a.type == "image" and str(a.data).startswith("file:")]
+    assert not [a.key for a in artifacts if "](file://" in str(a.data)]
