@@ -152,7 +152,10 @@ def rendered(page, url: str, screenshot: Path) -> tuple[list[dict], list[str]]:
         "els => els.map(i => ({alt: i.alt, src: (i.getAttribute('src') || '').slice(0, 30), width: i.naturalWidth}))",
     )
     headers = page.eval_on_selector_all("table th", "els => els.map(e => e.textContent.trim())")
-    page.screenshot(path=str(screenshot), full_page=True)
+    page.screenshot(path=str(screenshot), full_page=True)  # v1 scrolls inside: its first screen only
+    if images and images[0]["width"] > 0:
+        plot = screenshot.with_name(f"{screenshot.stem}-first-plot.png")
+        page.locator(MARKDOWN_IMAGES).first.screenshot(path=str(plot))
     return images, headers
 
 
