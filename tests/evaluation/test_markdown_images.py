@@ -129,3 +129,15 @@ def test_markdown_file_artifact_is_logged_not_raised_on_failure(tmp_path, monkey
     (tmp_path / "report.md").write_text("hi")
     artifacts.publish_markdown_file(tmp_path / "report.md", key="r", description="d")
     assert "could not publish the r artifact" in caplog.text
+
+
+def test_markdown_file_artifact_embeds_the_files_plots(tmp_path, monkeypatch):
+    import tasks.artifacts as artifacts
+
+    trend = png(tmp_path / "trend_valid.png")
+    (tmp_path / "report.md").write_text("# History\n\n![trend](trend_valid.png)\n")
+    made = []
+    monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda md, key, description: made.append(md))
+    artifacts.publish_markdown_file(tmp_path / "report.md", key="reevaluate-report", description="d")
+    assert len(made) == 1 and embedded(made[0]) == {"trend": trend}
+    assert made[0].startswith("# History") and str(tmp_path / "trend_valid.png") in made[0]
