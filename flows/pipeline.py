@@ -35,6 +35,7 @@ from flows.stages import (
     select_flow,
     sft_continue_flow,
 )
+from tasks.artifacts import publish_markdown_file
 from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
 from tasks.core.manifest import Manifest
 from tasks.core.runs import point_latest
@@ -342,8 +343,9 @@ def alphacode_pipeline(
     with active_run(root):
         result = run_pipeline(cfg, root)
     latest = point_latest(result.report)
-    report_md = (result.report.dir / "report.md").read_text()
-    create_markdown_artifact(report_md, key="alphacode-report", description=f"pipeline report ({profile})")
+    publish_markdown_file(
+        result.report.dir / "report.md", key="alphacode-report", description=f"pipeline report ({profile})"
+    )
     get_run_logger().info("report: %s", latest / "report.md")
     return result
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 
 from flows.pipeline import evaluate_model
 from flows.stages import problems_flow, run_stage
+from tasks.artifacts import publish_markdown_file
 from tasks.core.config import load_profile
 from tasks.core.history import append_history, newest_manifest, plot_trend, regressions
 from tasks.core.manifest import Manifest, read_manifest
@@ -69,8 +70,10 @@ def reevaluate(
     plot_trend(history, split, "pass@k", history_dir / f"trend_{split}.png")
     report = _report(history, flagged, split)
     (history_dir / "report.md").write_text(report)
-    create_markdown_artifact(
-        report, key="reevaluate-report", description=f"re-evaluation of {run_dir} on {split}"
+    publish_markdown_file(
+        history_dir / "report.md",
+        key="reevaluate-report",
+        description=f"re-evaluation of {run_dir} on {split}",
     )
     create_table_artifact(rows, key="reevaluate-metrics", description="metrics of this re-evaluation")
     if flagged:

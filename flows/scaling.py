@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict
 
 from flows.pipeline import EvaluationRun, _evaluate, active_run, default_out_dir, run_pipeline
 from flows.stages import curve_flow, problems_flow, run_stage
+from tasks.artifacts import publish_markdown_file
 from tasks.core.config import PipelineConfig, load_profile, profile_extends
 from tasks.core.manifest import Manifest
 from tasks.core.runs import point_latest
@@ -91,8 +91,8 @@ def alphacode_scaling(
         root=root, finetune=trained.finetune, problems=problems, evaluation=run, curve=curve
     )
     point_latest(curve)
-    create_markdown_artifact(
-        result.report.read_text(), key="alphacode-scaling", description=f"solve rate vs samples ({profile})"
+    publish_markdown_file(
+        result.report, key="alphacode-scaling", description=f"solve rate vs samples ({profile})"
     )
     get_run_logger().info("scaling report: %s", result.report)
     return result

@@ -1,20 +1,26 @@
 """Prefect artifacts of a finished stage: what the UI shows of it.
 
 For each stage manifest: a table artifact of its metrics (nested values flattened to
-``a.b`` keys), a markdown artifact with its directory, files and (if it wrote one) its
-``report.md``, and an image artifact per PNG it published (``file://`` URLs: they open on the
-machine that holds the run directory). Artifacts are a view: a failure to create one is logged,
-never raised, so it cannot fail the work.
+``a.b`` keys) and a markdown artifact with its directory, files, its ``report.md`` (if it wrote
+one) and every PNG it published, embedded as ``data:`` URIs with each file's path beside it
+(:mod:`tasks.core.markdown_images`): the Prefect UI is an ``http://`` page and never loads a
+``file://`` or relative image, so no image artifacts with such URLs are made. A PNG over the
+embedding limits is replaced by a note naming its path. :func:`publish_markdown_file` does the
+same for a flow's report (the pipeline's, the scaling curve's, ...). Artifacts are a view: a
+failure to create one is logged, never raised, so it cannot fail the work.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.core.manifest import Manifest
+from tasks.core.markdown_images import embed_images
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +58,22 @@ def publish_stage_artifacts(manifest: Manifest) -> None:
         ]
         if report.is_file():
             text += ["---", "", report.read_text()]
+        pngs = [manifest.dir / name for name in sorted(manifest.files) if name.endswith(".png")]
         create_markdown_artifact(
-            "\n".join(text), key=artifact_key(manifest, "-report"), description=f"{manifest.stage} report"
+            embed_images("\n".join(text), manifest.dir, extra=pngs),
+            key=artifact_key(manifest, "-report"),
+            description=f"{manifest.stage} report",
         )
-        for i, name in enumerate(sorted(f for f in manifest.files if f.endswith(".png"))):
-            create_image_artifact(
-                image_url=(manifest.dir / name).as_uri(),
-                key=artifact_key(manifest, f"-png{i}"),
-                description=name,
-            )
     except Exception as err:  # artifacts are a view; never fail the stage over one
         log.warning("could not publish artifacts of %s: %s", manifest.stage, err)
+
+
+def publish_markdown_file(path: Path | str, key: str, description: str, extra: Iterable[Path] = ()) -> None:
+    """A markdown artifact of the file at ``path``, its PNG links (relative to its directory)
+    and ``extra`` PNGs embedded; logged, never raised, on failure."""
+    try:
+        path = Path(path)
+        markdown = embed_images(path.read_text(), path.parent, extra=extra)
+        create_markdown_artifact(markdown, key=key, description=description)
+    except Exception as err:  # artifacts are a view; never fail the flow over one
+        log.warning("could not publish the %s artifact from %s: %s", key, path, err)

@@ -25,3 +25,13 @@ def prefect_harness():
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         with prefect_test_harness(server_startup_timeout=120):
             yield
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(prefect_harness, tmp_path_factory):
+    """The smoke profile's pipeline, run once per session under :func:`prefect_harness` (a few
+    minutes on 2 cores): shared by the slow pipeline tests and the browser test of the UI, which
+    reads the artifacts this run left in the harness's database."""
+    from flows.pipeline import alphacode_pipeline
+
+    return alphacode_pipeline(profile="smoke", out_dir=str(tmp_path_factory.mktemp("smoke")))

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_run(prefect_harness, tmp_path_factory):
+def smoke_run(smoke_pipeline):
+    """The session's smoke run (``tests/conftest.py``), then the same pipeline again."""
     from flows.pipeline import alphacode_pipeline
 
-    root = tmp_path_factory.mktemp("smoke")
-    first = alphacode_pipeline(profile="smoke", out_dir=str(root))
+    first = smoke_pipeline
     started = datetime.now(timezone.utc)
-    second = alphacode_pipeline(profile="smoke", out_dir=str(root))
+    second = alphacode_pipeline(profile="smoke", out_dir=first.root)
     return first, second, started
 
 
@@ -68,6 +68,9 @@ def test_every_stage_published(smoke_run):
     assert report.startswith("# AlphaCode pipeline report") and "best baseline" in report
     comparison = first.report.metrics["comparison"]
     assert {r["split"] for r in comparison} == {*load_profile("smoke").problems.eval_splits, "all"}
+    for split in {r["split"] for r in comparison}:  # both plots of every split, linked and published
+        for plot in (f"pass_at_k_{split}.png", f"n_at_k_{split}.png"):
+            assert f"]({plot})" in report and plot in first.report.files
     assert all(r["best baseline"] in ("sft", "sft-continue") for r in comparison)
 
 

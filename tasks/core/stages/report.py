@@ -10,7 +10,8 @@ on that split (the strongest, so the comparison is never against the weakest), w
 family-clustered paired bootstrap 95% interval (:func:`tasks.core.metrics.family_paired_bootstrap`:
 families resampled, then problems within each) and the number of families behind it.
 Reads only the evaluations' Parquet files; writes ``metrics.parquet`` (every contender's rows),
-``comparison.parquet``, ``pass_at_k_<split>.png``/``n_at_k_<split>.png`` and ``report.md``.
+``comparison.parquet``, ``pass_at_k_<split>.png``/``n_at_k_<split>.png`` and ``report.md``
+(which links both plots of every split, ``all`` first).
 Limits: the best baseline is picked per split on that split's own point estimates, which
 favours the baselines (a conservative choice); a difference is over the problems both
 evaluations share.
@@ -158,15 +159,16 @@ def build_report(
     write_parquet(plan.dir / "comparison.parquet", pa.Table.from_pylist(comparison))
     rows = _labelled_rows(contenders)
     write_parquet(plan.dir / METRICS_FILE, pa.Table.from_pylist(rows))
-    _plots(plan, contenders, rows, settings)
+    plotted = _plots(plan, contenders, rows, settings)
     atomic_write_text(
-        plan.dir / REPORT_FILE, _markdown(contenders, comparison, rows, stage_manifests, settings)
+        plan.dir / REPORT_FILE, _markdown(contenders, comparison, rows, stage_manifests, settings, plotted)
     )
     headline = {f"{r['split']}/{r['metric']}/difference": round(r["difference"], 4) for r in comparison}
     return plan.publish(list_files(plan.dir), metrics={"comparison": comparison, **headline})
 
 
-def _plots(plan: StagePlan, contenders: list[Contender], rows: list[dict], s: ReportSettings) -> None:
+def _plots(plan: StagePlan, contenders: list[Contender], rows: list[dict], s: ReportSettings) -> list[str]:
+    """Draw the pass@k and n@k plots of every split; returns the splits, ``all`` first."""
     named = [
         {**r, "label": f"{r['model']} (T={r['temperature']})"}
         for r in rows
@@ -175,6 +177,7 @@ def _plots(plan: StagePlan, contenders: list[Contender], rows: list[dict], s: Re
     for split in sorted({r["split"] for r in named}):
         plot_pass_at_k(curves(named, "pass@k", split), plan.dir / f"pass_at_k_{split}.png")
         plot_n_at_k(curves(named, f"{s.n_submissions}@k", split), plan.dir / f"n_at_k_{split}.png")
+    return sorted({r["split"] for r in named}, key=lambda split: (split != "all", split))
 
 
 def _fmt(rows: list[dict], keep: Callable[[str], bool] = lambda k: True) -> str:
@@ -189,6 +192,7 @@ def _markdown(
     rows: list[dict],
     stages: dict[str, Manifest],
     s: ReportSettings,
+    plotted: list[str],
 ) -> str:
     temps = [
         {"model": c.label, "pass@1 at T": c.pass1_temperature, "pass@k, n@k at T": c.wide_temperature}
@@ -219,7 +223,14 @@ def _markdown(
     ]
     for name, m in stages.items():
         lines.append(f"- **{name}** `{m.key}`: {m.path}")
-    lines += ["", "![pass@k](pass_at_k_all.png) ![n@k](n_at_k_all.png)", ""]
+    lines += ["", "## Plots", ""]
+    for split in plotted:
+        lines += [
+            f"### {split}",
+            "",
+            f"![pass@k {split}](pass_at_k_{split}.png) ![n@k {split}](n_at_k_{split}.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 
