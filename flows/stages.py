@@ -29,10 +29,14 @@ from tasks.runners import is_parallel, make_task_runner
 from tasks.stages import cluster_inputs_task, exec_shard_task, sample_shard_task, stage_task
 
 
+def _cached_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
+    """The stage's cached task, named after the stage (Cached when ``plan`` is complete)."""
+    return cached(stage_task.with_options(name=str(inputs.STAGE)), root)(plan=plan, inputs=inputs)
+
+
 def finish_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
-    """The stage's cached task (named after the stage), then its Prefect artifacts."""
-    task = cached(stage_task.with_options(name=str(inputs.STAGE)), root)
-    manifest = task(plan=plan, inputs=inputs)
+    """The stage's cached task, then its Prefect artifacts."""
+    manifest = _cached_stage(inputs, plan, root)
     publish_stage_artifacts(manifest)
     return manifest
 
@@ -45,7 +49,7 @@ def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig |
     task runner when it runs several at once (the runner is no part of any key)."""
     plan = inputs.plan(root)
     if plan.complete():
-        return cached(stage_task.with_options(name=str(inputs.STAGE)), root)(plan=plan, inputs=inputs)
+        return _cached_stage(inputs, plan, root)
     if runner is not None and is_parallel(runner):
         return stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True)
     return stage_flow(inputs, root)
