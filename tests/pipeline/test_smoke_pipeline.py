@@ -29,19 +29,30 @@ def smoke_run(smoke_pipeline):
     return first, second, started
 
 
-def task_runs_since(started) -> list:
-    """Task runs created after ``started``, without the stand-ins Prefect records for subflows."""
+def task_runs_since(started, settle_s: float = 30.0) -> list:
+    """Task runs created after ``started``, without the stand-ins Prefect records for subflows.
+
+    Prefect 3 records a flow's task runs from the events its client emits, asynchronously: a
+    run read right after its flow returned can still show its first state. Read again until every
+    state is final, for at most ``settle_s`` (then whatever is there, so a stuck run fails)."""
+    import time
+
     from prefect.client.orchestration import get_client
 
-    runs: list = []
-    with get_client(sync_client=True) as client:
-        while page := client.read_task_runs(limit=200, offset=len(runs)):
-            runs += page
-    return [
-        r
-        for r in runs
-        if r.created and r.created >= started and r.state.state_details.child_flow_run_id is None
-    ]
+    deadline = time.monotonic() + settle_s
+    while True:
+        runs: list = []
+        with get_client(sync_client=True) as client:
+            while page := client.read_task_runs(limit=200, offset=len(runs)):
+                runs += page
+        runs = [
+            r
+            for r in runs
+            if r.created and r.created >= started and r.state.state_details.child_flow_run_id is None
+        ]
+        if all(r.state.is_final() for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
 
 
 def test_every_stage_published(smoke_run):
