@@ -90,7 +90,9 @@ def test_second_run_is_all_cached(smoke_run):
     assert {k: m.key for k, m in first.stages.items()} == {k: m.key for k, m in second.stages.items()}
     runs = task_runs_since(started)
     assert runs, "the second run created no task run"
-    assert {r.state.name for r in runs} == {"Cached"}
+    assert {r.state.name for r in runs} == {"Cached"}, [
+        (r.name, r.state.name) for r in runs if r.state.name != "Cached"
+    ]
 
 
 def test_sample_store_has_exactly_problems_times_n(smoke_run):
