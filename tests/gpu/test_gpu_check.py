@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # ~2 min on 2 CPU cores; `make test` (CI) runs it, test-fast does not
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +32,7 @@ def test_gpu_check_cpu_tiny_mode(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     report = json.loads(out.read_text())
     assert report["ok"] and (report["device"], report["dtype"]) == ("cpu", "bfloat16")
+    assert report["sampling_dtype"] == "float32"
     assert report["model"]["architecture"].startswith("qwen2")
     sample, train, grpo = (report["sections"][k] for k in ("sample", "train", "grpo"))
     assert sample["samples"] == 1000 and sample["problems"] == 10 and sample["tokens_per_s"] > 0
