@@ -2,18 +2,20 @@
 
 Run (in the vLLM environment, ``make .venv-vllm/.installed``):
 ``.venv-vllm/bin/python tests/bench/bench_vllm.py [--n 64] [--tokens 64] [--prompt-tokens 400]
-[--rounds 3] [--hidden 256] [--layers 4]``.
+[--rounds 3] [--hidden 256] [--layers 4] [--no-prefix-caching]``.
 
 Both modes sample the same random-init Qwen2 (``--hidden``/``--layers``, head_dim 64,
-tests/gpu/random_model.py, the project's BPE tokenizer trained on bundled problems), the same prompt (the longest bundled
-``valid`` prompt, cut to about ``--prompt-tokens`` tokens) and the same ``--tokens`` new tokens
+tests/gpu/random_model.py, the project's BPE tokenizer trained on bundled problems), the same
+prompt (the bundled ``valid`` prompts, longest first, joined and cut to ``--prompt-tokens``
+tokens) and the same ``--tokens`` new tokens
 per sample (``ignore_eos``), at temperature 0.8. ``n=N``: one request
 ``SamplingParams(n=N, seed=s)``; ``N x n=1``: N requests ``SamplingParams(n=1, seed=s+i)`` in one
 ``generate`` call - by vLLM's fan-out (child ``i`` is seeded ``s + i``) the very same samples,
 which the run checks. Modes alternate for ``--rounds`` rounds after one untimed warm-up each;
 the median samples/s (and output tokens/s) of each and their ratio are printed, plus one JSON
 line. Prefix caching is on in both (the backend's default), so the N single requests may
-already share the prompt's KV blocks: the ratio is what n=N adds beyond that.
+already share the prompt's KV blocks: the ratio is what n=N adds beyond that;
+``--no-prefix-caching`` measures both modes without it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def _model(out: Path, hidden: int, layers: int) -> tuple[Path, str]:
     from tasks.core.problems.bundled import bundled_problems
     from tests.gpu.random_model import QWEN2_TINY, save_random_model
 
-    prompt = max((format_prompt(p) for p in bundled_problems("valid", per_family=4)), key=len)
+    # the bundled valid prompts, longest first, joined; the caller cuts it to --prompt-tokens
+    valid = sorted((format_prompt(p) for p in bundled_problems("valid", per_family=4)), key=len)
+    prompt = "\n".join(reversed(valid))
     texts = [format_prompt(p) for p in bundled_problems("train", per_family=4)]
     heads = max(1, hidden // 64)  # head_dim 64
     shapes = {
@@ -58,14 +62,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--no-prefix-caching", action="store_true", help="engine without prefix caching")
+    ap.add_argument("--max-num-batched-tokens", type=int, default=None, help="engine step budget")
     args = ap.parse_args()
 
     from tasks.core.sampling import SamplingParams
+    from tasks.core.sampling.params import VLLMOptions
     from tasks.core.sampling.vllm import VLLMBackend, request_seed
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, prompt = _model(Path(tmp) / "model", args.hidden, args.layers)
-        backend = VLLMBackend(model_dir, max_new_tokens=args.tokens)
+        options = VLLMOptions(
+            enable_prefix_caching=not args.no_prefix_caching,
+            max_num_batched_tokens=args.max_num_batched_tokens,
+        )
+        backend = VLLMBackend(model_dir, max_new_tokens=args.tokens, options=options)
         ids = backend.tokenizer(prompt)["input_ids"][: args.prompt_tokens]
         prompt = backend.tokenizer.decode(ids)
         params = SamplingParams(n=args.n, temperature=0.8, max_new_tokens=args.tokens, backend="vllm")
@@ -107,6 +118,7 @@ def main() -> None:
                     rates[mode].append(args.n / dt)
                 assert all(len(t) == args.tokens for t in got[mode])
             same = same and [list(t) for t in got["n=N"]] == [list(t) for t in got["N x n=1"]]
+        backend.close()
     med = {m: statistics.median(v) for m, v in rates.items()}
     ratio = med["n=N"] / med["N x n=1"]
     for m, v in med.items():
@@ -123,6 +135,8 @@ def main() -> None:
                 "identical": same,
                 "hidden": args.hidden,
                 "layers": args.layers,
+                "prefix_caching": not args.no_prefix_caching,
+                "max_num_batched_tokens": args.max_num_batched_tokens,
             }
         )
     )

