@@ -47,6 +47,10 @@ def test_resolution(device, dtype, machine, expected):
     assert resolve(DeviceConfig(device=device, dtype=dtype), machine) == expected
 
 
+def test_gpu_index():
+    assert Placement("cuda:3", "bfloat16").gpu_index == 3 and Placement("cpu", "float32").gpu_index is None
+
+
 def test_gpu_placement_sets_trainer_precision():
     assert Placement("cuda:0", "bfloat16").trainer_args() == {"use_cpu": False, "bf16": True, "fp16": False}
     assert Placement("cuda:0", "float16").trainer_args() == {"use_cpu": False, "bf16": False, "fp16": True}

@@ -88,6 +88,11 @@ class Placement:
         return self.device != CPU
 
     @property
+    def gpu_index(self) -> int | None:
+        """N of ``cuda:N``; None on the CPU."""
+        return int(self.device.split(":", 1)[1]) if self.is_cuda else None
+
+    @property
     def mixed_precision(self) -> bool:
         """Training autocasts to :attr:`dtype` (float32 master weights)."""
         return self.dtype != "float32"

