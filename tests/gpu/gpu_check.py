@@ -23,7 +23,8 @@ Sections, each timed, each recorded even when it fails (its error in the JSON):
     checkpoint and finish all the steps. Figures: tokens/s.
   * ``grpo``: ``--grpo-steps`` GRPO steps (TRL; the project's trainer with the execution
     reward: programs run on hidden tests in the sandbox judge, bubblewrap) on bundled ``rl``
-    problems. Figures: step time, completion tokens/s.
+    problems. Figures: step times, completion tokens per second of the section's wall time
+    (model loading included).
 Each section records its peak GPU memory (``torch.cuda.max_memory_allocated``, GiB; null on the
 CPU) and the process's peak RSS so far. The JSON (``--out``) also holds the device, dtype, GPU
 name, torch/transformers/trl versions and model size. Exit status 0 only if every section passed.
