@@ -16,7 +16,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run smoke test test-fast test-vllm bench lint clean-runs serve serve-stop
+.PHONY: setup run smoke test test-fast test-vllm bench lint clean-runs serve serve-stop gpu-check
 
 setup: $(STAMP)
 
@@ -45,6 +45,14 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The GPU check (tests/gpu/gpu_check.py, docs/hardware.md): sampling into a sample store, bf16
+# training with a checkpoint and a resume, 3 GRPO steps, timed, into one JSON. On a GPU: a 0.5 B
+# random-init Qwen2; without one: the tiny model on the CPU (what CI runs). GPU_CHECK_ARGS adds
+# flags (--vllm, --tiny, --cpu).
+GPU_CHECK_ARGS ?=
+gpu-check: setup
+	$(BIN)/python tests/gpu/gpu_check.py --out runs/gpu_check.json $(GPU_CHECK_ARGS)
 
 bench: setup
 	for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

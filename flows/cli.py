@@ -224,13 +224,29 @@ def serve(
 def doctor(
     runs: Path = typer.Option(Path("runs"), "--runs", help="where run directories go (disk check)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
+    profile: str | None = typer.Option(
+        None, "--profile", help="resolve this profile's [device] and vLLM use (default: device auto)"
+    ),
 ) -> None:
-    """Check bubblewrap, the sandbox, user namespaces, Docker, disk, the Prefect API and torch.
+    """Check bubblewrap, the sandbox, user namespaces, Docker, disk, the Prefect API, torch, the
+    device and dtype the device policy resolves to here, and whether vLLM is installed.
 
     Exit status 1 if a required part is missing (each line says what to fix), else 0."""
     from tasks.core.doctor import run_checks
 
-    report = run_checks(runs)
+    device_json, vllm_wanted = "{}", False
+    if profile is not None:
+        from tasks.core.config import ConfigError, load_profile
+
+        try:
+            cfg = load_profile(profile)
+        except ConfigError as err:
+            fail(str(err))
+        device_json = cfg.device.model_dump_json()
+        vllm_wanted = cfg.sample.sampling.backend == "vllm" or (
+            cfg.rl.algorithm == "grpo" and cfg.rl.grpo.use_vllm
+        )
+    report = run_checks(runs, device_json=device_json, vllm_wanted=vllm_wanted)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -20,6 +20,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasks.core.corpus import CorpusSpec
+from tasks.core.device import DeviceConfig
 from tasks.core.hparams import ModelSpec, PPOParams, TrainHParams
 from tasks.core.rl.expert_iteration import ExpertIterationParams
 from tasks.core.rl.grpo import GRPOParams
@@ -56,14 +57,42 @@ class ProblemsConfig(_Cfg):
 
 
 class PretrainConfig(_Cfg):
+    """Stage 1. ``model.source = "pretrained"`` with ``train.max_steps = 0`` trains nothing: the
+    model directory (with its own tokenizer) is published as stage 1's output and stage 2
+    fine-tunes it; with ``max_steps > 0`` pretraining continues on the corpus."""
+
     corpus: CorpusSpec = CorpusSpec()
     model: ModelSpec = ModelSpec()
     train: TrainHParams
+    device: DeviceConfig = DeviceConfig()  # the profile's [device] unless set here
+
+    @model_validator(mode="after")
+    def _zero_steps_needs_a_pretrained_model(self) -> PretrainConfig:
+        if self.train.max_steps == 0 and self.model.source != "pretrained":
+            raise ValueError(
+                "pretrain.train.max_steps=0 publishes a pretrained model untrained, but "
+                "pretrain.model.source is 'scratch' (random weights): set pretrain.model.source="
+                "'pretrained' and pretrain.model.path, or train at least one step"
+            )
+        return self
+
+    @property
+    def publishes_pretrained(self) -> bool:
+        """Stage 1 publishes ``model.path`` as is (no training step)."""
+        return self.model.source == "pretrained" and self.train.max_steps == 0
 
 
 class FinetuneConfig(_Cfg):
     train: TrainHParams
     max_problems: int | None = Field(default=None, gt=0)
+    device: DeviceConfig = DeviceConfig()  # the profile's [device] unless set here
+
+    @field_validator("train")
+    @classmethod
+    def _trains(cls, v: TrainHParams) -> TrainHParams:
+        if v.max_steps == 0:
+            raise ValueError("finetune.train.max_steps=0: stage 2 must train at least one step; raise it")
+        return v
 
 
 class SampleConfig(_Cfg):
@@ -110,6 +139,7 @@ class _RLCommon(_Cfg):
     SECTION: ClassVar[str]  # the field holding the algorithm's own knobs
     difficulty_band: tuple[float, float] | None = None
     difficulty_samples: int = Field(default=8, ge=1)
+    device: DeviceConfig = DeviceConfig()  # the profile's [device] unless set here
 
     @property
     def params(self) -> Any:
@@ -270,8 +300,23 @@ class RunnerConfig(_Cfg):
         return self
 
 
+# Where the top-level [device] is copied to (unless that section sets its own): the stages
+# that run a model. Sampling's lives in its SamplingParams, so that shards carry it.
+DEVICE_SECTIONS: tuple[tuple[str, ...], ...] = (
+    ("pretrain",),
+    ("finetune",),
+    ("sample", "sampling"),
+    ("rl",),
+)
+
+
 class PipelineConfig(_Cfg):
+    """The whole run. ``device`` (top-level ``[device]``, :class:`DeviceConfig`) is the one
+    device policy: it is copied into every section of :data:`DEVICE_SECTIONS` that does not
+    set its own ``device`` (so it is part of those stages' keys, like any config value)."""
+
     profile: str = "custom"
+    device: DeviceConfig = DeviceConfig()
     problems: ProblemsConfig = ProblemsConfig()
     pretrain: PretrainConfig
     finetune: FinetuneConfig
@@ -287,6 +332,32 @@ class PipelineConfig(_Cfg):
     @classmethod
     def _rl(cls, v: Any) -> Any:
         return rl_config(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_device(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or "device" not in raw:
+            return raw
+        raw = dict(raw)
+        device = raw["device"]
+        for path in DEVICE_SECTIONS:
+            raw = _set_default(raw, path, device)
+        return raw
+
+
+def _set_default(raw: dict[str, Any], path: tuple[str, ...], device: Any) -> dict[str, Any]:
+    """``raw`` with ``device`` at ``path + ("device",)`` unless a value is there already."""
+    head, rest = path[0], path[1:]
+    if head not in raw and rest:
+        return raw  # a required section: let pydantic say it is missing
+    section = raw.get(head, {})
+    if isinstance(section, BaseModel):
+        section = section.model_dump(exclude_unset=True)
+    if not isinstance(section, dict):
+        return raw  # a type error pydantic reports with the field named
+    if rest:
+        return {**raw, head: _set_default(section, rest, device)}
+    return {**raw, head: {"device": device, **section}}
 
 
 def available_profiles() -> list[str]:

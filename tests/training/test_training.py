@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.core.device import Placement, resolve
 from tasks.core.modeling import ModelSpec, build_model, load_model_and_tokenizer
 from tasks.core.training import (
     CHECKPOINT_DIR,
@@ -44,9 +45,12 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_loss_decreases_and_outputs_are_written(texts, tokenizer, tmp_path):
-    hp = tiny_hparams(max_steps=30, checkpoint_every=10, eval_every=10, bf16=True)
+    """In bf16 autocast on the CPU (an explicit placement; auto would be float32 here)."""
+    hp = tiny_hparams(max_steps=30, checkpoint_every=10, eval_every=10)
     train_data, valid_data = _data(texts, tokenizer, hp)
-    result = train(_fresh(tokenizer), tokenizer, train_data, valid_data, hp, tmp_path)
+    bf16 = Placement("cpu", "bfloat16")
+    result = train(_fresh(tokenizer), tokenizer, train_data, valid_data, hp, tmp_path, placement=bf16)
+    assert result.placement == bf16
     metrics = read_metrics(result.metrics_path)
     assert [m.step for m in metrics] == list(range(1, 31)) and result.steps == 30
     first = sum(m.loss for m in metrics[:3]) / 3
@@ -65,6 +69,7 @@ def test_grad_accumulation_equals_one_big_batch(texts, tokenizer, tmp_path):
     a = train(_fresh(tokenizer), tokenizer, *_data(texts, tokenizer, big), big, tmp_path / "a")
     b = train(_fresh(tokenizer), tokenizer, *_data(texts, tokenizer, small), small, tmp_path / "b")
     assert a.final_train_loss == pytest.approx(b.final_train_loss, rel=1e-4)
+    assert a.placement == resolve()  # the default: auto, resolved here
 
 
 class _Crash(RuntimeError):

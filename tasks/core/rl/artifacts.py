@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.core.device import Placement
 from tasks.core.io import save_model, write_metrics
 from tasks.core.jobs import LimitPolicy
 from tasks.core.rl.rewards import ExecutionReward, RewardSettings, make_reward
@@ -42,6 +43,7 @@ class RLResult:
     # where a trainer does not count it (then ``steps`` are its optimizer steps)
     optimizer_steps: int | None = None
     train_tokens: int | None = None
+    device: dict[str, str] | None = None  # where it ran: Placement.metrics() (+ the generator)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class RLTask:
     extract_program: Callable[[str], str]
     progress: ProgressFn | None = None
     policy: LimitPolicy | None = None  # the limits rewards run under (evaluation's; see make_reward)
+    placement: Placement | None = None  # where to train (tasks.core.device); None: auto, resolved then
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))

@@ -8,8 +8,8 @@ Contract
   passing completions per problem, duplicates included (their frequency is the policy's own; a
   probe here that deduplicated, with a lower lr and fewer epochs, gained nothing). It then
   trains on those (prompt, completion) pairs for ``epochs`` passes through the shared training
-  loop (:func:`tasks.core.training.train`: AdamW, warm-up + cosine, clipping, bf16 autocast,
-  accelerate device placement) with the loss :class:`~tasks.core.training.KLRegularisedNLL`:
+  loop (:func:`tasks.core.training.train`: AdamW, warm-up + cosine, clipping, the device
+  policy's placement and mixed precision, ``task.placement``; sampling runs there too) with the loss :class:`~tasks.core.training.KLRegularisedNLL`:
   per completion token, the NLL plus ``beta`` times the full-vocabulary KL(policy || reference),
   the reference being the frozen stage-2 model (``model_dir``, not the previous round's); the
   result is the next round's model. ``beta == 0`` is refused unless ``allow_zero_beta=True``
@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from tasks.core.device import Placement, resolve
 from tasks.core.hparams import KLPenalty
 from tasks.core.io import atomic_write_json
 from tasks.core.problems.schema import Problem
@@ -67,7 +68,6 @@ class ExpertIterationParams(KLPenalty):
     lr: float = Field(default=3e-4, gt=0)
     epochs: float = Field(default=3.0, gt=0)
     batch_size: int = Field(default=16, ge=1)
-    bf16: bool = True
     checkpoint_every: int = Field(default=50, ge=1)
     seq_len: int = Field(default=512, gt=1)
     sample_batch_size: int = Field(default=128, ge=1)
@@ -93,7 +93,9 @@ def passing_pairs(
     return pairs
 
 
-def _sample(model_dir: Path, prompts: list[str], params: ExpertIterationParams, seed: int) -> list[list[str]]:
+def _sample(
+    model_dir: Path, prompts: list[str], params: ExpertIterationParams, seed: int, placement: Placement
+) -> list[list[str]]:
     from tasks.core.sampling import HFBatchedBackend, SamplingParams
 
     sampling = SamplingParams(
@@ -102,7 +104,7 @@ def _sample(model_dir: Path, prompts: list[str], params: ExpertIterationParams, 
         max_new_tokens=params.max_completion_length,
         batch_size=params.sample_batch_size,
     )
-    backend = HFBatchedBackend(model_dir)
+    backend = HFBatchedBackend(model_dir, placement)
     gens = backend.generate(prompts, params.samples_per_problem, sampling, seed)
     return [[g.text for g in group] for group in gens]
 
@@ -114,6 +116,7 @@ def _train_round(
     params: ExpertIterationParams,
     round_dir: Path,
     seed: int,
+    placement: Placement,
 ) -> tuple[int, int, float, float | None]:
     """Train on ``pairs`` with loss NLL + beta * KL(policy || frozen ref) per label token through
     the shared loop into ``round_dir`` (``model/``, ``checkpoint/``, ``metrics.parquet``,
@@ -134,9 +137,9 @@ def _train_round(
         seq_len=max_len,
         checkpoint_every=params.checkpoint_every,
         seed=seed,
-        bf16=params.bf16,
     )
-    result = train(policy, tokenizer, data, None, hp, round_dir, loss=KLRegularisedNLL(ref, params.beta))
+    loss = KLRegularisedNLL(ref, params.beta)
+    result = train(policy, tokenizer, data, None, hp, round_dir, loss=loss, placement=placement)
     return steps, result.tokens_seen, result.final_train_loss, result.final_kl
 
 
@@ -147,10 +150,11 @@ def _score(
     reward: ExecutionReward,
     params: ExpertIterationParams,
     format_prompt: Callable[[Problem], str],
+    placement: Placement,
 ) -> dict[str, Any]:
     """Round ``r``'s samples, scored: the passing pairs kept, the pass rate, the solved count."""
     prompts = [format_prompt(p) for p in problems]
-    groups = _sample(model_dir, prompts, params, params.seed + r)
+    groups = _sample(model_dir, prompts, params, params.seed + r, placement)
     flat = [(prompt, p.name, c) for prompt, p, group in zip(prompts, problems, groups) for c in group]
     rewards = reward([f[0] for f in flat], [f[2] for f in flat], problem_id=[f[1] for f in flat])
     pairs = passing_pairs(
@@ -169,6 +173,7 @@ def _round(
     params: ExpertIterationParams,
     round_dir: Path,
     format_prompt: Callable[[Problem], str],
+    placement: Placement,
 ) -> None:
     """Sample and score (or reuse ``scored.json``), train on the passing completions;
     ``round.json`` last."""
@@ -177,12 +182,14 @@ def _round(
     if scored_path.is_file():
         scored = _read_checked(scored_path, params)
     else:
-        scored = _score(r, model_dir, problems, reward, params, format_prompt)
+        scored = _score(r, model_dir, problems, reward, params, format_prompt, placement)
         atomic_write_json(scored_path, {**scored, "params": _resume_key(params)})
     pairs = [(prompt, completion) for prompt, completion in scored["pairs"]]
     steps, tokens, loss, kl = 0, 0, float("nan"), float("nan")
     if pairs:
-        steps, tokens, loss, kl = _train_round(model_dir, ref_dir, pairs, params, round_dir, params.seed + r)
+        steps, tokens, loss, kl = _train_round(
+            model_dir, ref_dir, pairs, params, round_dir, params.seed + r, placement
+        )
     row = {
         "step": float(r + 1),
         "reward": scored["pass_rate"],
@@ -220,6 +227,7 @@ def train_expert_iteration(task: RLTask, params: ExpertIterationParams) -> RLRes
     from tasks.core.modeling import load_model_and_tokenizer
 
     reward = task.start(params, "train_expert_iteration")
+    placement = task.placement or resolve()
     model_dir, problems = task.model_dir, task.problems
     rows, current, resumed = [], model_dir, None
     for r in range(params.rounds):
@@ -229,7 +237,7 @@ def train_expert_iteration(task: RLTask, params: ExpertIterationParams) -> RLRes
             resumed = r + 1
         else:
             round_dir.mkdir(parents=True, exist_ok=True)
-            _round(r, current, model_dir, problems, reward, params, round_dir, task.format_prompt)
+            _round(r, current, model_dir, problems, reward, params, round_dir, task.format_prompt, placement)
         done = _read_checked(marker, params)
         if done["trained"]:  # else the model is unchanged
             current = round_dir / "model"
@@ -247,4 +255,5 @@ def train_expert_iteration(task: RLTask, params: ExpertIterationParams) -> RLRes
         resumed_from_step=resumed,
         optimizer_steps=int(sum(r["train_steps"] for r in rows)),
         train_tokens=int(sum(r.get("train_tokens", 0.0) for r in rows)),
+        device=placement.metrics(),
     )

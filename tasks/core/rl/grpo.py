@@ -1,4 +1,5 @@
-"""GRPO fine-tuning with execution rewards, via TRL's ``GRPOTrainer`` (CPU, no vLLM), with every
+"""GRPO fine-tuning with execution rewards, via TRL's ``GRPOTrainer`` on the device policy's
+placement (generation through TRL's colocated vLLM on a GPU when ``use_vllm``), with every
 algorithmic knob set explicitly and zero-variance groups filtered out of the loss.
 
 Contract
@@ -47,12 +48,22 @@ Limits
 - The reference and old log-probabilities are still computed for the dropped rows (inside
   TRL's generation step, before the rewards are known); only the training forward/backward
   skips them.
-- One process only (CPU, ``use_cpu=True``, fp32; generation uses ``model.generate``): the
-  filter reads the whole generation batch on one process.
+- One process only: the filter reads the whole generation batch on one process.
+- Device (:mod:`tasks.core.device`): ``task.placement`` (default: ``auto`` resolved here) sets
+  the ``TrainingArguments`` placement and precision (:meth:`~tasks.core.device.Placement.trainer_args`:
+  ``use_cpu`` on the CPU, ``bf16``/``fp16`` mixed precision on a GPU, float32 on the CPU).
+  Generation is ``model.generate`` unless ``use_vllm`` and the placement is a GPU: then TRL's
+  vLLM integration in colocate mode (the engine in this process, on this GPU, taking
+  ``vllm_gpu_memory_utilization`` of its memory, sized to the longest prompt +
+  ``max_completion_length``), with TRL's importance-sampling correction of the vLLM/trainer
+  log-prob mismatch pinned in :data:`VLLM_CONFIG`. ``use_vllm`` is ignored on the CPU (TRL's
+  colocate mode needs CUDA). :func:`train_grpo` records the placement and the generator in
+  :attr:`RLResult.device`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -62,6 +73,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from tasks.core.device import Placement, resolve
 from tasks.core.hparams import OnlineRLParams
 from tasks.core.io import numbered_dirs
 from tasks.core.problems.schema import Problem
@@ -107,6 +119,17 @@ FIXED_CONFIG: dict[str, Any] = {
 }
 
 
+# TRL's vLLM generation (GPU placements with use_vllm only): colocate (the engine shares this
+# process and GPU) and its truncated importance-sampling correction pinned at TRL 1.16's values.
+VLLM_CONFIG: dict[str, Any] = {
+    "vllm_mode": "colocate",
+    "vllm_importance_sampling_correction": True,
+    "vllm_importance_sampling_mode": "sequence_mask",
+    "vllm_importance_sampling_clip_max": 3.0,
+    "vllm_importance_sampling_clip_min": None,
+}
+
+
 class GRPOParams(OnlineRLParams):
     """GRPO's knobs; the defaults follow DAPO (Yu et al. 2025) and Dr. GRPO (Liu et al. 2025)
     for a binary verifiable reward. ``beta`` (0.04, > 0 unless ``allow_zero_beta``) and
@@ -131,6 +154,11 @@ class GRPOParams(OnlineRLParams):
     oversample: int = Field(default=1, ge=1)  # prompts sampled per step = prompts_per_step * oversample
     save_total_limit: int | None = Field(default=2, ge=1)
     gradient_checkpointing: bool = False  # TRL's GRPOConfig turns it on; ~1/3 slower steps on CPU
+    # generation through TRL's colocated vLLM when the placement is a GPU (needs vllm installed);
+    # ignored on the CPU, where generation is model.generate
+    use_vllm: bool = False
+    vllm_gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
+    vllm_max_prompt_tokens: int = Field(default=2048, ge=1)  # vLLM context = this + max_completion_length
 
     @model_validator(mode="after")
     def _grpo_checks(self) -> GRPOParams:
@@ -178,7 +206,25 @@ def config_values(params: GRPOParams) -> dict[str, Any]:
     }
 
 
-def grpo_config(params: GRPOParams, checkpoints: Path) -> Any:
+def uses_vllm(params: GRPOParams, placement: Placement) -> bool:
+    """Generation through TRL's colocated vLLM: asked for, and on a GPU."""
+    return params.use_vllm and placement.is_cuda
+
+
+def device_values(params: GRPOParams, placement: Placement) -> dict[str, Any]:
+    """The GRPOConfig fields the placement sets: device and precision, and the generator."""
+    if not uses_vllm(params, placement):
+        return {**placement.trainer_args(), "use_vllm": False}
+    return {
+        **placement.trainer_args(),
+        "use_vllm": True,
+        **VLLM_CONFIG,
+        "vllm_gpu_memory_utilization": params.vllm_gpu_memory_utilization,
+        "vllm_max_model_length": params.vllm_max_prompt_tokens + params.max_completion_length,
+    }
+
+
+def grpo_config(params: GRPOParams, checkpoints: Path, placement: Placement | None = None) -> Any:
     from trl import GRPOConfig
 
     return GRPOConfig(
@@ -190,10 +236,7 @@ def grpo_config(params: GRPOParams, checkpoints: Path) -> Any:
         save_total_limit=params.save_total_limit,
         logging_steps=1,
         report_to=[],
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        use_vllm=False,
+        **device_values(params, placement or resolve()),
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_dropout=True,
@@ -329,10 +372,12 @@ def build_grpo_trainer(task: RLTask, reward: ExecutionReward | Callable[..., Any
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     callbacks = [_progress_callback(task.progress, params.steps)] if task.progress else None
+    placement = task.placement or resolve()
+    placement.activate()
     return filtering_trainer_class()(
         model=str(task.model_dir),
         reward_funcs=[reward],
-        args=grpo_config(params, task.out_dir / CHECKPOINTS_DIR),
+        args=grpo_config(params, task.out_dir / CHECKPOINTS_DIR, placement),
         train_dataset=_dataset(task.problems, task.format_prompt),
         processing_class=tokenizer,
         callbacks=callbacks,
@@ -356,6 +401,8 @@ def train_grpo(task: RLTask, params: GRPOParams) -> RLResult:
     """GRPO-train ``task.model_dir`` on ``task.problems`` (not the SFT prompts); see the module
     docstring."""
     reward = task.start(params, "train_grpo")
+    placement = task.placement or resolve()
+    task = dataclasses.replace(task, placement=placement)
     trainer = build_grpo_trainer(task, reward, params)
     found = numbered_dirs(task.out_dir / CHECKPOINTS_DIR, CHECKPOINT_PREFIX, CHECKPOINT_MARKER)
     started = time.perf_counter()
@@ -372,4 +419,8 @@ def train_grpo(task: RLTask, params: GRPOParams) -> RLResult:
         resumed_from_step=found[-1][0] if found else None,
         # optimizer updates actually taken: a step whose every group was filtered out is skipped
         optimizer_steps=int(trainer.state.global_step) - int(sum(r.get("update_skipped", 0.0) for r in rows)),
+        device={
+            **placement.metrics(),
+            "generation": "vllm" if uses_vllm(params, placement) else "transformers",
+        },
     )

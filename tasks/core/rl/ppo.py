@@ -24,9 +24,15 @@ Contract
 - Sampling is reseeded each step from ``(seed, step)``, and the prompt order is a per-pass
   permutation seeded by ``(seed, pass)``, so a resumed run draws the same prompts and seeds.
 
+- Device (:mod:`tasks.core.device`): actor, value head and reference live on
+  ``task.placement`` (default: ``auto`` resolved here) with float32 weights; every forward pass
+  (rollout generation, log-probs, values) runs under its autocast (bfloat16/float16 on a GPU,
+  none in float32 on the CPU); log-probs, values and losses are computed in float32.
+  :attr:`RLResult.device` records the placement.
+
 Limits
-- One process, one device (CPU unless the model is moved), fp32. Completions from excluded
-  (sandbox-failed) jobs are dropped from the step; a step where all are dropped is skipped.
+- One process, one device. Completions from excluded (sandbox-failed) jobs are dropped from
+  the step; a step where all are dropped is skipped.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,7 @@ import torch
 from torch import nn
 
 from tasks.core import io
+from tasks.core.device import Placement, resolve
 from tasks.core.hparams import PPOParams
 from tasks.core.problems.schema import Problem
 from tasks.core.rl.artifacts import CHECKPOINTS_DIR, RLResult, RLTask, write_outputs
@@ -200,15 +208,18 @@ def _forward(
     attention_mask: torch.Tensor,
     prompt_len: int,
     temperature: float,
+    placement: Placement | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Per completion token: log-prob of the taken token, value, entropy (all ``[N, C]``)."""
+    """Per completion token: log-prob of the taken token, value, entropy (all ``[N, C]``); the
+    forward pass under ``placement``'s autocast (none when not given), the rest in float32."""
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = model(
-        input_ids=sequences,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        output_hidden_states=head is not None,
-    )
+    with placement.autocast() if placement is not None else nullcontext():
+        out = model(
+            input_ids=sequences,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=head is not None,
+        )
     logits = out.logits[:, prompt_len - 1 : -1].float() / temperature
     targets = sequences[:, prompt_len:]
     logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -221,7 +232,7 @@ def _forward(
 def completion_mask(completions: torch.Tensor, eos_id: int | None) -> torch.Tensor:
     """1 for tokens up to and including the first EOS of each row (all tokens if none)."""
     if eos_id is None:
-        return torch.ones_like(completions, dtype=torch.float32)
+        return torch.ones_like(completions).float()
     is_eos = (completions == eos_id).long()
     before = is_eos.cumsum(dim=1) - is_eos  # EOS count strictly before each position
     return (before == 0).float()
@@ -239,24 +250,28 @@ class _State:
     optimizer: torch.optim.Optimizer
     rows: list[dict[str, float]]
     step: int
+    placement: Placement
 
 
-def _load(model_dir: Path, params: PPOParams) -> _State:
+def _load(model_dir: Path, params: PPOParams, placement: Placement) -> _State:
+    """Actor, value head and frozen reference on ``placement``, float32 master weights."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    placement.activate()
+    device = placement.torch_device()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    policy = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    ref = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    policy = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=placement.master_dtype()).to(device)
+    ref = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=placement.master_dtype()).to(device)
     ref.requires_grad_(False)
     policy.eval()  # no dropout: rollout and update log-probs come from the same function
     ref.eval()
-    head = ValueHead(policy.config.hidden_size)
+    head = ValueHead(policy.config.hidden_size).to(device)
     optimizer = torch.optim.AdamW(
         list(policy.parameters()) + list(head.parameters()), lr=params.lr, weight_decay=0.0
     )
-    return _State(policy, head, ref, tokenizer, optimizer, rows=[], step=0)
+    return _State(policy, head, ref, tokenizer, optimizer, rows=[], step=0, placement=placement)
 
 
 def _resume_key(params: PPOParams) -> dict[str, Any]:
@@ -300,8 +315,28 @@ def _problems_for_step(problems: Sequence[Problem], step: int, params: PPOParams
 @torch.no_grad()
 def _rollout(state: _State, prompts: list[str], params: PPOParams) -> tuple[Rollout, list[str]]:
     tok = state.tokenizer
-    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left")
-    sequences = state.policy.generate(
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left").to(state.placement.device)
+    with state.placement.autocast():
+        sequences = _generate(state, enc, params)
+    prompt_len = enc["input_ids"].shape[1]
+    completions = sequences[:, prompt_len:]
+    mask = completion_mask(completions, tok.eos_token_id)
+    prompt_mask = enc["attention_mask"].repeat_interleave(params.samples_per_prompt, dim=0)
+    attention = torch.cat([prompt_mask, mask.long()], dim=1)
+    logprobs, values, _ = _forward(
+        state.policy, state.head, sequences, attention, prompt_len, params.temperature, state.placement
+    )
+    ref_logprobs, _, _ = _forward(
+        state.ref, None, sequences, attention, prompt_len, params.temperature, state.placement
+    )
+    texts = [tok.decode(row[: int(m.sum())], skip_special_tokens=True) for row, m in zip(completions, mask)]
+    rollout = Rollout(sequences, attention, mask, prompt_len, logprobs, values, ref_logprobs)
+    return rollout, texts
+
+
+def _generate(state: _State, enc: Any, params: PPOParams) -> torch.Tensor:
+    tok = state.tokenizer
+    return state.policy.generate(
         input_ids=enc["input_ids"],
         attention_mask=enc["attention_mask"],
         do_sample=True,
@@ -313,18 +348,6 @@ def _rollout(state: _State, prompts: list[str], params: PPOParams) -> tuple[Roll
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
     )
-    prompt_len = enc["input_ids"].shape[1]
-    completions = sequences[:, prompt_len:]
-    mask = completion_mask(completions, tok.eos_token_id)
-    prompt_mask = enc["attention_mask"].repeat_interleave(params.samples_per_prompt, dim=0)
-    attention = torch.cat([prompt_mask, mask.long()], dim=1)
-    logprobs, values, _ = _forward(
-        state.policy, state.head, sequences, attention, prompt_len, params.temperature
-    )
-    ref_logprobs, _, _ = _forward(state.ref, None, sequences, attention, prompt_len, params.temperature)
-    texts = [tok.decode(row[: int(m.sum())], skip_special_tokens=True) for row, m in zip(completions, mask)]
-    rollout = Rollout(sequences, attention, mask, prompt_len, logprobs, values, ref_logprobs)
-    return rollout, texts
 
 
 def _select(rollout: Rollout, keep: torch.Tensor) -> Rollout:
@@ -355,6 +378,7 @@ def _update(
                 ro.attention_mask[idx],
                 ro.prompt_len,
                 params.temperature,
+                state.placement,
             )
             mask = ro.mask[idx]
             losses = ppo_losses(
@@ -402,14 +426,14 @@ def _ppo_step(
     scores = reward(
         [format_prompt(p) for p in chosen for _ in range(params.samples_per_prompt)], texts, problem_id=ids
     )
-    keep = torch.tensor([s is not None for s in scores])
+    keep = torch.tensor([s is not None for s in scores], device=rollout.sequences.device)
     row: dict[str, float] = {"step": float(state.step + 1), "excluded": float((~keep).sum())}
     row["pass_rate"] = reward.last_pass_rate if reward.last_pass_rate is not None else float("nan")
     if not keep.any():
         row["step_time"] = time.perf_counter() - started
         return row
     ro = _select(rollout, keep)
-    seq_rewards = torch.tensor([s for s in scores if s is not None], dtype=torch.float32)
+    seq_rewards = torch.tensor([float(s) for s in scores if s is not None], device=ro.sequences.device)
     rewards, kl = kl_penalised_rewards(ro.old_logprobs, ro.ref_logprobs, ro.mask, seq_rewards, params.beta)
     advantages, returns = compute_gae(rewards, ro.old_values, ro.mask, params.gamma, params.lam)
     advantages = masked_whiten(advantages, ro.mask)
@@ -434,7 +458,8 @@ def train_ppo(task: RLTask, params: PPOParams) -> RLResult:
     checkpoints = task.out_dir / CHECKPOINTS_DIR
     found = io.numbered_dirs(checkpoints, CHECKPOINT_PREFIX)
     ckpt = io.read_checkpoint(found[-1][1]) if found else None
-    state = _load(task.model_dir, params)
+    placement = task.placement or resolve()
+    state = _load(task.model_dir, params, placement)
     if ckpt is not None:
         _resume(state, ckpt, params)
     while state.step < params.steps:
@@ -466,4 +491,5 @@ def train_ppo(task: RLTask, params: PPOParams) -> RLResult:
         plot_path=out.plot_path,
         final_reward_mean=rewards[-1] if rewards else float("nan"),
         resumed_from_step=ckpt.step if ckpt is not None else None,
+        device=placement.metrics(),
     )

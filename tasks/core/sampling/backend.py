@@ -85,8 +85,10 @@ def check_prompt_fits(backend: SamplingBackend, request: SampleRequest, params: 
     prompt_len = backend.count_prompt_tokens(request.prompt)
     limit = backend.context_length()
     if prompt_len + params.max_new_tokens > limit:
+        fix = getattr(backend, "context_fix", None)  # a backend sized below the model's context
         raise SamplingError(
             f"problem {request.problem_id!r}: prompt is {prompt_len} tokens + max_new_tokens "
-            f"{params.max_new_tokens} > the model's context of {limit} tokens; shorten the prompt "
-            "(e.g. trim the description) or lower max_new_tokens"
+            f"{params.max_new_tokens} > the {'backend' if fix else 'model'}'s context of {limit} "
+            "tokens; shorten the prompt (e.g. trim the description) or lower max_new_tokens"
+            + (f", or {fix}" if fix else "")
         )

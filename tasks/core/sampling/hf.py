@@ -46,6 +46,10 @@ used before shared prefill (``torch.manual_seed(seed)`` then transformers' ``gen
 global RNG, which the repeat path still uses): the same distribution, different draws for a
 given seed. Changing ``batch_size`` changes the samples on both paths.
 
+Device: the model runs on the backend's :class:`~tasks.core.device.Placement` (the profile's
+``device`` policy, ``SamplingParams.device``), its weights in that placement's dtype (float32 on
+the CPU, bfloat16 on most GPUs); ``logprob_sum`` is summed in float64 on the host either way.
+
 Limits: single-process (torch intra-op threads only). Shared prefill needs a model whose cache
 layers are all plain full-attention ``DynamicLayer``s (Llama-style); any other model (sliding
 window, linear attention) falls back to the repeat path. The shared-prefix attention is plain
@@ -63,6 +67,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tasks.core.device import Placement, resolve
 from tasks.core.sampling.backend import Generated, SamplingError, load_checked_tokenizer
 from tasks.core.sampling.params import SamplingParams
 
@@ -185,7 +190,7 @@ def _shared_prefix_attention(base):
         scores = torch.cat([prefix, torch.matmul(query, key.transpose(2, 3))], dim=-1) * scaling
         if state.pad is not None:
             scores[..., :width].masked_fill_(state.pad[:, None, None, :], -math.inf)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
         out = torch.matmul(probs[..., width:], value)
         for g, members in enumerate(state.groups):
             if members is not None and not len(members):
@@ -222,36 +227,37 @@ def _register_shared_prefix_attention(base_name: str) -> str:
 
 
 class HFBatchedBackend:
-    """Batched transformers sampling on CPU (or ``device``): shared prefill + an explicit decode
-    loop by default, or ``generate`` on repeated prompts (``prefill="repeat"``)."""
+    """Batched transformers sampling on ``placement`` (default: the device policy's ``auto``,
+    :func:`tasks.core.device.resolve`; the weights are loaded in its dtype): shared prefill + an
+    explicit decode loop by default, or ``generate`` on repeated prompts (``prefill="repeat"``)."""
 
     name = "hf"
 
     def __init__(
         self,
         model_dir: str | Path,
-        device: str = "cpu",
+        placement: Placement | None = None,
         kv_cache: Literal["static", "dynamic"] = "static",
         attention: Literal["auto", "eager", "sdpa"] = "auto",
         prefill: Literal["shared", "repeat"] = "shared",
     ):
-        import torch
         from transformers import AutoModelForCausalLM
 
         if prefill not in ("shared", "repeat"):
             raise SamplingError(f"prefill={prefill!r}: use 'shared' (default) or 'repeat'")
+        self.placement = placement or resolve()
         self.model_dir = Path(model_dir)
         self.tokenizer = load_checked_tokenizer(self.model_dir)
         self.tokenizer.padding_side = "left"
         if attention == "auto":
-            attention = "eager" if device == "cpu" else "sdpa"
+            attention = "sdpa" if self.placement.is_cuda else "eager"
         self.attention = attention  # the kernel of the prompts' forward passes (and of the repeat path)
         kernel = _register_shared_prefix_attention(attention) if prefill == "shared" else attention
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_dir, dtype=torch.float32, attn_implementation=kernel
+            self.model_dir, dtype=self.placement.torch_dtype(), attn_implementation=kernel
         )
-        self.model.to(device).eval()
-        self.device = device
+        self.device = self.placement.torch_device()
+        self.model.to(self.device).eval()
         self.kv_cache = kv_cache
         self.prefill = prefill
         self.pad_id = (

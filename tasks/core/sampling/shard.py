@@ -1,7 +1,7 @@
 """One shard of samples: pick a backend, sample a shard's completions into store-schema rows.
 
 Contract: :func:`make_backend` loads the backend ``params.backend`` names from a saved model
-directory (vLLM imported only when asked for). :func:`sample_shard` samples
+directory (vLLM imported only when asked for), on the device ``params.device`` resolves to. :func:`sample_shard` samples
 ``plan.num_samples`` completions of one request under the shard's seed and returns them as
 rows of the sample store's schema (:mod:`tasks.core.samplestore`), with the dedup flags of the
 shard alone. Greedy decoding (``temperature == 0``) is deterministic, so it is decoded once and
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from tasks.core.device import resolve
 from tasks.core.samplestore import SCHEMA, ShardPlan, sha256_hex, with_first_flags
 from tasks.core.sampling.backend import Progress, SamplingBackend, SamplingError, check_prompt_fits
 from tasks.core.sampling.hf import HFBatchedBackend
@@ -26,12 +27,16 @@ from tasks.core.sampling.params import SampleRequest, SamplingParams
 
 
 def make_backend(params: SamplingParams, model_dir: str | Path) -> SamplingBackend:
-    """The backend ``params.backend`` names, loaded from ``model_dir``."""
+    """The backend ``params.backend`` names, loaded from ``model_dir`` on the placement
+    ``params.device`` resolves to on this machine (:func:`tasks.core.device.resolve`)."""
+    placement = resolve(params.device)
     if params.backend == "vllm":
         from tasks.core.sampling.vllm import VLLMBackend
 
-        return VLLMBackend(model_dir)
-    return HFBatchedBackend(model_dir, kv_cache=params.kv_cache, attention=params.attention)
+        return VLLMBackend(
+            model_dir, placement=placement, options=params.vllm, max_new_tokens=params.max_new_tokens
+        )
+    return HFBatchedBackend(model_dir, placement, kv_cache=params.kv_cache, attention=params.attention)
 
 
 def sample_shard(

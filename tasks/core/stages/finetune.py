@@ -4,7 +4,8 @@ Contract: starts from stage 1's ``model/`` and trains on (prompt, reference solu
 the SFT split, loss on solution tokens only (the prompt format is ``format_training_example``),
 validating on the validation split. Resumes from ``<stage dir>/checkpoint`` (see
 :mod:`tasks.core.training`) and publishes like stage 1 (:func:`~tasks.core.stages.pretrain.publish_trained`);
-the manifest also records the SFT examples, problems and truncated examples.
+the manifest also records the SFT examples, problems and truncated examples, and the device and
+dtype it trained on (``cfg.device`` resolved here, :mod:`tasks.core.device`).
 Limits: one process; only Python 3 reference solutions are used.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.modeling import load_model_and_tokenizer
 from tasks.core.problems import Language, format_training_example
@@ -49,7 +51,10 @@ def run_finetune(
     max_len = min(cfg.train.seq_len, model.config.max_position_embeddings)
     train_data = PromptCompletionDataset(sft_pairs(train_problems), tokenizer, max_len, seed=cfg.train.seed)
     valid_data = PromptCompletionDataset(sft_pairs(valid_problems), tokenizer, max_len)
-    result = train(model, tokenizer, train_data, valid_data, cfg.train, plan.dir, progress)
+    placement = resolve(cfg.device)
+    result = train(
+        model, tokenizer, train_data, valid_data, cfg.train, plan.dir, progress, placement=placement
+    )
     return publish_trained(
         plan,
         result,

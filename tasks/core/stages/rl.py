@@ -6,7 +6,8 @@ reward runs each completion's program on the problem's hidden tests in the sandb
 from the checkpoints inside the stage directory. Publishes ``model/``, ``metrics.parquet``
 and ``rl_curve.png``; the manifest records the compute the SFT-continue baseline is matched to:
 ``optimizer_steps`` (the trainer's own count, else its ``steps``), ``train_tokens`` (None where
-the trainer does not count them) and ``batch_size``.
+the trainer does not count them) and ``batch_size``; and where it ran: ``device`` and ``dtype``
+(``cfg.device`` resolved here, :mod:`tasks.core.device`; GRPO adds ``generation``).
 Difficulty: with ``cfg.difficulty_band`` and a ``difficulty`` manifest only the RL problems whose
 stage-2 public-test pass rate lies in the band are trained on; the counts kept/below/above go in
 the manifest.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
+from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
 from tasks.core.rl import RLTask, train_expert_iteration, train_grpo, train_ppo
@@ -68,6 +70,7 @@ def run_rl(
             extract_program,
             progress,
             policy=limit_policy(judge_cfg),
+            placement=resolve(cfg.device),
         )
         result = trainer(task, params)
     files = [f for f in list_files(plan.dir) if not f.startswith(("checkpoints/", "rounds/"))]
@@ -82,6 +85,7 @@ def run_rl(
             "optimizer_steps": result.optimizer_steps if result.optimizer_steps is not None else result.steps,
             "train_tokens": result.train_tokens,
             "batch_size": getattr(params, "batch_size", None),
+            **(result.device or {}),
             **selected,
         },
     )

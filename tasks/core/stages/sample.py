@@ -15,6 +15,10 @@ runner, Dask workers with threads_per_worker > 1) would interleave draws and bre
 reproducibility: a process samples one shard at a time. The lock and the backend cache are
 module-level, and Dask pickles module-level functions by reference, so every task of a process
 shares them.
+Device: each shard's backend runs where ``cfg.sampling.device`` (the profile's ``[device]``)
+resolves in the process sampling it (:mod:`tasks.core.device`); the manifest records ``device``
+and ``dtype`` as resolved in the process that finishes the stage (the same machine unless the
+shards ran on a cluster), or the request with a ``device_note`` where that process cannot.
 Limits: a prompt that does not fit the model's context fails its shard before any sampling; the
 backend cache keeps the last two (model, params) backends of a process loaded.
 """
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from tasks.core.device import recorded
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem, extract_program, format_prompt
 from tasks.core.samplestore import SampleStore, ShardPlan, plan_shards
@@ -120,6 +125,8 @@ def finish(plan: StagePlan, problem_ids: list[str], cfg: SampleConfig) -> Manife
             "unique_programs": summary.unique_programs,
             "generated_tokens": int(sum(table.column("num_tokens").to_pylist())),
             "finish_reasons": {r["finish_reason"]: r["finish_reason_count"] for r in reasons},
+            "backend": cfg.sampling.backend,
+            **recorded(cfg.sampling.device),
         },
     )
 

@@ -25,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.modeling import load_model_and_tokenizer
 from tasks.core.stages import Stage
@@ -88,7 +89,9 @@ def run_sft_continue(
     max_len = min(hp.seq_len, model.config.max_position_embeddings)
     train_data = PromptCompletionDataset(sft_pairs(train_problems), tokenizer, max_len, seed=hp.seed)
     valid_data = PromptCompletionDataset(sft_pairs(load_split(problems, valid_split)), tokenizer, max_len)
-    result = train(model, tokenizer, train_data, valid_data, hp, plan.dir, progress)
+    result = train(
+        model, tokenizer, train_data, valid_data, hp, plan.dir, progress, placement=resolve(cfg.device)
+    )
     return publish_trained(plan, result, {"sft_examples": len(train_data), **matched})
 
 

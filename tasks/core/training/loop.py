@@ -5,8 +5,8 @@ Contract
 - :func:`train`: AdamW (decay on matrices only), linear warm-up then cosine decay to
   ``lr * min_lr_ratio`` (:func:`lr_factor`), gradient accumulation whose loss is normalised
   by the label-token count of the whole optimizer step (so accumulation equals one big batch),
-  gradient clipping, bf16 autocast when ``hp.bf16`` (CPU or CUDA), validation loss (next-token
-  NLL) every ``eval_every`` steps and at the last step (mean over the first ``eval_batches``
+  gradient clipping, mixed precision as ``placement`` says (float32 master weights, the forward
+  autocast to its dtype; none in float32), validation loss (next-token NLL) every ``eval_every`` steps and at the last step (mean over the first ``eval_batches``
   batches of ``valid_data`` in file order). The loss is pluggable (:mod:`.losses`; default
   :class:`~.losses.NextTokenNLL`); the metrics report its NLL as ``loss`` and its regulariser,
   if any, as ``kl``. Writes ``metrics.parquet`` (one row per step), ``loss.png`` and ``model/``
@@ -21,14 +21,18 @@ Contract
   nothing and rewrites the outputs. If the process dies in the instant between the two renames
   that swap checkpoints, no ``checkpoint/`` exists and the rerun starts from step 0 (correct,
   only slower); stale temp dirs are removed on start.
-- Devices: an ``accelerate.Accelerator`` places the model (CPU, or one CUDA device when
-  present); bf16 autocast is ours, driven by ``hp.bf16`` (create no Accelerator with another
-  mixed precision in the same process). Under ``accelerate launch`` with N processes, each
+- Devices: ``placement`` (:class:`tasks.core.device.Placement`; default: the device policy's
+  ``auto`` resolved here, i.e. the first GPU in bfloat16 when there is one, else the CPU in
+  float32) says where and in what precision; an ``accelerate.Accelerator`` (``cpu=True`` for a
+  CPU placement; a single process first makes ``placement.device`` the current CUDA device)
+  places the model; autocast is ours (create no Accelerator with another mixed precision in the
+  same process). :attr:`TrainResult.placement` records what ran. Under ``accelerate launch`` with N processes, each
   process takes its own ``batch_size`` slice of every micro-batch, gradients are all-reduced
   (``no_sync`` on all but the last micro-batch) and the loss is normalised by the global token
   count; only the main process writes files.
 
-Tested here (CPU only, one process): fp32 and bf16 steps, loss going down, accumulation,
+Tested here (CPU only, one process): fp32 and bf16-autocast (an explicit CPU bfloat16
+placement) steps, loss going down, accumulation,
 resume after an in-process crash and after SIGKILL of a subprocess (that test is marked
 ``slow``) giving the same final loss as an uninterrupted run, the KL-regularised loss through
 expert iteration (tests/rl). NOT tested: CUDA, multi-process ``accelerate launch``/``torchrun``
@@ -44,13 +48,14 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tasks.core import io
+from tasks.core.device import Placement, resolve
 from tasks.core.hparams import TrainHParams
 from tasks.core.plots import plot_curves
 from tasks.core.training.data import DataPosition, IndexedDataset, TrainError
@@ -86,6 +91,7 @@ class TrainResult:
     plot_path: Path
     resumed_from_step: int | None
     final_kl: float | None = None
+    placement: Placement | None = None  # where and in what precision it trained
 
 
 @dataclass
@@ -122,6 +128,7 @@ class _Run:
     hp: TrainHParams
     loss: TokenLoss
     ckpt: Path
+    placement: Placement
 
 
 def train(
@@ -133,14 +140,18 @@ def train(
     out_dir: Path,
     progress: Callable[[StepMetrics], None] | None = None,
     loss: TokenLoss | None = None,
+    placement: Placement | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``hp.max_steps`` optimizer steps with ``loss`` (default: next-token
-    NLL), resuming ``out_dir/checkpoint``."""
+    NLL) on ``placement`` (default: the policy's ``auto`` resolved here), resuming
+    ``out_dir/checkpoint``."""
     from accelerate import Accelerator
 
     out_dir = Path(out_dir)
     _check_inputs(model, tokenizer, train_data, valid_data, hp)
-    accelerator = Accelerator()
+    placement = placement or resolve()
+    placement.activate()
+    accelerator = Accelerator(cpu=not placement.is_cuda)
     out_dir.mkdir(parents=True, exist_ok=True)
     io.remove_stale(out_dir)
     optimizer = _optimizer(model, hp)
@@ -165,9 +176,11 @@ def train(
         hp,
         loss or NextTokenNLL(),
         out_dir / CHECKPOINT_DIR,
+        placement,
     )
     tokens, seconds = _loop(run, state, progress)
-    return _finish(accelerator, model, tokenizer, out_dir, state, resumed_from, tokens, seconds)
+    result = _finish(accelerator, model, tokenizer, out_dir, state, resumed_from, tokens, seconds)
+    return replace(result, placement=placement)
 
 
 def _loop(run: _Run, state: _State, progress) -> tuple[int, float]:
@@ -185,7 +198,7 @@ def _loop(run: _Run, state: _State, progress) -> tuple[int, float]:
         state.tokens_seen += n_tokens
         valid_loss = None
         if run.valid_data is not None and (state.step % hp.eval_every == 0 or state.step == hp.max_steps):
-            valid_loss = evaluate(run.model, run.valid_data, hp, run.accelerator)
+            valid_loss = evaluate(run.model, run.valid_data, hp, run.accelerator, run.placement)
         state.elapsed = elapsed_base + time.perf_counter() - loop_start
         metrics = StepMetrics(
             step=state.step,
@@ -251,7 +264,7 @@ def _train_step(run: _Run, state: _State) -> tuple[float, float | None, int]:
         batch = batch.to(accelerator.device)
         sync = nullcontext() if i == len(micro) - 1 else accelerator.no_sync(run.model)
         with sync:
-            sums = run.loss(run.model, batch, hp.bf16, accelerator.device)
+            sums = run.loss(run.model, batch, run.placement)
             # DDP averages gradients over processes, hence the * world.
             accelerator.backward(sums.objective * world / global_label_tokens)
         nll_total += sums.nll.item()
@@ -275,14 +288,18 @@ def _all_sum(accelerator, value: float | int) -> float | int:
 
 
 @torch.no_grad()
-def evaluate(model, data: IndexedDataset, hp: TrainHParams, accelerator=None) -> float:
-    """Mean per-token next-token NLL over the first ``hp.eval_batches`` batches of ``data``."""
+def evaluate(
+    model, data: IndexedDataset, hp: TrainHParams, accelerator=None, placement: Placement | None = None
+) -> float:
+    """Mean per-token next-token NLL over the first ``hp.eval_batches`` batches of ``data``
+    (autocast as ``placement`` says; default: the policy's ``auto``)."""
+    placement = placement or resolve()
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for batch in data.eval_batches(hp.batch_size, hp.eval_batches):
-        total += token_nll_sum(model, batch.to(device), hp.bf16, device).item()
+        total += token_nll_sum(model, batch.to(device), placement).item()
         count += batch.n_label_tokens
     model.train(was_training)
     return total / max(count, 1)
