@@ -88,3 +88,20 @@ def test_humaneval_scores_a_sample_without_torch(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert json.loads(proc.stdout) == {"pass@1": 1.0}
     assert not names & (HEAVY | {"prefect"}), sorted(names & (HEAVY | {"prefect"}))
+
+
+def test_the_pipeline_flows_import_no_training_stack():
+    """A rerun whose stages are all complete never trains or samples, so loading the pipeline's
+    flows must not import torch or transformers: the stage modules import them where they run."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import flows.pipeline, flows.scaling, flows.study"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = {
+        line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line
+    }
+    assert "prefect" in names and not names & HEAVY, sorted(names & HEAVY)

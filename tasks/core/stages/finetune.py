@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan
-from tasks.core.modeling import load_model_and_tokenizer
 from tasks.core.problems import Language, format_training_example
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.pretrain import Progress, on_steps, publish_trained
 from tasks.core.stages.problems import load_split
-from tasks.core.training import PromptCompletionDataset, train
 
 if TYPE_CHECKING:
     from tasks.core.config import FinetuneConfig
@@ -45,6 +43,9 @@ def run_finetune(
     valid_split: str,
     progress: Progress | None = None,
 ) -> Manifest:
+    from tasks.core.modeling import load_model_and_tokenizer
+    from tasks.core.training import PromptCompletionDataset, train
+
     model, tokenizer = load_model_and_tokenizer(pretrained.dir / "model")
     train_problems = load_split(problems, sft_split)[: cfg.max_problems]
     valid_problems = load_split(problems, valid_split)

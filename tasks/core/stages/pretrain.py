@@ -30,15 +30,14 @@ from typing import TYPE_CHECKING
 from tasks.core.corpus import load_corpus
 from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.modeling import count_parameters, load_model_and_tokenizer, prepare_model
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
-from tasks.core.training import PackedLMDataset, StepMetrics, TrainResult, train
 
 if TYPE_CHECKING:
     from tasks.core.config import PretrainConfig
+    from tasks.core.training import StepMetrics, TrainResult
 
-Progress = Callable[[StepMetrics], None]
+Progress = Callable[["StepMetrics"], None]
 
 
 def publish_trained(plan: StagePlan, result: TrainResult, extra: dict) -> Manifest:
@@ -72,6 +71,8 @@ def _digest(directory: Path) -> str:
 def publish_pretrained(plan: StagePlan, cfg: PretrainConfig) -> Manifest:
     """Stage 1 for a pretrained model: check ``cfg.model.path`` loads with its tokenizer, copy it
     into ``model/`` (into a temp dir renamed into place) and publish; nothing is trained."""
+    from tasks.core.modeling import count_parameters, load_model_and_tokenizer
+
     source = Path(cfg.model.path or "")
     model, _ = load_model_and_tokenizer(source)  # refuses a dir without weights or tokenizer
     parameters = count_parameters(model)
@@ -94,6 +95,9 @@ def publish_pretrained(plan: StagePlan, cfg: PretrainConfig) -> Manifest:
 
 
 def run_pretrain(plan: StagePlan, cfg: PretrainConfig, progress: Progress | None = None) -> Manifest:
+    from tasks.core.modeling import count_parameters, prepare_model
+    from tasks.core.training import PackedLMDataset, train
+
     if cfg.publishes_pretrained:
         return publish_pretrained(plan, cfg)
     corpus = load_corpus(cfg.corpus)

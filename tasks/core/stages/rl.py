@@ -25,8 +25,6 @@ import pyarrow.parquet as pq
 from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
-from tasks.core.rl import RLTask, train_expert_iteration, train_grpo, train_ppo
-from tasks.core.rl.difficulty import band_select, pass_rates
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.filter import VERDICTS_FILE
@@ -37,8 +35,13 @@ if TYPE_CHECKING:
     from tasks.core.config import JudgeConfig, RLConfig
 
 
-TRAINERS = {"grpo": train_grpo, "ppo": train_ppo, "expert-iteration": train_expert_iteration}
-"""The one dispatch on ``rl.algorithm``: each trainer takes its algorithm's params (``cfg.params``)."""
+def trainer_of(algorithm: str):
+    """The one dispatch on ``rl.algorithm``: its trainer, which takes the algorithm's params
+    (``cfg.params``). Imported here: the trainers pull in torch and TRL, which a run whose RL
+    stage is already complete never needs."""
+    from tasks.core.rl import train_expert_iteration, train_grpo, train_ppo
+
+    return {"grpo": train_grpo, "ppo": train_ppo, "expert-iteration": train_expert_iteration}[algorithm]
 
 
 def run_rl(
@@ -59,7 +62,9 @@ def run_rl(
     selected: dict = {}
     if difficulty is not None and cfg.difficulty_band is not None:
         problems, selected = _in_band(problems, difficulty, cfg.difficulty_band)
-    trainer, params = TRAINERS[cfg.algorithm], cfg.params
+    from tasks.core.rl import RLTask
+
+    trainer, params = trainer_of(cfg.algorithm), cfg.params
     with make_judge(judge_cfg) as judge:
         task = RLTask(
             finetuned.dir / "model",
@@ -92,6 +97,8 @@ def run_rl(
 
 
 def _in_band(problems: list, difficulty: Manifest, band: tuple[float, float]) -> tuple[list, dict]:
+    from tasks.core.rl.difficulty import band_select, pass_rates
+
     table = pq.read_table(difficulty.file(VERDICTS_FILE), columns=["problem_id", "passed_public"])
     rates = pass_rates(table["problem_id"].to_pylist(), table["passed_public"].to_pylist())
     chosen = band_select([p.name for p in problems], rates, band)

@@ -27,13 +27,11 @@ from typing import TYPE_CHECKING
 
 from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan, list_files
-from tasks.core.modeling import load_model_and_tokenizer
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.finetune import sft_pairs
 from tasks.core.stages.pretrain import Progress, on_steps, publish_trained
 from tasks.core.stages.problems import load_split
-from tasks.core.training import PromptCompletionDataset, train
 
 if TYPE_CHECKING:
     from tasks.core.config import FinetuneConfig
@@ -75,6 +73,9 @@ def run_sft_continue(
     valid_split: str,
     progress: Progress | None = None,
 ) -> Manifest:
+    from tasks.core.modeling import load_model_and_tokenizer
+    from tasks.core.training import PromptCompletionDataset, train
+
     matched = {
         "rl_optimizer_steps": rl.metrics["optimizer_steps"],
         "rl_train_tokens": rl.metrics.get("train_tokens"),
