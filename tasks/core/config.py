@@ -50,7 +50,7 @@ class ProblemsConfig(_Cfg):
     sft_split: str = "train"
     rl_split: str = "rl"
     valid_split: str = "valid"
-    eval_splits: tuple[str, ...] = ("test_instances", "test_templates", "test_families")
+    eval_splits: tuple[str, ...] = ("test_instances", "test_rl_cells", "test_families")
     max_eval_problems: int | None = Field(default=None, gt=0, description="per eval split")
     max_rl_problems: int | None = Field(default=None, gt=0)
     max_valid_problems: int | None = Field(default=None, gt=0)

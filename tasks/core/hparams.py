@@ -61,12 +61,19 @@ class TrainHParams(BaseModel):
     checkpoint_every: int = Field(default=100, gt=0)
     seed: int = 0
     max_grad_norm: float = Field(default=1.0, gt=0)
+    # warmup-cosine: linear warm-up, then cosine decay to lr * min_lr_ratio; constant: lr at every
+    # step (a continuation of an earlier run's optimizer, see tasks.core.training.loop)
+    schedule: Literal["warmup-cosine", "constant"] = "warmup-cosine"
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainHParams:
         if self.max_steps and self.warmup_steps >= self.max_steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} must be < max_steps={self.max_steps}; lower warmup_steps"
+            )
+        if self.schedule == "constant" and self.warmup_steps:
+            raise ValueError(
+                f"schedule='constant' has no warm-up, but warmup_steps={self.warmup_steps}; set it to 0"
             )
         return self
 

@@ -101,7 +101,5 @@ def test_the_pipeline_flows_import_no_training_stack():
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    names = {
-        line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line
-    }
+    names = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
     assert "prefect" in names and not names & HEAVY, sorted(names & HEAVY)

@@ -6,6 +6,7 @@ import pytest
 
 from tasks.core.problems import BUNDLED_SPLITS, Language, Source, bundled_problems, list_families
 from tasks.core.problems.bundled import N_PRIVATE, get_family
+from tasks.core.problems.splits import rl_variant, sft_variants, valid_template
 
 
 def test_at_least_forty_families():
@@ -27,10 +28,12 @@ def test_held_out_families_are_15_to_20_percent_and_never_in_other_splits():
     assert {p.tags["family"] for p in bundled_problems("test_families", per_family=3)} == held
 
 
-def test_split_names_are_disjoint():
+def test_split_names_are_disjoint_but_rl_oracle_names_the_rl_problems():
     names = {s: {p.name for p in bundled_problems(s, per_family=10)} for s in BUNDLED_SPLITS}
-    for i, a in enumerate(BUNDLED_SPLITS):
-        for b in BUNDLED_SPLITS[i + 1 :]:
+    assert names.pop("rl_oracle") == names["rl"]
+    splits = tuple(names)
+    for i, a in enumerate(splits):
+        for b in splits[i + 1 :]:
             assert names[a].isdisjoint(names[b]), (a, b)
 
 
@@ -48,7 +51,10 @@ def test_generation_is_deterministic_given_seed():
 
 
 def test_unknown_split_error_names_valid_splits():
-    with pytest.raises(ValueError, match="train, rl, valid, test_instances, test_templates, test_families"):
+    with pytest.raises(
+        ValueError,
+        match="train, rl, valid, valid_rl, test_instances, test_rl_cells, test_templates, test_families, rl_oracle",
+    ):
         next(bundled_problems("dev"))
 
 
@@ -85,7 +91,7 @@ def test_public_examples_are_shown_in_the_statement():
             assert f"Input\n{inp.rstrip()}\nOutput\n{out.rstrip()}" in p.description
 
 
-def test_train_covers_every_training_variant_and_phrasing_but_not_the_valid_template():
+def test_train_covers_every_sft_variant_and_phrasing_but_not_the_valid_template():
     seen = {
         (p.tags["family"], p.tags["variant"], p.tags["phrasing"])
         for p in bundled_problems("train", per_family=9)
@@ -93,9 +99,20 @@ def test_train_covers_every_training_variant_and_phrasing_but_not_the_valid_temp
     for name in list_families("train"):
         family = get_family(name)
         mine = {s[1:] for s in seen if s[0] == name}
-        assert len(mine) == len(family.variants) * len(family.phrasings) - 1, name
-        assert {v for v, _ in mine} == {v.name for v in family.variants}, name
-        assert {int(p) for _, p in mine} == set(range(len(family.phrasings))), name
+        grid = {(v.name, str(p)) for v in sft_variants(family) for p in range(len(family.phrasings))}
+        chosen = valid_template(family)
+        assert mine == grid - {(chosen.variant.name, str(chosen.phrasing))}, name
+
+
+def test_rl_cell_splits_are_stripped_and_valid_rl_is_one_per_family():
+    for split in ("rl", "valid_rl", "test_rl_cells"):
+        for p in bundled_problems(split, per_family=3):
+            assert not p.solutions.solution and not p.incorrect_solutions.solution, p.name
+            assert p.tags["variant"] == rl_variant(get_family(p.tags["family"])).name, p.name
+    valid_rl = [p.tags["family"] for p in bundled_problems("valid_rl", per_family=40)]
+    assert sorted(valid_rl) == sorted(list_families("valid_rl"))
+    for p in bundled_problems("rl_oracle", per_family=3):
+        assert p.solutions.solution and p.incorrect_solutions.solution, p.name
 
 
 def test_eof_variant_has_no_count_line_and_one_answer_per_case():

@@ -47,7 +47,26 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     model = LlamaForCausalLM(config)
     model.save_pretrained(path)
     fast.save_pretrained(path)
+    save_stage2_optimizer(model, path)
     return path
+
+
+STAGE2_FINAL_LR = 7e-4  # the learning rate the fixture's "stage 2" ended at
+
+
+def save_stage2_optimizer(model, path: Path) -> None:
+    """``path/optimizer.pt`` as stage 2 saves it (AdamW after one step, final lr
+    :data:`STAGE2_FINAL_LR`), so that RL continues from it; the weights are not changed."""
+    import torch
+
+    from tasks.core.hparams import TrainHParams
+    from tasks.core.training.loop import _optimizer, _save_optimizer
+
+    optimizer = _optimizer(model, TrainHParams(lr=STAGE2_FINAL_LR, max_steps=2, warmup_steps=0))
+    ids = torch.tensor([[2, 3, 4, 5, 6]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()  # moments and step counts; the weights moved, but only in memory
+    _save_optimizer(optimizer, 1, path)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from tasks.core.config import ExpertIterationConfig, GRPOConfig
 from tasks.core.rl.expert_iteration import ExpertIterationParams, passing_pairs, train_expert_iteration
-from tests.rl.conftest import rl_task
+from tests.rl.conftest import STAGE2_FINAL_LR, rl_task
 
 SMOKE = dict(
     rounds=2,
@@ -69,6 +69,27 @@ def test_smoke_trains_on_passing_samples_and_writes_outputs(smoke, tiny_model_di
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(smoke.model_dir / "model.safetensors")
     assert any(not after[k].equal(before[k]) for k in before)
+
+
+def test_rounds_continue_the_saved_optimizer_at_its_constant_rate(smoke, tiny_model_dir):
+    from tasks.core.training import read_metrics, read_optimizer_state
+
+    rounds = smoke.model_dir.parent / "rounds"
+    steps = pq.read_table(smoke.metrics_path).to_pydict()["train_steps"]
+    for r in range(2):
+        lrs = {m.lr for m in read_metrics(rounds / f"round-{r}" / "metrics.parquet")}
+        assert lrs == {STAGE2_FINAL_LR} != {SMOKE["lr"]}, r  # stage 2's final rate, not params.lr
+    adam = read_optimizer_state(rounds / "round-1" / "model").state["state"]
+    assert {float(s["step"]) for s in adam.values()} == {1 + sum(steps)}  # one AdamW, chained
+
+
+def test_fresh_optimizer_uses_params_lr_with_warmup(tmp_path):
+    from tasks.core.rl.expert_iteration import round_hparams
+
+    fresh = round_hparams(ExpertIterationParams(**{**SMOKE, "optimizer": "fresh"}), 40, 64, 0, tmp_path)
+    assert (fresh.lr, fresh.schedule, fresh.warmup_steps) == (SMOKE["lr"], "warmup-cosine", 4)
+    with pytest.raises(Exception, match="optimizer state"):
+        round_hparams(ExpertIterationParams(**SMOKE), 40, 64, 0, tmp_path)
 
 
 def test_resume_skips_complete_rounds(smoke, tiny_model_dir, judge, tmp_path):

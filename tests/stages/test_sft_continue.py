@@ -21,16 +21,15 @@ def _manifest(tmp_path, name: str, metrics: dict) -> Manifest:
     )
 
 
-def test_matched_hparams_take_rl_steps_and_batch_size(tmp_path):
+def test_matched_hparams_take_rl_steps_and_batch_size_at_the_constant_continued_rate(tmp_path):
     cfg = load_profile("default").finetune
     rl = _manifest(tmp_path, "rl", {"optimizer_steps": 37, "batch_size": 4, "train_tokens": 1000})
-    hp = sft_continue.matched_hparams(cfg, rl)
+    hp = sft_continue.matched_hparams(cfg, rl, 1e-4)
     assert (hp.max_steps, hp.batch_size) == (37, 4)
-    assert hp.warmup_steps == min(cfg.train.warmup_steps, 37 // 5)
-    assert hp.lr == cfg.train.lr and hp.seq_len == cfg.train.seq_len  # no RL lr recorded: stage 2's
-    assert hp.seed == cfg.train.seed + 1
+    assert (hp.lr, hp.warmup_steps, hp.schedule) == (1e-4, 0, "constant")  # no new warm-up
+    assert hp.seq_len == cfg.train.seq_len and hp.seed == cfg.train.seed + 1
     no_batch = _manifest(tmp_path, "rl2", {"optimizer_steps": 10, "batch_size": None})
-    assert sft_continue.matched_hparams(cfg, no_batch).batch_size == cfg.train.batch_size
+    assert sft_continue.matched_hparams(cfg, no_batch, 1e-4).batch_size == cfg.train.batch_size
 
 
 def test_zero_rl_steps_publish_the_stage2_model_untrained(tmp_path):
@@ -50,12 +49,3 @@ def test_zero_rl_steps_publish_the_stage2_model_untrained(tmp_path):
     )
     assert out.metrics["steps"] == 0 and out.metrics["rl_optimizer_steps"] == 0
     assert (out.dir / "model" / "config.json").read_text() == "{}"
-
-
-def test_matched_hparams_take_the_rl_learning_rate_from_its_config(tmp_path):
-    cfg = load_profile("default").finetune
-    rl = _manifest(tmp_path, "rl", {"optimizer_steps": 16, "batch_size": 16})
-    rl = rl.model_copy(
-        update={"config": {"rl": {"algorithm": "expert-iteration", "expert_iteration": {"lr": 3e-4}}}}
-    )
-    assert sft_continue.matched_hparams(cfg, rl).lr == 3e-4 != cfg.train.lr

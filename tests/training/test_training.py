@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tasks.core.device import Placement, resolve
 from tasks.core.modeling import ModelSpec, build_model, load_model_and_tokenizer
@@ -195,3 +196,72 @@ def test_kl_regularised_loss_reports_kl_and_with_beta_zero_trains_like_plain_nll
     assert kls[0] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
     assert all(k > 0 for k in kls[1:]) and kl.final_kl == kls[-1]
     assert kl.final_train_loss != pytest.approx(plain.final_train_loss, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- continue, don't restart
+
+
+def test_constant_schedule_has_no_warmup_and_keeps_the_rate():
+    hp = tiny_hparams(schedule="constant", warmup_steps=0, max_steps=50)
+    assert {lr_factor(s, hp) for s in range(60)} == {1.0}
+    with pytest.raises(ValueError, match="no warm-up"):
+        tiny_hparams(schedule="constant", warmup_steps=2)
+
+
+def _adam_steps(state: dict) -> set[float]:
+    return {float(s["step"]) for s in state["state"].values()}
+
+
+def test_continuing_loads_the_saved_optimizer_and_trains_at_its_final_rate(texts, tokenizer, tmp_path):
+    from tasks.core.training import read_optimizer_state
+    from tasks.core.training.loop import _continue_optimizer, _optimizer
+
+    hp = tiny_hparams(max_steps=6, checkpoint_every=6, min_lr_ratio=0.2)
+    data = _data(texts, tokenizer, hp)
+    first = train(_fresh(tokenizer), tokenizer, *data, hp, tmp_path / "stage2", save_optimizer=True)
+    saved = read_optimizer_state(first.model_dir)
+    assert saved.step == 6 and saved.lr == pytest.approx(hp.lr * hp.min_lr_ratio)
+    ckpt_state = torch.load(tmp_path / "stage2" / CHECKPOINT_DIR / "optimizer.pt", weights_only=True)
+    _assert_same_state(saved.state, ckpt_state)
+
+    constant = tiny_hparams(max_steps=4, lr=saved.lr, warmup_steps=0, schedule="constant", seed=1)
+    model, _ = load_model_and_tokenizer(first.model_dir)
+    optimizer = _optimizer(model, constant)
+    _continue_optimizer(optimizer, saved)
+    _assert_same_state(saved.state, optimizer.state_dict())  # the moments, not a fresh AdamW
+    assert {g["lr"] for g in optimizer.param_groups} == {saved.lr}
+
+    cont = train(
+        load_model_and_tokenizer(first.model_dir)[0],
+        tokenizer,
+        *_data(texts, tokenizer, constant),
+        constant,
+        tmp_path / "continued",
+        save_optimizer=True,
+        continue_from=first.model_dir,
+    )
+    assert [m.lr for m in read_metrics(cont.metrics_path)] == [saved.lr] * 4
+    after = read_optimizer_state(cont.model_dir)
+    assert _adam_steps(after.state) == {10.0} and after.lr == saved.lr  # 6 + 4 steps, one AdamW
+
+
+def test_continuing_from_a_model_without_optimizer_state_names_the_fix(texts, tokenizer, tmp_path):
+    hp = tiny_hparams(max_steps=2, checkpoint_every=2, warmup_steps=0, schedule="constant")
+    plain = train(_fresh(tokenizer), tokenizer, *_data(texts, tokenizer, hp), hp, tmp_path / "a")
+    with pytest.raises(TrainError, match="without its optimizer state"):
+        train(
+            _fresh(tokenizer),
+            tokenizer,
+            *_data(texts, tokenizer, hp),
+            hp,
+            tmp_path / "b",
+            continue_from=plain.model_dir,
+        )
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a["state"].keys() == b["state"].keys() and a["state"]
+    for i, state in a["state"].items():
+        assert state.keys() == b["state"][i].keys()
+        for key, value in state.items():
+            assert torch.equal(value, b["state"][i][key]), (i, key)

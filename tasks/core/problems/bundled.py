@@ -5,8 +5,9 @@
 family, then instance 1, ...). Splits (:data:`.splits.SPLITS` says what each is for and
 measures; :mod:`.splits` which templates each may draw):
 
-* ``train`` (SFT), ``rl`` (RL training), ``valid`` (selection), ``test_instances``
-  (in-distribution) and ``test_templates`` (reserved phrasings and input variants): the
+* ``train`` (SFT), ``rl`` (RL training), ``valid`` (selection), ``valid_rl`` (RL selection),
+  ``test_instances`` (in-distribution), ``test_rl_cells`` (the RL cells), ``test_templates``
+  (reserved phrasings and input variants) and ``rl_oracle`` (``rl`` with its solutions): the
   families not in ``HELD_OUT_FAMILIES``;
 * ``test_families``: only the held-out families (about 17% of the catalogue), never seen in
   train, rl or valid.
@@ -19,7 +20,10 @@ as the Codeforces "Example"), ``N_PRIVATE`` private (the family's edge cases fir
 ``N_GENERATED`` generated. Expected outputs come from each family's trusted plain-Python
 ``solve`` function; no program text is executed here. The reference program (``solutions``)
 and a deliberately wrong one (``incorrect_solutions``) are Python 3 text, checked in the
-sandbox by the test suite.
+sandbox by the test suite. Splits of the RL cells (``rl``, ``valid_rl``, ``test_rl_cells``;
+``SplitSpec.solutions`` False) come with both stripped: only ``rl_oracle`` holds an RL cell's
+programs, and it yields the very problems of ``rl`` (same names; ``tags["split"]`` says
+``rl_oracle``). ``valid_rl`` holds at most one instance per family (``SplitSpec.per_family``).
 
 Limits: deterministic for a given (split, seed, per_family) on a given Python version (string
 seeding of ``random.Random``). Instances of one family share one reference program per
@@ -75,7 +79,8 @@ def bundled_problems(split: str, *, seed: int = 0, per_family: int = 50) -> Iter
     if not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     families = [get_family(n) for n in list_families(split)]
-    for index in range(per_family):
+    cap = SPLITS[split].per_family
+    for index in range(min(per_family, cap) if cap else per_family):
         for family in families:
             yield make_instance(family, split, seed, index)
 
@@ -86,23 +91,27 @@ def _check_split(split: str) -> None:
 
 
 def make_instance(family: Family, split: str, seed: int, index: int) -> Problem:
-    rng = random.Random(f"{seed}|{split}|{family.name}|{index}")
-    template = instance_template(family, split, index)
+    """Instance ``index`` of ``family`` in ``split``; drawn from ``SplitSpec.stream``'s random
+    stream when set (``rl_oracle`` = ``rl``), without programs when ``SplitSpec.solutions`` is False."""
+    spec = SPLITS[split]
+    stream = spec.stream or split
+    rng = random.Random(f"{seed}|{stream}|{family.name}|{index}")
+    template = instance_template(family, stream, index)
     variant, phrasing = template.variant, template.phrasing
     k = family.param(rng) if family.param else None
     public = _tests(family, variant, k, rng, 1 + (rng.random() < 0.5), ())
     private = _tests(family, variant, k, rng, N_PRIVATE, family.edge(k))
     generated = _tests(family, variant, k, rng, N_GENERATED, ())
     return Problem(
-        name=f"fam-{family.name}/{variant.name}/p{phrasing}/{split}-{seed}-{index:04d}",
+        name=f"fam-{family.name}/{variant.name}/p{phrasing}/{stream}-{seed}-{index:04d}",
         description=_statement(family, variant, phrasing, k, public),
         public_tests=public,
         private_tests=private,
         generated_tests=generated,
         source=Source.UNKNOWN_SOURCE,
         difficulty=_DIFFICULTY_BY_RATING.get(family.rating, 0),
-        solutions=Solutions(language=(Language.PYTHON3,), solution=(family.reference(variant, k),)),
-        incorrect_solutions=Solutions(language=(Language.PYTHON3,), solution=(family.incorrect(variant, k),)),
+        solutions=_programs(spec.solutions, family.reference(variant, k)),
+        incorrect_solutions=_programs(spec.solutions, family.incorrect(variant, k)),
         cf_rating=family.rating,
         cf_tags=family.tags,
         time_limit=TIME_LIMIT,
@@ -115,6 +124,10 @@ def make_instance(family: Family, split: str, seed: int, index: int) -> Problem:
             "k": "" if k is None else str(k),
         },
     )
+
+
+def _programs(keep: bool, program: str) -> Solutions:
+    return Solutions(language=(Language.PYTHON3,), solution=(program,)) if keep else Solutions()
 
 
 def _tests(

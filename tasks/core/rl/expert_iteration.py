@@ -8,11 +8,17 @@ Contract
   passing completions per problem, duplicates included (their frequency is the policy's own; a
   probe here that deduplicated, with a lower lr and fewer epochs, gained nothing). It then
   trains on those (prompt, completion) pairs for ``epochs`` passes through the shared training
-  loop (:func:`tasks.core.training.train`: AdamW, warm-up + cosine, clipping, the device
-  policy's placement and mixed precision, ``task.placement``; sampling runs there too) with the loss :class:`~tasks.core.training.KLRegularisedNLL`:
+  loop (:func:`tasks.core.training.train`: AdamW, clipping, the device policy's placement and
+  mixed precision, ``task.placement``; sampling runs there too) with the loss
+  :class:`~tasks.core.training.KLRegularisedNLL`:
   per completion token, the NLL plus ``beta`` times the full-vocabulary KL(policy || reference),
   the reference being the frozen stage-2 model (``model_dir``, not the previous round's); the
-  result is the next round's model. ``beta == 0`` is refused unless ``allow_zero_beta=True``
+  result is the next round's model. Optimizer (``optimizer``): ``continue`` (default) loads the
+  AdamW state saved with the round's starting model (stage 2's ``model/optimizer.pt``, then each
+  round's own, saved with its model) and trains at that state's constant learning rate, i.e.
+  stage 2's final one, with no warm-up: continue, don't restart (``lr`` is then unused);
+  ``fresh`` starts a new AdamW at ``lr`` with a warm-up of up to 10 steps and cosine decay.
+  ``beta == 0`` is refused unless ``allow_zero_beta=True``
   (:class:`~tasks.core.hparams.KLPenalty`). A round with no passing sample trains nothing.
 - Outputs as the other trainers: ``out_dir/model`` (the last round's model), ``metrics.parquet``
   (one row per round: ``step`` = round, ``reward`` = ``pass_rate`` = the sampled completions'
@@ -39,7 +45,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -65,7 +71,8 @@ class ExpertIterationParams(KLPenalty):
     temperature: float = Field(default=1.0, gt=0)
     max_completion_length: int = Field(default=96, ge=1)
     keep_per_problem: int = Field(default=8, ge=1)
-    lr: float = Field(default=3e-4, gt=0)
+    lr: float = Field(default=3e-4, gt=0)  # only with optimizer = "fresh"
+    optimizer: Literal["continue", "fresh"] = "continue"
     epochs: float = Field(default=3.0, gt=0)
     batch_size: int = Field(default=16, ge=1)
     checkpoint_every: int = Field(default=50, ge=1)
@@ -122,25 +129,49 @@ def _train_round(
     the shared loop into ``round_dir`` (``model/``, ``checkpoint/``, ``metrics.parquet``,
     ``loss.png``), resuming its checkpoint. Returns (steps, input tokens, last NLL, last KL)."""
     from tasks.core.modeling import load_model_and_tokenizer
-    from tasks.core.training import KLRegularisedNLL, PromptCompletionDataset, TrainHParams, train
+    from tasks.core.training import KLRegularisedNLL, PromptCompletionDataset, train
 
     policy, tokenizer = load_model_and_tokenizer(model_dir)
     ref = load_model_and_tokenizer(ref_dir)[0]
     max_len = min(params.seq_len, policy.config.max_position_embeddings)
     data = PromptCompletionDataset(pairs, tokenizer, max_len, seed=seed)
-    steps = max(2, round(params.epochs * len(pairs) / params.batch_size))
-    hp = TrainHParams(
+    hp = round_hparams(params, len(pairs), max_len, seed, model_dir)
+    cont = model_dir if params.optimizer == "continue" else None
+    loss = KLRegularisedNLL(ref, params.beta)
+    result = train(
+        policy,
+        tokenizer,
+        data,
+        None,
+        hp,
+        round_dir,
+        loss=loss,
+        placement=placement,
+        save_optimizer=True,
+        continue_from=cont,
+    )
+    return hp.max_steps, result.tokens_seen, result.final_train_loss, result.final_kl
+
+
+def round_hparams(params: ExpertIterationParams, pairs: int, max_len: int, seed: int, model_dir: Path):
+    """A round's training settings: ``epochs`` passes over ``pairs`` (at least 2 steps), at the
+    constant learning rate saved with ``model_dir``'s optimizer state (``continue``) or at
+    ``params.lr`` with warm-up and cosine decay (``fresh``)."""
+    from tasks.core.training import TrainHParams, read_optimizer_state
+
+    steps = max(2, round(params.epochs * pairs / params.batch_size))
+    if params.optimizer == "continue":
+        schedule = {"lr": read_optimizer_state(model_dir).lr, "warmup_steps": 0, "schedule": "constant"}
+    else:
+        schedule = {"lr": params.lr, "warmup_steps": min(10, steps // 5)}
+    return TrainHParams(
         max_steps=steps,
         batch_size=params.batch_size,
-        lr=params.lr,
-        warmup_steps=min(10, steps // 5),
         seq_len=max_len,
         checkpoint_every=params.checkpoint_every,
         seed=seed,
+        **schedule,
     )
-    loss = KLRegularisedNLL(ref, params.beta)
-    result = train(policy, tokenizer, data, None, hp, round_dir, loss=loss, placement=placement)
-    return steps, result.tokens_seen, result.final_train_loss, result.final_kl
 
 
 def _score(

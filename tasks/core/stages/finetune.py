@@ -3,7 +3,10 @@
 Contract: starts from stage 1's ``model/`` and trains on (prompt, reference solution) pairs of
 the SFT split, loss on solution tokens only (the prompt format is ``format_training_example``),
 validating on the validation split. Resumes from ``<stage dir>/checkpoint`` (see
-:mod:`tasks.core.training`) and publishes like stage 1 (:func:`~tasks.core.stages.pretrain.publish_trained`);
+:mod:`tasks.core.training`) and publishes like stage 1 (:func:`~tasks.core.stages.pretrain.publish_trained`),
+with its optimizer state beside the weights (``model/optimizer.pt``: AdamW after the last step
+and the schedule's final learning rate, ``lr * min_lr_ratio``), which every continuation of
+stage 2 (SFT-continue, expert iteration) resumes at that constant rate instead of restarting;
 the manifest also records the SFT examples, problems and truncated examples, and the device and
 dtype it trained on (``cfg.device`` resolved here, :mod:`tasks.core.device`).
 Limits: one process; only Python 3 reference solutions are used.
@@ -54,7 +57,15 @@ def run_finetune(
     valid_data = PromptCompletionDataset(sft_pairs(valid_problems), tokenizer, max_len)
     placement = resolve(cfg.device)
     result = train(
-        model, tokenizer, train_data, valid_data, cfg.train, plan.dir, progress, placement=placement
+        model,
+        tokenizer,
+        train_data,
+        valid_data,
+        cfg.train,
+        plan.dir,
+        progress,
+        placement=placement,
+        save_optimizer=True,
     )
     return publish_trained(
         plan,

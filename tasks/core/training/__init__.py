@@ -15,12 +15,15 @@ from tasks.core.training.data import (
 from tasks.core.training.loop import (
     CHECKPOINT_DIR,
     COMPLETE_MARKER,
+    OPTIMIZER_FILE,
+    OptimizerState,
     StepMetrics,
     TrainResult,
     evaluate,
     lr_factor,
     plot_losses,
     read_metrics,
+    read_optimizer_state,
     train,
 )
 from tasks.core.training.losses import KLRegularisedNLL, LossSums, NextTokenNLL, TokenLoss
@@ -28,6 +31,8 @@ from tasks.core.training.losses import KLRegularisedNLL, LossSums, NextTokenNLL,
 __all__ = [
     "CHECKPOINT_DIR",
     "COMPLETE_MARKER",
+    "OPTIMIZER_FILE",
+    "OptimizerState",
     "IGNORE_INDEX",
     "Batch",
     "DataPosition",
@@ -46,5 +51,6 @@ __all__ = [
     "lr_factor",
     "plot_losses",
     "read_metrics",
+    "read_optimizer_state",
     "train",
 ]

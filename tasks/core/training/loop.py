@@ -11,6 +11,14 @@ Contract
   :class:`~.losses.NextTokenNLL`); the metrics report its NLL as ``loss`` and its regulariser,
   if any, as ``kl``. Writes ``metrics.parquet`` (one row per step), ``loss.png`` and ``model/``
   (``save_pretrained`` of model and tokenizer), each atomically (:mod:`tasks.core.io`).
+- Continue, don't restart: ``train(save_optimizer=True)`` also writes ``model/optimizer.pt``
+  (:data:`OPTIMIZER_FILE`): the AdamW state after the last step and the learning rate the next
+  step would take (the schedule's final one, ``lr * min_lr_ratio`` for warm-up + cosine).
+  ``train(continue_from=<such a model dir>)`` starting fresh (no checkpoint of its own) loads
+  that AdamW state (moments and step counts, not a fresh AdamW) and keeps this run's
+  hyper-parameters (lr, weight decay, betas); the caller pairs it with ``hp.schedule =
+  "constant"`` and ``hp.lr`` = :func:`read_optimizer_state`'s ``lr`` (no new warm-up), which is
+  how SFT-continue and expert iteration continue stage 2. The model weights must be that dir's.
 - Resume: every ``checkpoint_every`` steps and at the last step, ``out_dir/checkpoint/`` is
   written in the format of :func:`tasks.core.io.save_checkpoint` (temp dir renamed into place,
   ``COMPLETE`` marker last; only the newest is kept): model, optimizer, scheduler, RNG states
@@ -49,6 +57,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +74,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 COMPLETE_MARKER = io.CHECKPOINT_MARKER
+OPTIMIZER_FILE = "optimizer.pt"
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,48 @@ class TrainResult:
     placement: Placement | None = None  # where and in what precision it trained
 
 
+@dataclass(frozen=True)
+class OptimizerState:
+    """What ``model/optimizer.pt`` holds: the AdamW state dict after ``step`` steps and the
+    learning rate the schedule gives the next step."""
+
+    state: dict
+    lr: float
+    step: int
+
+
+def read_optimizer_state(model_dir: Path) -> OptimizerState:
+    """The optimizer state saved with the model in ``model_dir`` (see the module docstring)."""
+    path = Path(model_dir) / OPTIMIZER_FILE
+    if not path.is_file():
+        raise TrainError(
+            f"{path} does not exist: the model in {model_dir} was saved without its optimizer state; "
+            "retrain the stage that made it with this code (stage 2 saves it) to continue from it"
+        )
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return OptimizerState(state=saved["optimizer"], lr=float(saved["lr"]), step=int(saved["step"]))
+
+
+def _save_optimizer(optimizer: torch.optim.Optimizer, step: int, directory: Path) -> None:
+    lr = float(optimizer.param_groups[0]["lr"])
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "lr": lr, "step": step}, Path(directory) / OPTIMIZER_FILE
+    )
+
+
+def _continue_optimizer(optimizer: torch.optim.Optimizer, saved: OptimizerState) -> None:
+    """Load ``saved``'s AdamW moments and step counts into ``optimizer``, keeping its own
+    hyper-parameters (lr, weight decay, betas) and no ``initial_lr`` (the scheduler sets it)."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(saved.state)
+    except ValueError as exc:
+        raise TrainError(f"the saved optimizer state does not fit this model: {exc}") from exc
+    for group, hyper in zip(optimizer.param_groups, own, strict=True):
+        group.pop("initial_lr", None)
+        group.update(hyper)
+
+
 @dataclass
 class _State:
     step: int = 0
@@ -104,7 +156,9 @@ class _State:
 
 
 def lr_factor(step: int, hp: TrainHParams) -> float:
-    """Multiplier of ``hp.lr`` for the update made at 0-based ``step``."""
+    """Multiplier of ``hp.lr`` for the update made at 0-based ``step`` (1 for ``constant``)."""
+    if hp.schedule == "constant":
+        return 1.0
     if step < hp.warmup_steps:
         return (step + 1) / hp.warmup_steps
     span = max(1, hp.max_steps - hp.warmup_steps)
@@ -141,10 +195,13 @@ def train(
     progress: Callable[[StepMetrics], None] | None = None,
     loss: TokenLoss | None = None,
     placement: Placement | None = None,
+    save_optimizer: bool = False,
+    continue_from: Path | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``hp.max_steps`` optimizer steps with ``loss`` (default: next-token
     NLL) on ``placement`` (default: the policy's ``auto`` resolved here), resuming
-    ``out_dir/checkpoint``."""
+    ``out_dir/checkpoint``; ``save_optimizer`` writes ``model/optimizer.pt``, ``continue_from``
+    starts from the optimizer state saved in that model dir (module docstring)."""
     from accelerate import Accelerator
 
     out_dir = Path(out_dir)
@@ -155,9 +212,11 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     io.remove_stale(out_dir)
     optimizer = _optimizer(model, hp)
+    found = io.read_checkpoint(out_dir / CHECKPOINT_DIR)
+    if found is None and continue_from is not None:
+        _continue_optimizer(optimizer, read_optimizer_state(continue_from))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, hp))
     state, resumed_from = _State(), None
-    found = io.read_checkpoint(out_dir / CHECKPOINT_DIR)
     if found is not None:
         state = _resume(found, model, optimizer, scheduler, hp, train_data, valid_data)
         resumed_from = state.step
@@ -179,7 +238,8 @@ def train(
         placement,
     )
     tokens, seconds = _loop(run, state, progress)
-    result = _finish(accelerator, model, tokenizer, out_dir, state, resumed_from, tokens, seconds)
+    keep = partial(_save_optimizer, optimizer, state.step) if save_optimizer else None
+    result = _finish(accelerator, model, tokenizer, out_dir, state, resumed_from, tokens, seconds, keep)
     return replace(result, placement=placement)
 
 
@@ -368,7 +428,9 @@ def _resume(ckpt: io.Checkpoint, model, optimizer, scheduler, hp, train_data, va
 # ----------------------------------------------------------------------------- outputs
 
 
-def _finish(accelerator, model, tokenizer, out_dir: Path, state: _State, resumed_from, tokens, seconds):
+def _finish(
+    accelerator, model, tokenizer, out_dir: Path, state: _State, resumed_from, tokens, seconds, extra
+):
     metrics = state.metrics
     final_valid = next((m.valid_loss for m in reversed(metrics) if m.valid_loss is not None), None)
     result = TrainResult(
@@ -384,7 +446,7 @@ def _finish(accelerator, model, tokenizer, out_dir: Path, state: _State, resumed
         final_kl=metrics[-1].kl,
     )
     if accelerator.is_main_process:
-        io.save_model(accelerator.unwrap_model(model), tokenizer, result.model_dir)
+        io.save_model(accelerator.unwrap_model(model), tokenizer, result.model_dir, extra)
         write_step_metrics(result.metrics_path, metrics)
         plot_losses(metrics, result.plot_path)
     accelerator.wait_for_everyone()

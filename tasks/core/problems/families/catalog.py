@@ -883,7 +883,7 @@ _CATALOGUE: tuple[Family, ...] = (
         "Print the count.",
         "1 ≤ n ≤ 10, 0 ≤ a_i ≤ 50",
         ("implementation",),
-        param=lambda r: r.randint(0, 50),
+        param=lambda r: r.randint(1, 50),  # k = 0 would be list-count-positive's program
         edge=lambda k: ([k, k + 1],),
     ),
     Family(
