@@ -162,12 +162,11 @@ class Checkpoint:
 
     def state(self, name: str) -> Any:
         """The state dict saved under ``name`` (``weights_only=True``, tensors on CPU)."""
-        import torch
 
         file = self.path / f"{name}.pt"
         if not file.is_file():
             raise FileNotFoundError(f"checkpoint {self.path} has no state {name!r}")
-        return torch.load(file, weights_only=True, map_location="cpu")
+        return load_tensors(file)
 
     def restore_rng(self) -> None:
         """Set the python, numpy, torch (and CUDA, when present) RNGs to their saved states."""
@@ -248,3 +247,11 @@ def _jsonable(obj):
 
 def _tupled(obj):
     return tuple(_tupled(x) for x in obj) if isinstance(obj, list) else obj
+
+
+def load_tensors(path: Path) -> Any:
+    """A ``torch.save`` file read with ``weights_only=True``, every tensor on the host (callers
+    move state to their device: ``Optimizer.load_state_dict`` casts to each parameter's)."""
+    import torch
+
+    return torch.load(Path(path), weights_only=True, map_location="cpu")

@@ -122,7 +122,7 @@ def read_optimizer_state(model_dir: Path) -> OptimizerState:
             f"{path} does not exist: the model in {model_dir} was saved without its optimizer state; "
             "retrain the stage that made it with this code (stage 2 saves it) to continue from it"
         )
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = io.load_tensors(path)
     return OptimizerState(state=saved["optimizer"], lr=float(saved["lr"]), step=int(saved["step"]))
 
 
