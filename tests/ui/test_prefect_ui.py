@@ -18,8 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -53,18 +51,14 @@ def free_port() -> int:
 
 
 def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"prefect server start exited {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"the Prefect UI server at {url} was not healthy after {timeout:.0f} s; see {log}")
+    """The project's own readiness check (``flows.serve``), with the server's log on failure."""
+    from flows.serve import wait_healthy as api_healthy
+
+    try:
+        api_healthy(f"{url}/api", timeout_s=timeout)
+    except TimeoutError:
+        state = f"exited {server.returncode}" if server.poll() is not None else "still running"
+        raise RuntimeError(f"prefect server start {state}:\n{log.read_text()[-3000:]}") from None
 
 
 @pytest.fixture(scope="module")
