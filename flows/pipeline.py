@@ -26,6 +26,7 @@ from flows.stages import (
     evaluate_flow,
     filter_flow,
     finetune_flow,
+    oracle_sft_flow,
     pretrain_flow,
     problems_flow,
     report_flow,
@@ -51,7 +52,7 @@ from tasks.core.stages.report import Contender, ReportInputs, ReportSettings
 from tasks.core.stages.rl import RLInputs
 from tasks.core.stages.sample import SampleInputs
 from tasks.core.stages.select import SelectInputs
-from tasks.core.stages.sft_continue import SFTContinueInputs
+from tasks.core.stages.sft_continue import OracleSFTInputs, SFTContinueInputs
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import require_runner
 
@@ -77,7 +78,8 @@ class EvaluationRun(BaseModel):
 class PipelineResult(BaseModel):
     """Every stage a run finished (None: not reached). ``sft`` is stage 3-5 of the stage-2 model
     at the configured sampling temperature (the massive-sampling run); ``sft_continue`` the
-    compute-matched baseline model; ``rl_difficulty`` stages 3-4 of the stage-2 model on the RL
+    compute-matched baseline model; ``oracle_sft`` the oracle-SFT upper reference (trained on
+    ``problems.oracle_split`` when set); ``rl_difficulty`` stages 3-4 of the stage-2 model on the RL
     split when RL problems are chosen by pass rate; ``selections`` each compared model's temperature choice on
     ``valid``; ``evaluations`` every test evaluation of the report by label (``rl T=0.8``...);
     ``rl_eval`` the RL model's evaluation its pass@k curve comes from."""
@@ -91,6 +93,7 @@ class PipelineResult(BaseModel):
     rl_difficulty: EvaluationRun | None = None
     rl: Manifest | None = None
     sft_continue: Manifest | None = None
+    oracle_sft: Manifest | None = None
     selections: dict[str, Manifest] = {}
     evaluations: dict[str, EvaluationRun] = {}
     rl_eval: EvaluationRun | None = None
@@ -108,6 +111,7 @@ class PipelineResult(BaseModel):
         out |= self.rl_difficulty.labelled(self.rl_difficulty.label) if self.rl_difficulty else {}
         out |= {Stage.RL.value: self.rl} if self.rl else {}
         out |= {Stage.SFT_CONTINUE.value: self.sft_continue} if self.sft_continue else {}
+        out |= {Stage.ORACLE_SFT.value: self.oracle_sft} if self.oracle_sft else {}
         out |= {f"{Stage.SELECT.value} ({k})": m for k, m in self.selections.items()}
         for run in self.evaluations.values():
             out |= run.labelled(run.label)
@@ -155,9 +159,14 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
         out["rl_difficulty"], out["rl"] = _rl(cfg, out["finetune"], problems, root)
     if reached(Stage.SFT_CONTINUE):
         out["sft_continue"] = sft_continue(cfg, out["finetune"], out["rl"], problems, root)
+    if reached(Stage.ORACLE_SFT) and cfg.problems.oracle_split:
+        out["oracle_sft"] = oracle_sft(cfg, out["finetune"], out["rl"], problems, root)
     if reached(Stage.SELECT):
         models = {"sft": out["finetune"], "sft-continue": out["sft_continue"], "rl": out["rl"]}
-        chosen = {name: _select(name, cfg, model, problems, root) for name, model in models.items()}
+        models |= {"oracle-sft": out["oracle_sft"]} if out.get("oracle_sft") else {}
+        chosen = {
+            name: select_temperatures(name, cfg, model, problems, root) for name, model in models.items()
+        }
         out["selections"] = {name: sel for name, (_, _, sel) in chosen.items() if sel is not None}
     if reached(Stage.REPORT):
         contenders, evaluations = [], {}
@@ -208,6 +217,15 @@ def sft_continue(
     return run_stage(sft_continue_flow, inputs, root)
 
 
+def oracle_sft(
+    cfg: PipelineConfig, finetuned: Manifest, rl: Manifest, problems: Manifest, root: str
+) -> Manifest:
+    """The oracle-SFT upper reference: the SFT-continue training on ``problems.oracle_split``."""
+    p = cfg.problems
+    inputs = OracleSFTInputs(cfg.finetune, p.oracle_split, p.valid_split, finetuned, rl, problems)
+    return run_stage(oracle_sft_flow, inputs, root)
+
+
 def _rl(
     cfg: PipelineConfig, finetune: Manifest, problems: Manifest, root: str
 ) -> tuple[EvaluationRun | None, Manifest]:
@@ -218,18 +236,18 @@ def _rl(
     return difficulty, run_stage(rl_flow, inputs, root)
 
 
-def evaluate_on_valid(
-    label: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str
+def evaluate_on_split(
+    name: str,
+    cfg: PipelineConfig,
+    t: float,
+    model: Manifest,
+    problems: Manifest,
+    root: str,
+    split: str | None = None,
 ) -> EvaluationRun:
-    """Stages 3-5 and the hidden-test evaluation of ``model`` on ``valid`` at the configured
-    sampling temperature, ``select.valid_n`` samples per problem."""
-    return _on_valid(label, cfg, cfg.sample.sampling.temperature, model, problems, root)
-
-
-def _on_valid(
-    name: str, cfg: PipelineConfig, t: float, model: Manifest, problems: Manifest, root: str
-) -> EvaluationRun:
-    valid = (cfg.problems.valid_split,)
+    """``model`` evaluated on ``split`` (default ``valid``) at ``t``, ``select.valid_n`` samples
+    per problem."""
+    valid = (split or cfg.problems.valid_split,)
     label = f"{name} T={t:g} on {valid[0]}"
     return _evaluate(label, cfg, t, model, problems, root, splits=valid, n=cfg.select.valid_n)
 
@@ -253,18 +271,19 @@ def wide_k(cfg: PipelineConfig) -> int:
     return 10 if 10 in fits else max(fits)
 
 
-def _select(
-    name: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str
+def select_temperatures(
+    name: str, cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str, split: str | None = None
 ) -> tuple[float, float, Manifest | None]:
-    """``name``'s (pass@1 temperature, wide temperature, selection stage), chosen on ``valid``
-    over ``cfg.select.temperatures``; without a grid, the configured sampling temperature."""
-    grid = cfg.select.temperatures
+    """``name``'s (pass@1 temperature, wide temperature, selection stage), chosen on ``split``
+    (default ``valid``) over ``cfg.select.temperatures``; without a grid, the configured
+    sampling temperature."""
+    grid, split = cfg.select.temperatures, split or cfg.problems.valid_split
     if not grid:
         t = cfg.sample.sampling.temperature
         return t, t, None
-    runs = [(t, _on_valid(name, cfg, t, model, problems, root)) for t in grid]
+    runs = [(t, evaluate_on_split(name, cfg, t, model, problems, root, split)) for t in grid]
     grid_runs = tuple((t, run.evaluation) for t, run in runs)
-    sel = run_stage(select_flow, SelectInputs(name, cfg.problems.valid_split, wide_k(cfg), grid_runs), root)
+    sel = run_stage(select_flow, SelectInputs(name, split, wide_k(cfg), grid_runs), root)
     return float(sel.metrics["pass1_temperature"]), float(sel.metrics["wide_temperature"]), sel
 
 
@@ -318,6 +337,7 @@ def _report(cfg: PipelineConfig, result: PipelineResult, contenders: list[Conten
         n_submissions=cfg.evaluate.n_submissions,
         seed=cfg.evaluate.seed,
         bootstrap=cfg.evaluate.bootstrap,
+        reference="oracle-sft" if result.oracle_sft else None,
     )
     inputs = ReportInputs(
         settings, cfg.problems.eval_splits, tuple(contenders), result.problems, result.stages

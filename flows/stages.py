@@ -66,6 +66,7 @@ pretrain_flow = flow(name=Stage.PRETRAIN.value, validate_parameters=False)(_sing
 finetune_flow = flow(name=Stage.FINETUNE.value, validate_parameters=False)(_single)
 rl_flow = flow(name=Stage.RL.value, validate_parameters=False)(_single)
 sft_continue_flow = flow(name=Stage.SFT_CONTINUE.value, validate_parameters=False)(_single)
+oracle_sft_flow = flow(name=Stage.ORACLE_SFT.value, validate_parameters=False)(_single)
 select_flow = flow(name=Stage.SELECT.value, validate_parameters=False)(_single)
 curve_flow = flow(name=Stage.CURVE.value, validate_parameters=False)(_single)
 report_flow = flow(name=Stage.REPORT.value, validate_parameters=False)(_single)

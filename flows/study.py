@@ -1,14 +1,19 @@
 """The ``alphacode-study`` flow: candidate settings trained on their training split and scored
-on ``valid`` only (never a test split), one table with intervals.
+on a selection split only (never a test split), one table with intervals.
 
 Each candidate of ``data/studies/<study>.toml`` (:mod:`tasks.core.study`) is the profile plus
 its overrides; its stages up to RL run (Cached where shared: problems, stages 1-2 and any
-candidate already trained), then its RL model is sampled and judged on ``valid`` at the
-profile's sampling temperature with ``select.valid_n`` samples per problem, as are the stage-2
-model (the baseline) and the candidate's own SFT-continue model (stage 2 trained on its SFT
-data for the candidate's optimizer steps: the compute-matched baseline it must beat). A
+candidate already trained), then its RL model is sampled and judged on the study's split
+(``problems.rl_valid_split``, the RL cells' ``valid_rl`` on the bundled profiles, else
+``valid``) with ``select.valid_n`` samples per problem at every temperature of
+``select.temperatures``, and scored at its own best pass@1 temperature there (a fixed
+temperature would reward the entropy loss that greedy decoding gives for free); so are the
+stage-2 model (the baseline) and the candidate's own SFT-continue model (stage 2 trained on its
+SFT data for the candidate's optimizer steps: the compute-matched baseline it must beat). A
 candidate that changes the problems or stages 1-2 is refused. The table goes to
 ``<run>/study/<study>/`` and a Prefect artifact.
+Limits: each model's temperature is chosen and scored on the same split, which flatters every
+row alike (the choice is one of a few temperatures); the report's test figures never use it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.pipeline import active_run, default_out_dir, evaluate_on_valid, sft_continue, train_through_rl
+from flows.pipeline import (
+    active_run,
+    default_out_dir,
+    evaluate_on_split,
+    select_temperatures,
+    sft_continue,
+    train_through_rl,
+)
 from tasks.core.config import deep_merge, load_profile, normalise_overrides
 from tasks.core.metrics import pass_at_k
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE
@@ -50,29 +62,36 @@ def alphacode_study(
     candidates = load_study(study)
     base = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
-    split = base.problems.valid_split
+    split = base.problems.rl_valid_split or base.problems.valid_split
     values, sources, matched = {}, {}, {}
+
+    def score(label: str, model, problems) -> None:
+        t, _, _ = select_temperatures(label, base, model, problems, root, split)
+        run = evaluate_on_split(label, base, t, model, problems, root, split)  # Cached: one of the grid's
+        values[label], sources[label] = _pass1(run.evaluation), f"T={t:g}: {run.evaluation.path}"
+
     with active_run(root):
         for name, extra in candidates.items():
             cfg = load_profile(profile, deep_merge(normalise_overrides(overrides), extra))
             _same_stage2(name, cfg, base)
             trained = train_through_rl(cfg, root)
             if BASELINE not in values:
-                run = evaluate_on_valid("sft", base, trained.finetune, trained.problems, root)
-                values[BASELINE], sources[BASELINE] = _pass1(run.evaluation), run.evaluation.path
+                score(BASELINE, trained.finetune, trained.problems)
                 family_of = {
                     p.name: p.tags.get("family", p.name) for p in eval_problems(trained.problems, (split,))
                 }
-            run = evaluate_on_valid(name, base, trained.rl, trained.problems, root)
-            values[name], sources[name] = _pass1(run.evaluation), run.evaluation.path
+            score(name, trained.rl, trained.problems)
             twin = f"sft-continue[{name}]"
-            more_sft = sft_continue(cfg, trained.finetune, trained.rl, trained.problems, root)
-            run = evaluate_on_valid(twin, base, more_sft, trained.problems, root)
-            values[twin], sources[twin], matched[name] = _pass1(run.evaluation), run.evaluation.path, twin
+            score(
+                twin,
+                sft_continue(cfg, trained.finetune, trained.rl, trained.problems, root),
+                trained.problems,
+            )
+            matched[name] = twin
     rows = study_rows(
         values, BASELINE, family_of, n_boot=base.evaluate.bootstrap, seed=base.evaluate.seed, matched=matched
     )
-    path = write_study(Path(root) / "study" / study, study, rows, sources)
+    path = write_study(Path(root) / "study" / study, study, rows, sources, split)
     create_markdown_artifact(
         path.read_text(), key="alphacode-study", description=f"study {study} ({profile})"
     )

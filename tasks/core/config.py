@@ -42,7 +42,11 @@ class ProblemsConfig(_Cfg):
     ``code_contests:<dir>`` or a JSONL/Parquet path (see ``tasks.core.problems.loaders``).
     Roles: ``sft_split`` trains stage 2, ``rl_split`` trains stage 6, ``valid_split`` is the only
     split any choice may be made on, ``eval_splits`` are computed once for the report (the
-    bundled splits and what each measures: ``tasks.core.problems.splits``)."""
+    bundled splits and what each measures: ``tasks.core.problems.splits``). ``oracle_split``
+    (optional): the RL split's problems *with* reference solutions; when set, the pipeline trains
+    the oracle-SFT upper reference on it (the bundled ``rl_oracle``; None: no oracle).
+    ``rl_valid_split`` (optional): where ``alphacode study`` chooses RL settings (the bundled
+    ``valid_rl``: RL-cell problems, one per family; None: ``valid_split``)."""
 
     source: str = "bundled"
     seed: int = 0
@@ -51,6 +55,8 @@ class ProblemsConfig(_Cfg):
     rl_split: str = "rl"
     valid_split: str = "valid"
     eval_splits: tuple[str, ...] = ("test_instances", "test_rl_cells", "test_families")
+    oracle_split: str | None = None
+    rl_valid_split: str | None = None
     max_eval_problems: int | None = Field(default=None, gt=0, description="per eval split")
     max_rl_problems: int | None = Field(default=None, gt=0)
     max_valid_problems: int | None = Field(default=None, gt=0)

@@ -36,7 +36,12 @@ from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.filter import VERDICTS_FILE
 from tasks.core.stages.sample import STORE as STORE_DIR
 
-MODEL_UPSTREAM = {"sft": Stage.FINETUNE, "sft-continue": Stage.SFT_CONTINUE, "rl": Stage.RL}
+MODEL_UPSTREAM = {
+    "sft": Stage.FINETUNE,
+    "sft-continue": Stage.SFT_CONTINUE,
+    "oracle-sft": Stage.ORACLE_SFT,
+    "rl": Stage.RL,
+}
 # the main Parquet payload of each stage, counted in ``runs`` (footer row counts only)
 MAIN_FILES = {
     Stage.FILTER: VERDICTS_FILE,
@@ -52,6 +57,7 @@ SUMMARY_METRICS = {
     Stage.EVALUATE: ("label",),
     Stage.RL: ("algorithm", "steps", "optimizer_steps", "final_reward_mean"),
     Stage.SFT_CONTINUE: ("steps", "tokens_seen", "rl_optimizer_steps", "rl_train_tokens"),
+    Stage.ORACLE_SFT: ("steps", "tokens_seen", "rl_optimizer_steps", "rl_train_tokens"),
     Stage.SELECT: ("label", "pass1_temperature", "wide_temperature"),
 }
 
@@ -77,7 +83,7 @@ class StageEntry:
 
     @property
     def model(self) -> str:
-        """``sft``/``sft-continue``/``rl`` for a sample store (from its upstream), else ``""``."""
+        """``sft``/``sft-continue``/``oracle-sft``/``rl`` for a sample store (from its upstream), else ``""``."""
         if self.stage != Stage.SAMPLE:
             return ""
         for label, stage in MODEL_UPSTREAM.items():

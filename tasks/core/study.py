@@ -1,5 +1,5 @@
-"""Choosing settings on ``valid``: candidates trained on their training split, scored on
-``valid`` only, one table with intervals.
+"""Choosing settings on a selection split (``valid``, or ``valid_rl`` for RL): candidates trained
+on their training split, scored on that split only, one table with intervals.
 
 Contract: a *study* is a TOML file ``data/studies/<name>.toml`` of named candidates, each a
 table of config overrides (``[candidates.<name>]`` with dotted keys, as ``--set`` takes them).
@@ -13,8 +13,8 @@ winner (``best``; baselines excluded) is the candidate with the largest point es
 gain over its matched baseline, or, in a study without matched baselines, of pass@1.
 :func:`write_study` writes ``study.parquet`` and ``report.md``. No test split is read anywhere in a study.
 Limits: the winner is a point estimate; whether it is distinguishable from the runner-up, or
-from zero, is for the intervals, which the table shows beside it. Candidates are compared at one
-temperature (the profile's), not each at its best.
+from zero, is for the intervals, which the table shows beside it. Each model's temperature is
+the caller's choice (``alphacode study`` scores every model at its own best one).
 """
 
 from __future__ import annotations
@@ -36,11 +36,15 @@ STUDY_FILE = "study.parquet"
 
 
 def load_study(name: str) -> dict[str, dict[str, Any]]:
-    """The candidates of study ``name``: candidate name -> overrides (see the module docstring)."""
-    path = STUDIES_DIR / f"{name}.toml"
+    """The candidates of study ``name`` (a shipped study's name, or the path of a ``.toml`` file):
+    candidate name -> overrides (see the module docstring)."""
+    path = Path(name) if name.endswith(".toml") else STUDIES_DIR / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))) or "none"
-        raise ValueError(f"unknown study {name!r}: choose one of {known} (studies live in {STUDIES_DIR})")
+        raise ValueError(
+            f"unknown study {name!r}: choose one of {known} (studies live in {STUDIES_DIR}) "
+            "or give the path of a .toml file"
+        )
     candidates = tomllib.loads(path.read_text()).get("candidates")
     if not isinstance(candidates, dict) or not candidates:
         raise ValueError(f"{path} has no [candidates.<name>] tables: add at least one")
@@ -105,15 +109,18 @@ def _paired(values, a: str, b: str, family_of, n_boot: int, seed: int):
     return family_paired_bootstrap(np.array(x), np.array(y), families, n_boot=n_boot, seed=seed)
 
 
-def write_study(directory: Path, name: str, rows: list[dict], sources: Mapping[str, str]) -> Path:
-    """``study.parquet`` and ``report.md`` into ``directory``; ``sources``: candidate -> evaluation path."""
+def write_study(
+    directory: Path, name: str, rows: list[dict], sources: Mapping[str, str], split: str = "valid"
+) -> Path:
+    """``study.parquet`` and ``report.md`` into ``directory``; ``sources``: candidate -> where its
+    figures come from (temperature and evaluation path); ``split``: the selection split scored."""
     directory.mkdir(parents=True, exist_ok=True)
     write_parquet(directory / STUDY_FILE, rows_table(rows))  # the baseline's row lacks the `vs` keys
     shown = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     text = [
-        f"# Study `{name}`: candidates scored on `valid` only",
+        f"# Study `{name}`: candidates scored on `{split}` only",
         "",
-        "pass@1 on the hidden tests of `valid` with family-clustered 95% CIs; `vs` columns: the paired "
+        f"pass@1 on the hidden tests of `{split}`, each model at its own best temperature there, with family-clustered 95% CIs; `vs` columns: the paired "
         "difference from the baseline and, where a candidate has one, from its compute-matched "
         "baseline (`matched`: SFT-continue for the candidate's optimizer steps; families resampled, "
         "then problems within each). `beats matched`: that interval lies above zero.",

@@ -92,3 +92,24 @@ def test_comparison_is_against_the_best_baseline_per_split():
     assert rows["s2"]["difference"] == pytest.approx(-0.1)
     assert rows["s1"]["families"] == 3 and rows["all"]["families"] == 6
     assert rows["all"]["problems"] == 12
+
+
+def test_the_oracle_reference_is_never_the_baseline_and_gives_gap_closed():
+    split_of = {f"a{i}": "s1" for i in range(6)} | {f"b{i}": "s2" for i in range(6)}
+    family_of = {p: p[0] + str(int(p[1:]) // 2) for p in split_of}
+    values = {
+        "sft": {"pass@1": {**{f"a{i}": 0.1 for i in range(6)}, **{f"b{i}": 0.5 for i in range(6)}}},
+        "sft-continue": {"pass@1": {**{f"a{i}": 0.2 for i in range(6)}, **{f"b{i}": 0.5 for i in range(6)}}},
+        # the oracle is best everywhere; on s2 it is only 0.02 above sft-continue
+        "oracle-sft": {"pass@1": {**{f"a{i}": 0.6 for i in range(6)}, **{f"b{i}": 0.52 for i in range(6)}}},
+        "rl": {"pass@1": {**{f"a{i}": 0.4 for i in range(6)}, **{f"b{i}": 0.5 for i in range(6)}}},
+    }
+    settings = ReportSettings(bootstrap=200, reference="oracle-sft")
+    rows = {r["split"]: r for r in comparison_rows(values, split_of, family_of, settings)}
+    assert rows["s1"]["best baseline"] == "sft-continue"  # not the (stronger) oracle
+    assert rows["s1"]["difference"] == pytest.approx(0.2)
+    assert rows["s1"]["gap closed"] == pytest.approx((0.4 - 0.2) / (0.6 - 0.2))
+    assert rows["s2"]["gap closed"] is None  # oracle - sft-continue = 0.02 < min_gap
+    assert rows["s2"]["oracle-sft"] == pytest.approx(0.52)
+    without = comparison_rows(values, split_of, family_of, ReportSettings(bootstrap=200))
+    assert {r["best baseline"] for r in without} == {"oracle-sft"} and "gap closed" not in without[0]

@@ -57,19 +57,24 @@ def task_runs_since(started, settle_s: float = 30.0) -> list:
 
 def test_every_stage_published(smoke_run):
     first, _, _ = smoke_run
-    models = {"sft", "sft-continue", "rl"}
-    assert {"problems", "pretrain", "finetune", "rl", "sft-continue"} <= set(first.stages)
+    models = {"sft", "sft-continue", "oracle-sft", "rl"}
+    assert {"problems", "pretrain", "finetune", "rl", "sft-continue", "oracle-sft"} <= set(first.stages)
     assert {f"select ({m})" for m in models} == {k for k in first.stages if k.startswith("select")}
     assert {label.split(" T=")[0] for label in first.evaluations} == models
     for label in [first.sft.label, *first.evaluations]:
         assert {f"{s} ({label})" for s in ("sample", "filter", "cluster", "evaluate")} <= set(first.stages)
     for manifest in [*first.stages.values(), first.report]:
         assert (Path(manifest.path) / "manifest.json").is_file()
-    for stage in (first.finetune, first.rl, first.sft_continue):
+    for stage in (first.finetune, first.rl, first.sft_continue, first.oracle_sft):
         assert (stage.dir / "model" / "config.json").is_file()
     assert first.stages[f"sample ({first.rl_eval.label})"] == first.rl_eval.samples
     assert first.stages["rl"] == first.rl
     assert first.sft_continue.metrics["steps"] == first.rl.metrics["optimizer_steps"] > 0
+    # the oracle trains on the rl problems' solutions, with the baseline's budget
+    assert first.oracle_sft.metrics["steps"] == first.sft_continue.metrics["steps"]
+    assert (
+        first.oracle_sft.config["sft_split"] == "rl_oracle" and first.oracle_sft.key != first.sft_continue.key
+    )
     cfg = load_profile("smoke")
     assert first.rl_difficulty.samples.metrics["samples"] == cfg.problems.max_rl_problems * 2
     assert (
@@ -82,7 +87,8 @@ def test_every_stage_published(smoke_run):
     for split in {r["split"] for r in comparison}:  # both plots of every split, linked and published
         for plot in (f"pass_at_k_{split}.png", f"n_at_k_{split}.png"):
             assert f"]({plot})" in report and plot in first.report.files
-    assert all(r["best baseline"] in ("sft", "sft-continue") for r in comparison)
+    assert all(r["best baseline"] in ("sft", "sft-continue") for r in comparison)  # never the oracle
+    assert all("gap closed" in r and "oracle-sft" in r for r in comparison)
 
 
 def test_second_run_is_all_cached(smoke_run):

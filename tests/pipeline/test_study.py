@@ -1,7 +1,11 @@
-"""Studies: candidates from a TOML file, scored on valid with family-clustered intervals."""
+"""Studies: candidates from a TOML file, scored on a selection split with family-clustered intervals."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
 import pytest
 
 from tasks.core.config import load_profile
@@ -77,3 +81,29 @@ def test_the_study_table_keeps_every_column_though_the_baseline_row_has_fewer(tm
     assert {"vs stage-2", "vs matched", "beats matched", "matched"} <= set(table[0])
     by = {r["candidate"]: r for r in table}
     assert by["stage-2"]["vs stage-2"] is None and by["a"]["vs matched"] == pytest.approx(0.3)
+
+
+@pytest.mark.slow
+def test_a_study_scores_every_model_on_valid_rl_at_its_own_best_temperature(smoke_pipeline, tmp_path):
+    """The study flow on the smoke run (stages 1-2 Cached): one candidate, two temperatures."""
+    from flows.study import alphacode_study
+
+    study = tmp_path / "one.toml"
+    study.write_text('[candidates.grpo-1step]\nrl.algorithm = "grpo"\nrl.grpo.steps = 1\n')
+    report = alphacode_study(
+        profile="smoke",
+        study=str(study),
+        out_dir=smoke_pipeline.root,
+        overrides={"select": {"temperatures": [0.0, 0.8]}},
+    )
+    text = Path(report).read_text()
+    assert "scored on `valid_rl` only" in text
+    rows = pq.read_table(Path(report).parent / "study.parquet").to_pylist()
+    assert [r["candidate"] for r in rows] == ["stage-2", "grpo-1step", "sft-continue[grpo-1step]"]
+    # every model was scored at a temperature of the grid, chosen on valid_rl by a select stage
+    for label in ("stage-2", "grpo-1step", "sft-continue[grpo-1step]"):
+        assert f"- {label}: T=0 " in text or f"- {label}: T=0.8 " in text
+    chosen = [
+        json.loads(p.read_text()) for p in (Path(smoke_pipeline.root) / "select").glob("*/manifest.json")
+    ]
+    assert {m["config"]["split"] for m in chosen} >= {"valid", "valid_rl"}

@@ -138,7 +138,7 @@ def _tests(
         cases = [edges[i]] if i < len(edges) else [family.gen(rng, k)]
         if variant.multi:
             cases += [family.gen(rng, k) for _ in range(rng.randint(1, MAX_MULTI_CASES) - 1)]
-            text = "\n".join(variant.render(c) for c in cases)
+            text = variant.sep.join(variant.render(c) for c in cases)
             text = text if variant.eof else f"{len(cases)}\n{text}"
         else:
             text = variant.render(cases[0])

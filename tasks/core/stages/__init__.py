@@ -26,6 +26,7 @@ class Stage(StrEnum):
     EVALUATE = "evaluate"
     RL = "rl"
     SFT_CONTINUE = "sft-continue"
+    ORACLE_SFT = "oracle-sft"
     SELECT = "select"
     CURVE = "curve"
     REPORT = "report"

@@ -32,6 +32,10 @@ def wanted_splits(cfg: ProblemsConfig) -> dict[str, int | None]:
     splits.setdefault(cfg.valid_split, cfg.max_valid_problems)
     for split in cfg.eval_splits:
         splits[split] = cfg.max_eval_problems
+    if cfg.rl_valid_split:
+        splits.setdefault(cfg.rl_valid_split, cfg.max_valid_problems)
+    if cfg.oracle_split:
+        splits.setdefault(cfg.oracle_split, cfg.max_rl_problems)  # the very problems of rl_split
     return splits
 
 

@@ -9,6 +9,11 @@ report gives every contender's value and the subject's (RL's) difference from th
 on that split (the strongest, so the comparison is never against the weakest), with a
 family-clustered paired bootstrap 95% interval (:func:`tasks.core.metrics.family_paired_bootstrap`:
 families resampled, then problems within each) and the number of families behind it.
+An optional *reference* contender (``ReportSettings.reference``: the oracle-SFT model, trained on
+the RL problems' reference solutions, which RL never sees) is an upper reference, never a
+baseline: each row gives ``gap closed = (subject - gap_from) / (reference - gap_from)`` with
+``gap_from`` the SFT-continue baseline, only where ``reference - gap_from >= min_gap`` (0.05;
+else empty, since a ratio over a smaller gap is noise).
 Reads only the evaluations' Parquet files; writes ``metrics.parquet`` (every contender's rows),
 ``comparison.parquet``, ``pass_at_k_<split>.png``/``n_at_k_<split>.png`` and ``report.md``
 (which links both plots of every split, ``all`` first).
@@ -62,6 +67,18 @@ class ReportSettings(BaseModel):
     n_submissions: int = 10
     seed: int = 0
     bootstrap: int = 1000
+    reference: str | None = None  # label of the upper reference (oracle SFT), never a baseline
+    gap_from: str = "sft-continue"  # the baseline the gap to the reference is measured from
+    min_gap: float = 0.05
+
+
+def gap_closed(means: dict[str, float], s: ReportSettings) -> float | None:
+    """``(subject - gap_from) / (reference - gap_from)``, None without a reference or where the
+    reference is less than ``min_gap`` above ``gap_from``."""
+    if s.reference not in means or s.gap_from not in means:
+        return None
+    gap = means[s.reference] - means[s.gap_from]
+    return (means[s.subject] - means[s.gap_from]) / gap if gap >= s.min_gap else None
 
 
 def _outcomes(evaluation: Manifest, splits: dict[str, str], families: dict[str, str]) -> dict[str, Outcomes]:
@@ -102,7 +119,8 @@ def comparison_rows(
             if len(ids) < 2:
                 continue
             means = {label: float(np.mean([v[metric][p] for p in ids])) for label, v in values.items()}
-            base = max((label for label in values if label != s.subject), key=lambda label: means[label])
+            baselines = [label for label in values if label not in (s.subject, s.reference)]
+            base = max(baselines, key=lambda label: means[label])
             diff = family_paired_bootstrap(
                 [values[s.subject][metric][p] for p in ids],
                 [values[base][metric][p] for p in ids],
@@ -121,6 +139,7 @@ def comparison_rows(
                     "hi": diff.hi,
                     "problems": len(ids),
                     "families": diff.n_families,
+                    **({"gap closed": gap_closed(means, s)} if s.reference in means else {}),
                 }
             )
     return rows
@@ -148,7 +167,8 @@ def build_report(
 ) -> Manifest:
     """Compare ``settings.subject`` with the other contenders over the problems of ``splits``;
     ``stage_manifests`` (label -> manifest) are linked from the report."""
-    if settings.subject not in {c.label for c in contenders} or len(contenders) < 2:
+    labels = {c.label for c in contenders}
+    if settings.subject not in labels or not labels - {settings.subject, settings.reference}:
         raise ValueError(
             f"the report needs {settings.subject!r} and at least one baseline among its contenders"
         )
@@ -206,7 +226,15 @@ def _markdown(
         "Each model at its own temperatures, chosen on `valid` (never on a test split). `difference` "
         f"is {s.subject} minus the best baseline on that split, with a family-clustered paired "
         "bootstrap 95% CI (families resampled, then problems within each family); `families` is "
-        "the number of families behind each interval.",
+        "the number of families behind each interval."
+        + (
+            f" `{s.reference}` is an upper reference, never a baseline (trained on the reference "
+            f"solutions of the RL problems, which {s.subject} never sees); `gap closed` = "
+            f"({s.subject} - {s.gap_from}) / ({s.reference} - {s.gap_from}), empty where that "
+            f"gap is below {s.min_gap}."
+            if s.reference
+            else ""
+        ),
         "",
         _fmt(comparison),
         "",

@@ -1,6 +1,8 @@
 """The SFT-continue baseline: the stage-2 model trained further on its own SFT data for the
 compute the RL stage spent, so that a gain from RL is not a gain more supervised training
-also gives.
+also gives; and the oracle-SFT upper reference (:class:`OracleSFTInputs`): the same training on
+the RL problems' reference solutions (the bundled ``rl_oracle`` split), which neither RL nor any
+baseline sees, so the report can say how much of the way to it RL closes.
 
 Contract: starts from stage 2's ``model/`` and trains on the SFT split's (prompt, solution)
 pairs as stage 2 does (same data, loss on solution tokens, same ``seq_len`` and validation split;
@@ -129,3 +131,14 @@ class SFTContinueInputs(StageInputs):
             self.valid_split,
             on_steps(progress),
         )
+
+
+@dataclass(frozen=True)
+class OracleSFTInputs(SFTContinueInputs):
+    """The oracle-SFT upper reference: ``sft_split`` is the oracle split (the RL problems with
+    their solutions); steps, batch size and learning rate as the SFT-continue baseline's."""
+
+    STAGE = Stage.ORACLE_SFT
+
+    def progress(self) -> tuple[int, str]:
+        return max(1, int(self.rl.metrics["optimizer_steps"])), "oracle-SFT reference (steps)"

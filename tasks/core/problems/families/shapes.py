@@ -4,7 +4,10 @@ A *shape* fixes what one test case holds (an integer ``n``; a pair ``a, b``; a t
 ``a, b, c``; a list ``a``; a string ``s``). A *variant* fixes how it is laid out on stdin and
 gives the matching, formulaic Python 3 reading code, so that every family of one shape reads
 its input with exactly the same lines. Multi-case variants (``t`` cases, one per line) wrap the
-reading code and the family's body in ``for _ in range(t):``.
+reading code and the family's body in ``for _ in range(t):``; *row* variants (int, str) put
+the ``t`` cases on one line after the count and loop over them (``for n in map(int,
+input().split()):``). Every shape has at least three training variants, so each family keeps
+two of them for supervised training when one is its RL cell (:mod:`..splits`).
 
 Every shape also has *reserved* variants (:attr:`Shape.reserved`), used only by evaluation
 splits that hold input formats out (``test_templates``, ``test_families``): one case per line
@@ -34,6 +37,8 @@ class Variant:
     input_text: str  # format string; ``{c}`` is replaced by the family's constraints
     multi: bool = False  # several cases, one answer line per case: first line t, then t cases
     eof: bool = False  # with multi: no count line, cases until end of input (``line`` holds one)
+    loop: str = ""  # with multi: the loop header that reads the cases (row variants), if not per line
+    sep: str = "\n"  # with multi: what separates the rendered cases
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,15 @@ INT = Shape(
             _MULTI + "Each of the next t lines contains an integer n ({c}).",
             multi=True,
         ),
+        Variant(
+            "row",
+            (),
+            str,
+            _MULTI + "The second line contains the t integers n, separated by spaces ({c}).",
+            multi=True,
+            loop="for n in map(int, input().split()):",
+            sep=" ",
+        ),
     ),
     (_eof("n = int(line)", "an integer n"),),
 )
@@ -129,6 +143,13 @@ TRIPLE = Shape(
             _lines,
             "Three lines contain the integers a, b and c, one per line ({c}).",
         ),
+        Variant(
+            "multi",
+            ("a, b, c = map(int, input().split())",),
+            _join,
+            _MULTI + "Each of the next t lines contains three integers a, b and c ({c}).",
+            multi=True,
+        ),
     ),
     (_eof("a, b, c = map(int, line.split())", "three integers a, b and c", _join),),
 )
@@ -169,6 +190,15 @@ STR = Shape(
             _MULTI + "Each of the next t lines contains a string s ({c}).",
             multi=True,
         ),
+        Variant(
+            "row",
+            (),
+            str,
+            _MULTI + "The second line contains the t strings s, separated by spaces ({c}).",
+            multi=True,
+            loop="for s in input().split():",
+            sep=" ",
+        ),
     ),
     (_eof('s = line.rstrip("\\n")', "a string s"),),
 )
@@ -190,6 +220,13 @@ WORDS = Shape(
             "by single spaces ({c}).",
             multi=True,
         ),
+        Variant(
+            "column",
+            ("m = int(input())", 's = " ".join(input() for _ in range(m))'),
+            lambda s: f"{len(s.split())}\n" + "\n".join(s.split()),
+            "The first line contains m, the number of words of a sentence s; each of the next m "
+            "lines contains one word ({c}).",
+        ),
     ),
     (_eof('s = line.rstrip("\\n")', "a sentence s of words separated by single spaces"),),
 )
@@ -204,7 +241,7 @@ def program(variant: Variant, body: tuple[str, ...], imports: tuple[str, ...] = 
         lines += ["import sys", "for line in sys.stdin:"]
         lines += ["    " + line for line in variant.read + body]
     elif variant.multi:
-        lines += ["t = int(input())", "for _ in range(t):"]
+        lines += ["t = int(input())", variant.loop or "for _ in range(t):"]
         lines += ["    " + line for line in variant.read + body]
     else:
         lines += list(variant.read + body)
