@@ -101,10 +101,15 @@ class KLPenalty(BaseModel):
 
 class OnlineRLParams(KLPenalty):
     """The fields GRPO and PPO share: steps, prompts and sampling, the sandbox reward's options
-    (the reward function itself is each trainer's, with its own default), seed, checkpointing."""
+    (the reward function itself is each trainer's, with its own default), seed, checkpointing.
+    ``optimizer``: ``continue`` (default) continues the AdamW state saved with the starting model
+    (stage 2's ``model/optimizer.pt``) at its final learning rate, constant, no warm-up, as the
+    SFT-continue baseline and expert iteration do; ``fresh`` starts a new optimizer at ``lr``
+    (PPO's value head, a new module, always starts fresh at ``lr``)."""
 
     steps: int = Field(default=50, ge=1)
     lr: float = Field(default=5e-5, gt=0)
+    optimizer: Literal["continue", "fresh"] = "continue"
     prompts_per_step: int = Field(default=1, ge=1)
     max_completion_length: int = Field(default=64, ge=1)
     temperature: float = Field(default=1.0, gt=0)

@@ -329,3 +329,29 @@ def test_gpu_placement_asks_trl_for_colocated_vllm_and_mixed_precision():
     assert values["vllm_max_model_length"] == 1064
     assert VLLM_CONFIG.items() <= values.items()
     assert device_values(GRPOParams(), gpu)["use_vllm"] is False  # not asked for: model.generate
+
+
+def test_continue_hands_trl_stage2s_adamw_at_its_final_rate(tiny_model_dir, tmp_path):
+    from tasks.core.training import read_optimizer_state
+    from tests.rl.conftest import STAGE2_FINAL_LR
+
+    saved = read_optimizer_state(tiny_model_dir)
+    trainer = build_grpo_trainer(
+        rl_task(tiny_model_dir, None, tmp_path), _split_reward(), GRPOParams(**SMOKE)
+    )
+    groups = trainer.optimizer.param_groups
+    assert {g["lr"] for g in groups} == {STAGE2_FINAL_LR} != {SMOKE["lr"]}  # not params.lr
+    assert {float(s["step"]) for s in trainer.optimizer.state.values()} == {float(saved.step)}
+    assert trainer.lr_scheduler.lr_lambdas[0](1000) == 1.0  # constant, no warm-up, no decay
+    fresh = build_grpo_trainer(
+        rl_task(tiny_model_dir, None, tmp_path / "fresh"),
+        _split_reward(),
+        GRPOParams(**{**SMOKE, "optimizer": "fresh"}),
+    )
+    assert fresh.optimizer is None  # TRL builds its own AdamW at params.lr when training starts
+
+
+def test_smoke_trained_at_stage2s_final_rate(smoke):
+    from tests.rl.conftest import STAGE2_FINAL_LR
+
+    assert pq.read_table(smoke.metrics_path).to_pydict()["learning_rate"] == [STAGE2_FINAL_LR] * 2

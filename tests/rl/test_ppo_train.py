@@ -70,3 +70,23 @@ def test_resume_with_other_params_is_refused(smoke, tiny_model_dir, judge, tmp_p
     params = PPOParams(**{**SMOKE, "steps": 3, "beta": 0.5})
     with pytest.raises(ValueError, match="other params"):
         train_ppo(rl_task(tiny_model_dir, judge, out), params)
+
+
+@pytest.mark.parametrize("mode", ["continue", "fresh"])
+def test_the_policy_continues_stage2s_adamw_and_the_value_head_starts_fresh(tiny_model_dir, mode):
+    from tasks.core.device import resolve
+    from tasks.core.rl.ppo import _load
+    from tasks.core.training import read_optimizer_state
+    from tests.rl.conftest import STAGE2_FINAL_LR
+
+    state = _load(tiny_model_dir, PPOParams(**{**SMOKE, "optimizer": mode}), resolve())
+    groups = state.optimizer.param_groups
+    head = {id(p) for p in state.head.parameters()}
+    if mode == "fresh":
+        assert [g["lr"] for g in groups] == [SMOKE["lr"]] and not state.optimizer.state
+        return
+    saved = read_optimizer_state(tiny_model_dir)
+    assert [g["lr"] for g in groups] == [STAGE2_FINAL_LR, STAGE2_FINAL_LR, SMOKE["lr"]]
+    assert {id(p) for p in groups[-1]["params"]} == head  # the new value head: its own group
+    moments = [state.optimizer.state[p] for g in groups[:-1] for p in g["params"]]
+    assert len(moments) == len(saved.state["state"]) and all(float(m["step"]) == saved.step for m in moments)

@@ -13,6 +13,10 @@ Contract
   mask_truncated_completions, num_iterations, temperature, ...) and the fixed settings in
   :data:`FIXED_CONFIG` (unbiased sampling, token-level ratios, no entropy terms, optimiser and
   schedule). A TRL release that changes a default therefore changes nothing here.
+- Optimiser (``optimizer``): ``continue`` (default) hands TRL stage 2's AdamW, continued from
+  ``model/optimizer.pt`` at stage 2's final learning rate with a constant schedule
+  (:func:`tasks.core.training.loop.continued_optimizer`), so ``lr``, the Adam settings and the
+  linear schedule of :data:`FIXED_CONFIG` apply only to ``fresh`` (TRL's own AdamW at ``lr``).
 - Each optimiser step samples ``prompts_per_step * oversample`` prompts x ``num_generations``
   completions, scores them with :class:`ExecutionReward` (hidden tests, one batched judge call),
   and (``filter_zero_std_groups``, default) drops every group whose rewards are all equal (or
@@ -357,6 +361,23 @@ def _progress_callback(progress: ProgressFn, total: int) -> Any:
     return _Progress()
 
 
+def _policy_and_optimizer(model_dir: Path, params: GRPOParams, placement: Placement) -> tuple[Any, tuple]:
+    """What the trainer starts from: with ``optimizer = "fresh"`` the model's path (TRL loads it
+    in float32 and builds its AdamW at ``lr`` with its linear schedule); with ``continue`` the
+    float32 model on its device and stage 2's AdamW continued at its final rate, constant."""
+    if params.optimizer == "fresh":
+        return str(model_dir), (None, None)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tasks.core.training.loop import continued_optimizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model.to(placement.torch_device())
+    optimizer = continued_optimizer(model, model_dir)
+    return model, (optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
+
+
 def build_grpo_trainer(task: RLTask, reward: ExecutionReward | Callable[..., Any], params: GRPOParams) -> Any:
     """The configured trainer (policy and reference both loaded from ``task.model_dir``);
     ``reward`` is a TRL reward function (normally the task's :class:`ExecutionReward`)."""
@@ -374,8 +395,10 @@ def build_grpo_trainer(task: RLTask, reward: ExecutionReward | Callable[..., Any
     callbacks = [_progress_callback(task.progress, params.steps)] if task.progress else None
     placement = task.placement or resolve()
     placement.activate()
+    model, optimizers = _policy_and_optimizer(task.model_dir, params, placement)
     return filtering_trainer_class()(
-        model=str(task.model_dir),
+        model=model,
+        optimizers=optimizers,
         reward_funcs=[reward],
         args=grpo_config(params, task.out_dir / CHECKPOINTS_DIR, placement),
         train_dataset=_dataset(task.problems, task.format_prompt),

@@ -268,10 +268,22 @@ def _load(model_dir: Path, params: PPOParams, placement: Placement) -> _State:
     policy.eval()  # no dropout: rollout and update log-probs come from the same function
     ref.eval()
     head = ValueHead(policy.config.hidden_size).to(device)
-    optimizer = torch.optim.AdamW(
-        list(policy.parameters()) + list(head.parameters()), lr=params.lr, weight_decay=0.0
-    )
+    optimizer = _optimizer(policy, head, model_dir, params)
     return _State(policy, head, ref, tokenizer, optimizer, rows=[], step=0, placement=placement)
+
+
+def _optimizer(policy, head: ValueHead, model_dir: Path, params: PPOParams) -> torch.optim.Optimizer:
+    """Stage 2's AdamW continued over the policy (``optimizer = "continue"``) plus a fresh group
+    for the value head at ``lr``; or one fresh AdamW at ``lr`` over both."""
+    if params.optimizer == "fresh":
+        return torch.optim.AdamW(
+            list(policy.parameters()) + list(head.parameters()), lr=params.lr, weight_decay=0.0
+        )
+    from tasks.core.training.loop import continued_optimizer
+
+    optimizer = continued_optimizer(policy, model_dir)
+    optimizer.add_param_group({"params": list(head.parameters()), "lr": params.lr, "weight_decay": 0.0})
+    return optimizer
 
 
 def _resume_key(params: PPOParams) -> dict[str, Any]:

@@ -308,6 +308,24 @@ def _optimizer(model, hp: TrainHParams) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=hp.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
+def continued_optimizer(model, model_dir: Path) -> torch.optim.Optimizer:
+    """The AdamW that trained ``model_dir`` (stage 2), continued: its parameter groups over
+    ``model`` (loaded from that directory, on its device) with the saved moments, step counts and
+    hyper-parameters, every group at the saved final learning rate. For trainers outside
+    :func:`train` (GRPO, PPO) that continue stage 2 at a constant rate; a scheduler they add must
+    keep the rate constant."""
+    saved = read_optimizer_state(model_dir)
+    optimizer = _optimizer(model, TrainHParams(lr=saved.lr, max_steps=1, warmup_steps=0))
+    try:
+        optimizer.load_state_dict(saved.state)
+    except ValueError as exc:
+        raise TrainError(f"the optimizer state saved in {model_dir} does not fit its model: {exc}") from exc
+    for group in optimizer.param_groups:
+        group.pop("initial_lr", None)
+        group["lr"] = saved.lr
+    return optimizer
+
+
 def _train_step(run: _Run, state: _State) -> tuple[float, float | None, int]:
     """One optimizer step: (NLL per label token, KL per label token or None, input tokens)."""
     hp, data, accelerator = run.hp, run.train_data, run.accelerator
