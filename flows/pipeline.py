@@ -231,7 +231,7 @@ def _rl(
 ) -> tuple[EvaluationRun | None, Manifest]:
     """The RL stage, after its difficulty estimate when ``rl.difficulty_band`` is set."""
     difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
-    band = difficulty.filtered if difficulty else None
+    band = difficulty.evaluation if difficulty else None
     inputs = RLInputs(cfg.rl, cfg.judge, cfg.problems.rl_split, finetune, problems, band)
     return difficulty, run_stage(rl_flow, inputs, root)
 
@@ -253,10 +253,13 @@ def evaluate_on_split(
 
 
 def _difficulty(cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:
-    """Stages 3-4 of the stage-2 model on the RL split: the pass rates RL problems are chosen by."""
-    t, split = cfg.sample.sampling.temperature, cfg.problems.rl_split
+    """Stages 3-5 and the evaluation of the stage-2 model on the RL split, at the temperature the
+    RL algorithm samples at: the hidden-test pass rates RL problems are chosen by."""
+    t, split = cfg.rl.params.temperature, cfg.problems.rl_split
     label = f"sft T={t:g} on {split}"
-    return _evaluate(label, cfg, t, model, problems, root, Stage.FILTER, (split,), cfg.rl.difficulty_samples)
+    return _evaluate(
+        label, cfg, t, model, problems, root, Stage.EVALUATE, (split,), cfg.rl.difficulty_samples
+    )
 
 
 def wide_k(cfg: PipelineConfig) -> int:

@@ -137,10 +137,10 @@ class ClusterConfig(_Cfg):
 
 class _RLCommon(_Cfg):
     """What every RL algorithm shares. With ``difficulty_band`` = [lo, hi] the stage-2 model first
-    samples every RL problem ``difficulty_samples`` times (at ``sample.sampling.temperature``;
-    stages 3-4 on the RL split, cached like the others) and RL trains only on the problems whose
-    public-test pass rate lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records
-    the counts. An empty list (``difficulty_band = []``, TOML has no null) means no band."""
+    samples every RL problem ``difficulty_samples`` times at the temperature the algorithm samples
+    at (its ``temperature``; stages 3-5 and the evaluation on the RL split, cached like the
+    others) and RL trains only on the problems whose hidden-test pass rate (what the reward
+    scores) lies in the band (:mod:`tasks.core.rl.difficulty`); the manifest records the counts. An empty list (``difficulty_band = []``, TOML has no null) means no band."""
 
     SECTION: ClassVar[str]  # the field holding the algorithm's own knobs
     difficulty_band: tuple[float, float] | None = None

@@ -149,3 +149,25 @@ def test_interrupted_round_resumes_its_training_from_the_checkpoint(
     assert len(seen) == steps - 2  # only the steps after the checkpoint
     per_step = pq.read_table(round_dir / "metrics.parquet").to_pydict()
     assert per_step["step"] == list(range(1, int(steps) + 1)) and all(k > 0 for k in per_step["kl"][1:])
+
+
+def test_rest_em_rounds_train_stage2_on_the_union_of_passing_samples(smoke, tiny_model_dir, judge, tmp_path):
+    import json
+
+    from tasks.core.training import read_optimizer_state
+
+    # round 0 is the chained run's (same params but rounds_from): only its samples are reused
+    out = tmp_path / "rest-em"
+    params = ExpertIterationParams(**{**SMOKE, "rounds_from": "stage2"})
+    result = train_expert_iteration(rl_task(tiny_model_dir, judge, out), params)
+    rows = pq.read_table(result.metrics_path).to_pydict()
+    kept = [
+        len(json.loads((out / "rounds" / f"round-{r}" / "scored.json").read_text())["pairs"])
+        for r in range(2)
+    ]
+    assert rows["pairs"] == [float(kept[0]), float(kept[0] + kept[1])]  # round 1: the union
+    # round 1 trained from stage 2 (its optimizer: stage 2's step + round 1's steps), not from round 0
+    adam = read_optimizer_state(out / "rounds" / "round-1" / "model").state["state"]
+    stage2_step = read_optimizer_state(tiny_model_dir).step
+    assert {float(s["step"]) for s in adam.values()} == {stage2_step + rows["train_steps"][1]}
+    assert result.optimizer_steps == sum(rows["train_steps"])

@@ -5,7 +5,8 @@ closed band ``lo <= p <= hi`` (the prompts whose groups carry reward variance: a
 policy always or never solves gives GRPO zero advantage and expert iteration nothing new) and
 counts those below and above. :func:`pass_rates` turns per-sample verdicts into per-problem
 pass rates. Pure functions over lists; where the estimate comes from (stage 3-4: the stage-2
-model's samples of the RL split, judged on the public tests) is the RL stage's business.
+model's samples of the RL split at RL's temperature, judged on the hidden tests the reward
+uses) is the RL stage's business.
 Limits: a problem without any sample is reported as ``unsampled`` and never kept.
 """
 

@@ -18,6 +18,10 @@ Contract
   round's own, saved with its model) and trains at that state's constant learning rate, i.e.
   stage 2's final one, with no warm-up: continue, don't restart (``lr`` is then unused);
   ``fresh`` starts a new AdamW at ``lr`` with a warm-up of up to 10 steps and cosine decay.
+  Rounds (``rounds_from``): ``previous`` (default) chains them, each round training the
+  previous round's model on its own passing samples; ``stage2`` is ReST-EM's (Singh et al. 2023):
+  each round samples from the previous round's model but trains stage 2's model afresh on the
+  union of every round's passing samples so far (``optimizer_steps`` counts every round's steps).
   ``beta == 0`` is refused unless ``allow_zero_beta=True``
   (:class:`~tasks.core.hparams.KLPenalty`). A round with no passing sample trains nothing.
 - Outputs as the other trainers: ``out_dir/model`` (the last round's model), ``metrics.parquet``
@@ -73,6 +77,7 @@ class ExpertIterationParams(KLPenalty):
     keep_per_problem: int = Field(default=8, ge=1)
     lr: float = Field(default=3e-4, gt=0)  # only with optimizer = "fresh"
     optimizer: Literal["continue", "fresh"] = "continue"
+    rounds_from: Literal["previous", "stage2"] = "previous"
     epochs: float = Field(default=3.0, gt=0)
     batch_size: int = Field(default=16, ge=1)
     checkpoint_every: int = Field(default=50, ge=1)
@@ -206,7 +211,8 @@ def _round(
     format_prompt: Callable[[Problem], str],
     placement: Placement,
 ) -> None:
-    """Sample and score (or reuse ``scored.json``), train on the passing completions;
+    """Sample from ``model_dir`` and score (or reuse ``scored.json``), train on the passing
+    completions (``rounds_from = "stage2"``: stage 2, i.e. ``ref_dir``, on every round's so far);
     ``round.json`` last."""
     started = time.perf_counter()
     scored_path = round_dir / SCORED_FILE
@@ -216,10 +222,13 @@ def _round(
         scored = _score(r, model_dir, problems, reward, params, format_prompt, placement)
         atomic_write_json(scored_path, {**scored, "params": _resume_key(params)})
     pairs = [(prompt, completion) for prompt, completion in scored["pairs"]]
+    train_from = model_dir
+    if params.rounds_from == "stage2":
+        train_from, pairs = ref_dir, _earlier_pairs(round_dir.parent, r, params) + pairs
     steps, tokens, loss, kl = 0, 0, float("nan"), float("nan")
     if pairs:
         steps, tokens, loss, kl = _train_round(
-            model_dir, ref_dir, pairs, params, round_dir, params.seed + r, placement
+            train_from, ref_dir, pairs, params, round_dir, params.seed + r, placement
         )
     row = {
         "step": float(r + 1),
@@ -236,6 +245,14 @@ def _round(
     atomic_write_json(
         round_dir / ROUND_MARKER, {"row": row, "trained": bool(pairs), "params": _resume_key(params)}
     )
+
+
+def _earlier_pairs(rounds_dir: Path, r: int, params: ExpertIterationParams) -> list[tuple[str, str]]:
+    """The passing pairs rounds 0..r-1 kept (their ``scored.json``), in round order."""
+    out = []
+    for i in range(r):
+        out += [(p, c) for p, c in _read_checked(rounds_dir / f"round-{i}" / SCORED_FILE, params)["pairs"]]
+    return out
 
 
 def _resume_key(params: ExpertIterationParams) -> dict:

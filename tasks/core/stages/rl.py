@@ -8,8 +8,9 @@ and ``rl_curve.png``; the manifest records the compute the SFT-continue baseline
 ``optimizer_steps`` (the trainer's own count, else its ``steps``), ``train_tokens`` (None where
 the trainer does not count them) and ``batch_size``; and where it ran: ``device`` and ``dtype``
 (``cfg.device`` resolved here, :mod:`tasks.core.device`; GRPO adds ``generation``).
-Difficulty: with ``cfg.difficulty_band`` and a ``difficulty`` manifest only the RL problems whose
-stage-2 public-test pass rate lies in the band are trained on; the counts kept/below/above go in
+Difficulty: with ``cfg.difficulty_band`` and a ``difficulty`` manifest (the evaluation of the
+stage-2 model's samples of the RL split, at the algorithm's sampling temperature) only the RL
+problems whose stage-2 hidden-test pass rate lies in the band are trained on; the counts kept/below/above go in
 the manifest.
 Limits: algorithms are those of :mod:`tasks.core.rl` (``grpo`` via TRL, ``ppo`` ours,
 ``expert-iteration`` ours).
@@ -27,7 +28,7 @@ from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
-from tasks.core.stages.filter import VERDICTS_FILE
+from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.judging import limit_policy, make_judge
 from tasks.core.stages.problems import load_split
 
@@ -56,8 +57,8 @@ def run_rl(
 ) -> Manifest:
     """Train ``cfg.algorithm`` from ``finetuned``'s model on the problems of ``split``, rewarded
     by a judge built from ``judge_cfg``; ``progress(step, total, metrics)`` after each step.
-    With ``difficulty`` (the filter stage of the stage-2 model's samples of ``split``) only the
-    problems whose public-test pass rate lies in ``cfg.difficulty_band`` are trained on."""
+    With ``difficulty`` (the evaluation of the stage-2 model's samples of ``split``) only the
+    problems whose hidden-test pass rate lies in ``cfg.difficulty_band`` are trained on."""
     problems = load_split(problem_set, split)
     selected: dict = {}
     if difficulty is not None and cfg.difficulty_band is not None:
@@ -99,8 +100,8 @@ def run_rl(
 def _in_band(problems: list, difficulty: Manifest, band: tuple[float, float]) -> tuple[list, dict]:
     from tasks.core.rl.difficulty import band_select, pass_rates
 
-    table = pq.read_table(difficulty.file(VERDICTS_FILE), columns=["problem_id", "passed_public"])
-    rates = pass_rates(table["problem_id"].to_pylist(), table["passed_public"].to_pylist())
+    table = pq.read_table(difficulty.file(PER_SAMPLE_FILE), columns=["problem_id", "passed_hidden"])
+    rates = pass_rates(table["problem_id"].to_pylist(), table["passed_hidden"].to_pylist())
     chosen = band_select([p.name for p in problems], rates, band)
     if not chosen.kept:
         raise ValueError(
@@ -114,7 +115,7 @@ def _in_band(problems: list, difficulty: Manifest, band: tuple[float, float]) ->
 @dataclass(frozen=True)
 class RLInputs(StageInputs):
     """Stage 6: the chosen algorithm's settings (only its knobs: ``tasks.core.config.RLConfig``),
-    the judge of its rewards, its split, the stage-2 model and, with a difficulty band, the filter
+    the judge of its rewards, its split, the stage-2 model and, with a difficulty band, the evaluation
     stage its problems are chosen by."""
 
     STAGE = Stage.RL
