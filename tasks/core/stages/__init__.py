@@ -34,3 +34,4 @@ class Stage(StrEnum):
 
 STAGES: tuple[Stage, ...] = tuple(Stage)
 REPORT_FILE = "report.md"  # each stage's human-readable report, beside its Parquet files
+PER_SAMPLE_FILE = "per_sample.parquet"  # the evaluation's per-sample verdicts (evaluate, read by rl)

@@ -39,7 +39,7 @@ from tasks.core.report import (
     plot_n_at_k,
     plot_pass_at_k,
 )
-from tasks.core.stages import REPORT_FILE, Stage
+from tasks.core.stages import PER_SAMPLE_FILE, REPORT_FILE, Stage
 from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.cluster import CLUSTERS_FILE
 from tasks.core.stages.filter import EXEC_DIR, FUNNEL_PLOT, VERDICTS_FILE, per_sample, programs_of
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from tasks.core.config import EvalConfig, JudgeConfig
     from tasks.core.problems import Problem
 
-PER_SAMPLE_FILE = "per_sample.parquet"
 METRICS_FILE = "metrics.parquet"
 BY_GROUP_FILE = "by_group.parquet"
 UNKNOWN = "unknown"  # the group of a problem without that tag

@@ -26,9 +26,8 @@ import pyarrow.parquet as pq
 from tasks.core.device import resolve
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import extract_program, format_prompt
-from tasks.core.stages import Stage
+from tasks.core.stages import PER_SAMPLE_FILE, Stage
 from tasks.core.stages.base import Advance, StageInputs
-from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.judging import limit_policy, make_judge
 from tasks.core.stages.problems import load_split
 
