@@ -191,6 +191,33 @@ def study(
 
 
 @app.command()
+def reach(
+    profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
+    k: int = typer.Option(8, "--k", "-k", help="samples per RL problem"),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="sampling temperature (> 0)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override, e.g. finetune.train.max_steps=400 (repeatable)"
+    ),
+) -> None:
+    """Before RL: the share of RL problems the stage-2 model solves at least once in k samples."""
+    if k < 1 or temperature <= 0:
+        fail(f"--k {k} --temperature {temperature}: give k >= 1 and a temperature > 0, e.g. -k 8 -t 1.0")
+    overrides = checked_overrides(profile, set_)
+    from flows.pipeline import default_out_dir
+    from flows.study import alphacode_reach
+
+    root = (out or Path(default_out_dir(profile))).resolve()
+    got = run_flow(
+        alphacode_reach, profile=profile, k=k, temperature=temperature, out_dir=str(root), overrides=overrides
+    )
+    typer.echo(
+        f"{got.solved} of {got.problems} {got.split} problems = {got.share:.3f} solved on the hidden tests "
+        f"at least once in {got.k} samples at T = {got.temperature:g} (evaluation: {got.evaluation})"
+    )
+
+
+@app.command()
 def profiles() -> None:
     """List the named profiles."""
     from tasks.core.config import available_profiles

@@ -244,12 +244,13 @@ def evaluate_on_split(
     problems: Manifest,
     root: str,
     split: str | None = None,
+    n: int | None = None,
 ) -> EvaluationRun:
-    """``model`` evaluated on ``split`` (default ``valid``) at ``t``, ``select.valid_n`` samples
-    per problem."""
+    """``model`` evaluated on ``split`` (default ``valid``) at ``t``, ``n`` (default
+    ``select.valid_n``) samples per problem."""
     valid = (split or cfg.problems.valid_split,)
     label = f"{name} T={t:g} on {valid[0]}"
-    return _evaluate(label, cfg, t, model, problems, root, splits=valid, n=cfg.select.valid_n)
+    return _evaluate(label, cfg, t, model, problems, root, splits=valid, n=n or cfg.select.valid_n)
 
 
 def _difficulty(cfg: PipelineConfig, model: Manifest, problems: Manifest, root: str) -> EvaluationRun:

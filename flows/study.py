@@ -12,6 +12,8 @@ stage-2 model (the baseline) and the candidate's own SFT-continue model (stage 2
 SFT data for the candidate's optimizer steps: the compute-matched baseline it must beat). A
 candidate that changes the problems or stages 1-2 is refused. The table goes to
 ``<run>/study/<study>/`` and a Prefect artifact.
+``alphacode-reach`` (:func:`alphacode_reach`) is the check before RL: how many RL problems the
+stage-2 model solves at least once in k samples.
 Limits: each model's temperature is chosen and scored on the same split, which flatters every
 row alike (the choice is one of a few temperatures); the report's test figures never use it.
 """
@@ -24,17 +26,20 @@ from typing import Any
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, ConfigDict
 
 from flows.pipeline import (
     active_run,
     default_out_dir,
     evaluate_on_split,
+    run_pipeline,
     select_temperatures,
     sft_continue,
     train_through_rl,
 )
 from tasks.core.config import deep_merge, load_profile, normalise_overrides
 from tasks.core.metrics import pass_at_k
+from tasks.core.rl.difficulty import pass_rates
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.sample import eval_problems
 from tasks.core.study import load_study, study_rows, write_study
@@ -108,3 +113,53 @@ def _same_stage2(name: str, cfg, base) -> None:
                 f"study candidate {name!r} changes {part}: a study compares settings from RL on; "
                 "override only rl.* (and judge.*) in it"
             )
+
+
+class Reach(BaseModel):
+    """What :func:`alphacode_reach` measured: ``solved`` of ``problems`` RL problems pass the
+    hidden tests in at least one of ``k`` samples at ``temperature``."""
+
+    model_config = ConfigDict(frozen=True)
+    split: str
+    k: int
+    temperature: float
+    problems: int
+    solved: int
+    evaluation: str
+
+    @property
+    def share(self) -> float:
+        return self.solved / self.problems if self.problems else 0.0
+
+
+@flow(name="alphacode-reach")
+def alphacode_reach(
+    profile: str = "default",
+    k: int = 8,
+    temperature: float = 1.0,
+    out_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Reach:
+    """Before RL: the share of the RL split's problems the stage-2 model solves on the hidden
+    tests at least once in ``k`` samples at ``temperature`` (RL rarely learns what the model it
+    starts from never solves at any k: Yue et al. 2025). Stages 1-2 run or come back Cached; the
+    samples are stages 3-5 and the evaluation on the RL split, cached like any other."""
+    extra = {"evaluate": {"ks": sorted({1, k}), "n_at_k": sorted({1, k})}}
+    cfg = load_profile(profile, deep_merge(normalise_overrides(overrides), extra))
+    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    split = cfg.problems.rl_split
+    with active_run(root):
+        trained = run_pipeline(cfg, root, until="finetune")
+        run = evaluate_on_split(
+            "sft reach", cfg, temperature, trained.finetune, trained.problems, root, split, k
+        )
+    table = pq.read_table(run.evaluation.file(PER_SAMPLE_FILE), columns=["problem_id", "passed_hidden"])
+    rates = pass_rates(table["problem_id"].to_pylist(), table["passed_hidden"].to_pylist())
+    return Reach(
+        split=split,
+        k=k,
+        temperature=temperature,
+        problems=len(rates),
+        solved=sum(1 for r in rates.values() if r > 0),
+        evaluation=str(run.evaluation.path),
+    )

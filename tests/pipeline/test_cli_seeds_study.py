@@ -1,4 +1,4 @@
-"""Bad input to `alphacode seeds` and `alphacode study`: one line naming the fix, exit status 2,
+"""Bad input to `alphacode seeds`, `alphacode study` and `alphacode reach`: one line naming the fix, exit status 2,
 before anything runs."""
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (("seeds", "--profile", "nope"), "unknown profile 'nope'"),
         (("study", "--study", "nosuch"), "unknown study 'nosuch'"),
         (("study", "--set", "select.valid_n=0"), "select.valid_n"),
+        (("reach", "-k", "0"), "give k >= 1"),
+        (("reach", "--set", "finetune.train.max_steps=0"), "finetune.train.max_steps"),
     ],
 )
 def test_bad_arguments_fail_fast_with_one_line(tmp_path, args, needle):

@@ -107,3 +107,19 @@ def test_a_study_scores_every_model_on_valid_rl_at_its_own_best_temperature(smok
         json.loads(p.read_text()) for p in (Path(smoke_pipeline.root) / "select").glob("*/manifest.json")
     ]
     assert {m["config"]["split"] for m in chosen} >= {"valid", "valid_rl"}
+
+
+@pytest.mark.slow
+def test_reach_counts_rl_problems_solved_at_least_once(smoke_pipeline):
+    """``alphacode reach`` on the smoke run: k = 2 at T = 1.0 are the very samples of the RL
+    stage's difficulty estimate (smoke: 2 samples at GRPO's T = 1.0), so both count alike."""
+    from flows.study import alphacode_reach
+    from tasks.core.stages.evaluate import PER_SAMPLE_FILE
+
+    got = alphacode_reach(profile="smoke", k=2, temperature=1.0, out_dir=smoke_pipeline.root)
+    assert (got.split, got.k, got.problems) == ("rl", 2, load_profile("smoke").problems.max_rl_problems)
+    difficulty = smoke_pipeline.rl_difficulty
+    assert Path(got.evaluation) != difficulty.evaluation.path  # its own evaluation (ks [1, 2]) ...
+    table = pq.read_table(difficulty.evaluation.file(PER_SAMPLE_FILE)).to_pylist()
+    solved = {r["problem_id"] for r in table if r["passed_hidden"]}
+    assert got.solved == len(solved) and 0 <= got.share <= 1  # ... of the same samples
