@@ -12,9 +12,8 @@ families draw from disjoint template pools:
   skill: seen templates, new constants.
 * ``valid`` (every selection: temperatures, RL settings, checkpoints): one template per family,
   an SFT variant with a training phrasing, never drawn by ``train``/tests (a new combination of
-  a seen variant and a seen phrasing; for a family with two training variants, whose one SFT
-  variant has three phrasings, its phrasing is one that ``train`` shows for the family's other
-  templates only in ``rl`` statements, i.e. never with a solution).
+  a seen variant and a seen phrasing: every shape has three training variants, so a family keeps
+  two SFT variants and ``train`` shows the valid template's phrasing with the other one).
 * ``rl`` (RL training), ``valid_rl`` (RL selection: one problem per family) and
   ``test_rl_cells`` (held-out instances of the RL cells: new constants and tests): the RL cell
   crossed with every training phrasing. **Their problems carry no reference solution** (nor a
