@@ -68,12 +68,12 @@ def alphacode_study(
     base = load_profile(profile, overrides)
     root = str(Path(out_dir or default_out_dir(profile)).resolve())
     split = base.problems.rl_valid_split or base.problems.valid_split
-    values, sources, matched = {}, {}, {}
+    values, sources, matched, temperatures = {}, {}, {}, {}
 
     def score(label: str, model, problems) -> None:
         t, _, _ = select_temperatures(label, base, model, problems, root, split)
         run = evaluate_on_split(label, base, t, model, problems, root, split)  # Cached: one of the grid's
-        values[label], sources[label] = _pass1(run.evaluation), f"T={t:g}: {run.evaluation.path}"
+        values[label], sources[label], temperatures[label] = _pass1(run.evaluation), run.evaluation.path, t
 
     with active_run(root):
         for name, extra in candidates.items():
@@ -96,6 +96,7 @@ def alphacode_study(
     rows = study_rows(
         values, BASELINE, family_of, n_boot=base.evaluate.bootstrap, seed=base.evaluate.seed, matched=matched
     )
+    rows = [{"candidate": r["candidate"], "temperature": temperatures[r["candidate"]], **r} for r in rows]
     path = write_study(Path(root) / "study" / study, study, rows, sources, split)
     create_markdown_artifact(
         path.read_text(), key="alphacode-study", description=f"study {study} ({profile})"

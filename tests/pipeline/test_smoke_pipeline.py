@@ -149,7 +149,7 @@ def test_reevaluate_appends_history_and_reuses_cache(smoke_run):
 
 def test_study_scores_a_candidate_against_its_own_sft_continue_twin(smoke_run, tmp_path, monkeypatch):
     """The study flow on the smoke run: the candidate (the smoke profile's own RL settings) and its
-    twin are the pipeline's own RL and SFT-continue models, each judged on ``valid``."""
+    twin are the pipeline's own RL and SFT-continue models, each judged on ``valid_rl``."""
     import json
 
     import tasks.core.study as study_mod
