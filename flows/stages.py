@@ -30,8 +30,11 @@ from tasks.stages import cluster_inputs_task, exec_shard_task, sample_shard_task
 
 
 def _cached_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
-    """The stage's cached task, named after the stage (Cached when ``plan`` is complete)."""
-    return cached(stage_task.with_options(name=str(inputs.STAGE)), root)(plan=plan, inputs=inputs)
+    """The stage's cached task, named after the stage (Cached when ``plan`` is complete). Its
+    manifest is bound to ``plan``'s directory: a Cached result was pickled where the run then
+    lay, and a run directory copied elsewhere must read its own files."""
+    task = cached(stage_task.with_options(name=str(inputs.STAGE)), root)
+    return task(plan=plan, inputs=inputs).at(plan.dir)
 
 
 def finish_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:

@@ -4,6 +4,7 @@ deleted, downstream invalidation, and no upstream recomputation."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,10 @@ def produce(plan, value: int) -> Manifest:
 def two_stages(root: str, up_value: int, down_value: int):
     up_plan = plan_stage(root, "up", {"value": up_value}, [], ENTRY)
     up_state = cached(produce, root)(plan=up_plan, value=up_value, return_state=True)
-    up = up_state.result()
+    up = up_state.result().at(up_plan.dir)  # bound to this run, as flows.stages does
     down_plan = plan_stage(root, "down", {"value": down_value}, [("up", up)], ENTRY)
     down_state = cached(produce, root)(plan=down_plan, value=down_value, return_state=True)
-    return up_state.name, down_state.name, up, down_state.result()
+    return up_state.name, down_state.name, up, down_state.result().at(down_plan.dir)
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +125,47 @@ def test_record_whose_payload_is_gone_is_a_miss(prefect_harness, tmp_path):
     CALLS.clear()
     up_state, down_state, _, _ = two_stages(str(tmp_path), 1, 2)
     assert up_state != "Failed" and down_state != "Failed"
+
+
+def test_manifest_json_holds_no_absolute_path(tmp_path):
+    plan = plan_stage(str(tmp_path), "s", {"a": 1}, [], ENTRY)
+    plan.dir.mkdir(parents=True)
+    (plan.dir / "x.txt").write_text("x")
+    published = plan.publish(["x.txt"])
+    on_disk = json.loads((plan.dir / "manifest.json").read_text())
+    assert on_disk["path"] == f"s/{plan.key}"
+    assert str(tmp_path) not in (plan.dir / "manifest.json").read_text()
+    assert published.dir == plan.dir.resolve() == read_manifest(plan.dir).dir
+
+
+def test_copied_stage_directory_reads_at_its_new_place(tmp_path):
+    plan = plan_stage(str(tmp_path / "a"), "s", {"a": 1}, [], ENTRY)
+    plan.dir.mkdir(parents=True)
+    (plan.dir / "x.txt").write_text("x")
+    plan.publish(["x.txt"])
+    moved = tmp_path / "b" / "s" / plan.key
+    moved.parent.mkdir(parents=True)
+    plan.dir.rename(moved)
+    manifest = read_manifest(moved)
+    assert manifest is not None and manifest.file("x.txt") == moved.resolve() / "x.txt"
+
+
+def test_legacy_manifest_with_an_absolute_path_reads_where_it_lies(tmp_path):
+    plan = plan_stage(str(tmp_path), "s", {"a": 1}, [], ENTRY)
+    plan.dir.mkdir(parents=True)
+    (plan.dir / "x.txt").write_text("x")
+    plan.publish(["x.txt"])
+    legacy = json.loads((plan.dir / "manifest.json").read_text()) | {"path": "/elsewhere/s/" + plan.key}
+    (plan.dir / "manifest.json").write_text(json.dumps(legacy))
+    assert read_manifest(plan.dir).dir == plan.dir.resolve()
+
+
+def test_copied_run_is_cached_and_reads_its_own_files(prefect_harness, tmp_path):
+    """Prefect's cache records and payloads travel with the run (the original is deleted)."""
+    two_stages(str(tmp_path / "a"), 1, 2)
+    shutil.copytree(tmp_path / "a", tmp_path / "b", symlinks=True)
+    shutil.rmtree(tmp_path / "a")
+    CALLS.clear()
+    up_state, down_state, up, down = two_stages(str(tmp_path / "b"), 1, 2)
+    assert (up_state, down_state, CALLS) == ("Cached", "Cached", [])
+    assert up.dir.parent.parent == down.dir.parent.parent == (tmp_path / "b").resolve()
