@@ -118,6 +118,50 @@ def test_lock_of_a_live_holder_is_respected(tmp_path):
     assert not other.acquire_lock("k", holder="you", acquire_timeout=0.5)
 
 
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_lock_owner_file_names_host_boot_and_pid(tmp_path):
+    from tasks.caching import LockOwner, PidFileLockManager
+
+    manager = PidFileLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("k", holder="me")
+    owner = LockOwner.parse(manager._owner("k").read_text())
+    assert owner == LockOwner.here() and owner.host and owner.boot and not owner.dead()
+
+
+def test_lock_of_another_host_is_never_deleted(tmp_path):
+    """On a shared mount a PID of another host says nothing here: its lock stays, even if
+    that PID does not exist on this host."""
+    from tasks.caching import LockOwner, PidFileLockManager
+
+    manager = PidFileLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("k", holder="node-b-run")
+    here = LockOwner.here()
+    other_host = LockOwner(host=here.host + "-node-b", boot=here.boot, pid=dead_pid())
+    manager._owner("k").write_text(other_host.dump())
+    other = PidFileLockManager(lock_files_directory=tmp_path)
+    assert not other.acquire_lock("k", holder="node-a-run", acquire_timeout=0.5)
+    assert manager._lock_path_for_key("k").is_file() and other.is_locked("k")
+
+
+def test_lock_from_before_a_reboot_is_stale(tmp_path):
+    from tasks.caching import LockOwner, PidFileLockManager
+
+    manager = PidFileLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("k", holder="before-reboot")
+    here = LockOwner.here()
+    manager._owner("k").write_text(LockOwner(host=here.host, boot="an-earlier-boot", pid=here.pid).dump())
+    other = PidFileLockManager(lock_files_directory=tmp_path)
+    assert other.acquire_lock("k", holder="after-reboot", acquire_timeout=2)
+
+
 def test_record_whose_payload_is_gone_is_a_miss(prefect_harness, tmp_path):
     two_stages(str(tmp_path), 1, 2)
     for payload in (tmp_path / ".prefect" / "results").iterdir():
