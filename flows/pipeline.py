@@ -52,6 +52,7 @@ from tasks.core.stages.rl import RLInputs
 from tasks.core.stages.sample import SampleInputs
 from tasks.core.stages.select import SelectInputs
 from tasks.core.stages.sft_continue import SFTContinueInputs
+from tasks.core.store import working_root
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import require_runner
 
@@ -339,7 +340,7 @@ def alphacode_pipeline(
 ) -> PipelineResult:
     """The whole pipeline on a named profile (``overrides`` deep-merge into it)."""
     cfg = load_profile(profile, overrides)
-    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    root = working_root(out_dir or default_out_dir(profile))
     with active_run(root):
         result = run_pipeline(cfg, root)
     latest = point_latest(result.report)
@@ -359,7 +360,7 @@ def alphacode_stage(
 ) -> PipelineResult:
     """One stage on a named profile: its upstream stages come back Cached (or are computed)."""
     cfg = load_profile(profile, overrides)
-    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    root = working_root(out_dir or default_out_dir(profile))
     with active_run(root):
         return run_pipeline(cfg, root, until=stage)
 
@@ -376,7 +377,7 @@ def alphacode_seeds(
     returns the spread report's path."""
     seeds = list(seeds or [0, 1])
     base = load_profile(profile, overrides)
-    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    root = working_root(out_dir or default_out_dir(profile))
     comparisons, reports = {}, {}
     with active_run(root):
         for seed in seeds:

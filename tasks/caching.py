@@ -152,6 +152,47 @@ def _payload_present(record: Path, root: str) -> bool:
     return payload.is_file() and results in payload.resolve().parents
 
 
+def push_record(root: str | Path, cache_key: str, remote) -> bool:
+    """Copy a unit's cache record and its payload from ``root`` (a store's mirror) to the
+    ``remote`` store (:class:`tasks.core.store.Remote`) under ``.prefect/``, payload first, so a
+    mirror of the same run on another node, or of a copy of it, finds the unit Cached. False
+    when ``root`` has no usable record (nothing is written then)."""
+    record = keys_dir(root) / cache_key
+    try:
+        storage_key = json.loads(record.read_text())["storage_key"]
+    except (OSError, ValueError, KeyError):
+        return False
+    payload = Path(root) / ".prefect" / "results" / storage_key
+    if Path(storage_key).is_absolute() or not _payload_present(record, str(root)):
+        return False
+    remote.write_bytes(remote.path(".prefect", "results", storage_key), payload.read_bytes())
+    remote.write_bytes(remote.path(".prefect", "cache-keys", cache_key), record.read_bytes())
+    return True
+
+
+def pull_record(root: str | Path, cache_key: str, remote) -> bool:
+    """The reverse of :func:`push_record` into ``root``, payload then record, each written
+    atomically; a record already in ``root`` is kept. False when the store has none."""
+    from tasks.core.io import atomic_write_bytes
+
+    record = keys_dir(root) / cache_key
+    if record.is_file():
+        return True
+    raw = remote.read_bytes(remote.path(".prefect", "cache-keys", cache_key))
+    try:
+        storage_key = json.loads(raw)["storage_key"] if raw is not None else None
+    except (ValueError, KeyError):
+        return False
+    if storage_key is None or Path(storage_key).is_absolute():
+        return False
+    payload = remote.read_bytes(remote.path(".prefect", "results", storage_key))
+    if payload is None:
+        return False
+    atomic_write_bytes(Path(root) / ".prefect" / "results" / storage_key, payload)
+    atomic_write_bytes(record, raw)
+    return True
+
+
 def keys_dir(root: str | Path) -> Path:
     return Path(root) / ".prefect" / "cache-keys"
 
