@@ -36,6 +36,7 @@ from flows.stages import (
     sft_continue_flow,
 )
 from tasks.artifacts import publish_markdown_file
+from tasks.core import store
 from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
 from tasks.core.manifest import Manifest
 from tasks.core.runs import point_latest
@@ -52,7 +53,6 @@ from tasks.core.stages.rl import RLInputs
 from tasks.core.stages.sample import SampleInputs
 from tasks.core.stages.select import SelectInputs
 from tasks.core.stages.sft_continue import SFTContinueInputs
-from tasks.core.store import working_root
 from tasks.recovery import crash_stale_runs, register_active_run
 from tasks.runners import require_runner
 
@@ -340,7 +340,7 @@ def alphacode_pipeline(
 ) -> PipelineResult:
     """The whole pipeline on a named profile (``overrides`` deep-merge into it)."""
     cfg = load_profile(profile, overrides)
-    root = working_root(out_dir or default_out_dir(profile))
+    root = store.working_root(out_dir or default_out_dir(profile))
     with active_run(root):
         result = run_pipeline(cfg, root)
     latest = point_latest(result.report)
@@ -360,7 +360,7 @@ def alphacode_stage(
 ) -> PipelineResult:
     """One stage on a named profile: its upstream stages come back Cached (or are computed)."""
     cfg = load_profile(profile, overrides)
-    root = working_root(out_dir or default_out_dir(profile))
+    root = store.working_root(out_dir or default_out_dir(profile))
     with active_run(root):
         return run_pipeline(cfg, root, until=stage)
 
@@ -377,7 +377,7 @@ def alphacode_seeds(
     returns the spread report's path."""
     seeds = list(seeds or [0, 1])
     base = load_profile(profile, overrides)
-    root = working_root(out_dir or default_out_dir(profile))
+    root = store.working_root(out_dir or default_out_dir(profile))
     comparisons, reports = {}, {}
     with active_run(root):
         for seed in seeds:
