@@ -23,10 +23,10 @@ Contract:
 
 Limits: only complete stages travel; a stage's unfinished work (shards, checkpoints) stays in
 the mirror of the node that did it, so a stage interrupted on one node restarts from nothing on
-another. Prefect's cache records and locks stay in the mirror (node-local): a rerun on the same
-node finds every stage Cached; a first run on another node pulls each finished stage and
-records it there. Stage directories are not deleted from the store here; a ``latest`` symlink
-exists only in the mirror. Objects are written whole (no multipart resume).
+another. Prefect's locks stay in the mirror (node-local); a stage's cache record is copied with
+it by the flows (``tasks.caching.push_record``/``pull_record``), so a pulled stage is Cached on
+the node that pulled it. Stage directories are not deleted from the store here; a ``latest``
+symlink exists only in the mirror. An interrupted upload or download starts over.
 """
 
 from __future__ import annotations
