@@ -89,7 +89,9 @@ def checked_overrides(profile: str, set_: list[str]) -> dict:
 @app.command()
 def run(
     profile: str = typer.Option("default", "--profile", "-p", help="a profile in data/profiles"),
-    out: Path | None = typer.Option(None, "--out", "-o", help="run directory (default: runs/<profile>)"),
+    out: str | None = typer.Option(
+        None, "--out", "-o", help="run directory or s3://bucket/prefix (default: runs/<profile>)"
+    ),
     set_: list[str] = typer.Option([], "--set", help="override, e.g. sample.sampling.n=8 (repeatable)"),
 ) -> None:
     """Run the whole pipeline: six stages, evaluation before and after RL, and a report."""
@@ -102,7 +104,9 @@ def run(
             f"ended an orphaned ephemeral Prefect server of an earlier killed run (pid {pid})", err=True
         )
 
-    root = (out or Path(default_out_dir(profile))).resolve()
+    from tasks.core.store import is_url
+
+    root = out if out and is_url(out) else str(Path(out or default_out_dir(profile)).resolve())
     result = run_flow(alphacode_pipeline, profile=profile, out_dir=str(root), overrides=overrides)
     print_summary(result)
 

@@ -40,7 +40,7 @@ samples_app = typer.Typer(
     help="Inspect the Parquet stores of a run (samples, verdicts, clusters).",
 )
 
-RUN_ARG = typer.Argument(..., help="run directory (e.g. runs/default) or a name under runs/")
+RUN_ARG = typer.Argument(..., help="run directory (e.g. runs/default), a name under runs/, or an s3:// run")
 MODEL_OPT = typer.Option("sft", "--model", "-m", help="sft, rl or a sample stage key (prefix)")
 JSON_OPT = typer.Option(False, "--json", help="machine-readable JSON on stdout")
 
@@ -97,7 +97,7 @@ def _stores_json(stores: ModelStores) -> dict:
 
 @samples_app.command("runs")
 def runs_command(
-    root: Path = typer.Option(Path("runs"), "--root", help="directory holding run directories"),
+    root: str = typer.Option("runs", "--root", help="directory holding run directories, or an s3:// run"),
     as_json: bool = JSON_OPT,
 ) -> None:
     """List run directories and their stage stores."""

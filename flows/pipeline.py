@@ -37,6 +37,7 @@ from flows.stages import (
     sft_continue_flow,
 )
 from tasks.artifacts import publish_markdown_file
+from tasks.core import store
 from tasks.core.config import PipelineConfig, deep_merge, load_profile, normalise_overrides
 from tasks.core.manifest import Manifest
 from tasks.core.runs import point_latest
@@ -363,7 +364,7 @@ def alphacode_pipeline(
 ) -> PipelineResult:
     """The whole pipeline on a named profile (``overrides`` deep-merge into it)."""
     cfg = load_profile(profile, overrides)
-    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    root = store.working_root(out_dir or default_out_dir(profile))
     with active_run(root):
         result = run_pipeline(cfg, root)
     latest = point_latest(result.report)
@@ -383,7 +384,7 @@ def alphacode_stage(
 ) -> PipelineResult:
     """One stage on a named profile: its upstream stages come back Cached (or are computed)."""
     cfg = load_profile(profile, overrides)
-    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    root = store.working_root(out_dir or default_out_dir(profile))
     with active_run(root):
         return run_pipeline(cfg, root, until=stage)
 
@@ -400,7 +401,7 @@ def alphacode_seeds(
     returns the spread report's path."""
     seeds = list(seeds or [0, 1])
     base = load_profile(profile, overrides)
-    root = str(Path(out_dir or default_out_dir(profile)).resolve())
+    root = store.working_root(out_dir or default_out_dir(profile))
     comparisons, reports = {}, {}
     with active_run(root):
         for seed in seeds:

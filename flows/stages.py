@@ -14,7 +14,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.artifacts import publish_stage_artifacts
-from tasks.caching import cached
+from tasks.caching import cached, pull_record, push_record
 from tasks.core.config import JudgeConfig, RunnerConfig
 from tasks.core.manifest import Manifest, StagePlan
 from tasks.core.stages import Stage, cluster
@@ -24,14 +24,18 @@ from tasks.core.stages.cluster import ClusterInputs
 from tasks.core.stages.evaluate import EvaluateInputs
 from tasks.core.stages.filter import FilterInputs
 from tasks.core.stages.sample import SampleInputs
+from tasks.core.store import remote_of
 from tasks.progress import StageProgress
 from tasks.runners import is_parallel, make_task_runner
 from tasks.stages import cluster_inputs_task, exec_shard_task, sample_shard_task, stage_task
 
 
 def _cached_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
-    """The stage's cached task, named after the stage (Cached when ``plan`` is complete)."""
-    return cached(stage_task.with_options(name=str(inputs.STAGE)), root)(plan=plan, inputs=inputs)
+    """The stage's cached task, named after the stage (Cached when ``plan`` is complete). Its
+    manifest is bound to ``plan``'s directory: a Cached result was pickled where the run then
+    lay, and a run directory copied elsewhere must read its own files."""
+    task = cached(stage_task.with_options(name=str(inputs.STAGE)), root)
+    return task(plan=plan, inputs=inputs).at(plan.dir)
 
 
 def finish_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
@@ -46,13 +50,25 @@ def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig |
     task in the calling flow (one task run, state Cached, in the UI), without entering its
     subflow: a rerun with nothing to do costs a manifest read per stage, not a flow run. Any other
     stage runs in ``stage_flow``, which resumes it; a sharded stage's shards go to ``runner``'s
-    task runner when it runs several at once (the runner is no part of any key)."""
+    task runner when it runs several at once (the runner is no part of any key).
+
+    When ``root`` is the mirror of a run in an object store (:mod:`tasks.core.store`), a stage
+    complete in the store and not in the mirror is pulled first (then it is complete here), and
+    every stage's directory is pushed to the store once complete (a no-op when it is there).
+    The stage's Prefect cache record travels with it, so a pulled stage comes back Cached."""
     plan = inputs.plan(root)
+    remote = remote_of(root)
+    if remote is not None and not plan.complete() and remote.pull(plan.stage, plan.key, plan.dir):
+        pull_record(root, plan.cache_key, remote)
     if plan.complete():
-        return _cached_stage(inputs, plan, root)
-    if runner is not None and is_parallel(runner):
-        return stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True)
-    return stage_flow(inputs, root)
+        manifest = _cached_stage(inputs, plan, root)
+    elif runner is not None and is_parallel(runner):
+        manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True)
+    else:
+        manifest = stage_flow(inputs, root)
+    if remote is not None and remote.push(manifest):
+        push_record(root, plan.cache_key, remote)
+    return manifest
 
 
 def _single(inputs: StageInputs, root: str) -> Manifest:

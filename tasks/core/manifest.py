@@ -8,6 +8,12 @@ several manifests of one stage (the report reads six evaluations), and each one'
 input it fills, e.g. ``contenders[2].wide``) keeps them apart in the key and in the provenance
 the manifest records. The payload
 is written first; ``manifest.json`` is written last, atomically (temp file + ``os.replace``).
+
+No absolute path is written: ``manifest.json`` records its directory relative to the run root
+(``<stage>/<key>``), and :func:`read_manifest` binds the manifest it returns to the directory it
+was read from (``Manifest.path`` in memory is that directory, resolved). So a run directory
+moved or copied elsewhere reads the same; manifests written before this rule (an absolute
+``path``) read the same way, their recorded path ignored.
 A directory without a readable manifest, or whose manifest lists a file that is missing or has
 another size, is *incomplete*: caches must treat it as a miss and the stage recomputes (a
 stage may resume from checkpoints it left inside its own directory).
@@ -68,7 +74,10 @@ def _ref(u: tuple[str, Manifest] | Upstream | Manifest) -> Upstream:
 
 
 class Manifest(BaseModel):
-    """What a finished stage published. Small: it is what Prefect caches and passes on."""
+    """What a finished stage published. Small: it is what Prefect caches and passes on.
+
+    ``path`` is the stage directory this manifest was read from or published into (absolute);
+    on disk it is written relative to the run root (:meth:`to_json`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     stage: str
@@ -90,6 +99,19 @@ class Manifest(BaseModel):
     @property
     def dir(self) -> Path:
         return Path(self.path)
+
+    @property
+    def relative_path(self) -> str:
+        """The directory relative to the run root: ``<stage>/<key>``."""
+        return f"{self.stage}/{self.key}"
+
+    def at(self, directory: Path | str) -> Manifest:
+        """This manifest bound to ``directory`` (where its files are now)."""
+        return self.model_copy(update={"path": str(Path(directory).resolve())})
+
+    def to_json(self) -> str:
+        """The ``manifest.json`` text: every field, ``path`` relative to the run root."""
+        return self.model_copy(update={"path": self.relative_path}).model_dump_json(indent=2)
 
     def upstream_keys(self, stage: str) -> tuple[str, ...]:
         """Keys of every upstream manifest of ``stage``, in role order."""
@@ -149,15 +171,16 @@ def publish(
         files=entries,
         metrics=json.loads(_canonical(metrics or {})),
     )
-    atomic_write_text(directory / MANIFEST_NAME, manifest.model_dump_json(indent=2))
+    atomic_write_text(directory / MANIFEST_NAME, manifest.to_json())
     return manifest
 
 
 def read_manifest(directory: Path) -> Manifest | None:
-    """The directory's manifest if it is complete (all listed files present, sizes equal)."""
+    """The directory's manifest if it is complete (all listed files present, sizes equal),
+    bound to ``directory`` whatever path it recorded."""
     path = Path(directory) / MANIFEST_NAME
     try:
-        manifest = Manifest.model_validate_json(path.read_bytes())
+        manifest = Manifest.model_validate_json(path.read_bytes()).at(directory)
     except (OSError, ValueError):
         return None
     for rel, entry in manifest.files.items():

@@ -15,6 +15,9 @@ Contract:
   ``cluster`` naming both, and the newest complete ``evaluate`` naming all three
   (:class:`ModelStores`; missing downstream stages are None).
 * Stage and file names come from the stage modules (:mod:`tasks.core.stages`), never retyped.
+* A run in an object store (``s3://bucket/prefix``, :mod:`tasks.core.store`) is read through its
+  node-local mirror: :func:`resolve_run` and :func:`find_runs` first pull every stage directory
+  complete in the store into it, then read it as a local run directory.
 Limits: read-only, no locking (a stage being written while it is read may be seen as incomplete).
 """
 
@@ -35,6 +38,7 @@ from tasks.core.stages.cluster import CLUSTERS_FILE
 from tasks.core.stages.evaluate import PER_SAMPLE_FILE
 from tasks.core.stages.filter import VERDICTS_FILE
 from tasks.core.stages.sample import STORE as STORE_DIR
+from tasks.core.store import Remote, is_url
 
 MODEL_UPSTREAM = {
     "sft": Stage.FINETUNE,
@@ -175,7 +179,10 @@ def point_latest(manifest: Manifest) -> Path:
 
 
 def find_runs(root: Path | str) -> list[RunInfo]:
-    """``root`` itself if it is a run directory, else each run directory directly under it."""
+    """``root`` itself if it is a run directory, else each run directory directly under it
+    (a store URL: that run, pulled into its mirror)."""
+    if is_url(root):
+        return [scan_run(_pulled(str(root)))]
     root = Path(root)
     if not root.is_dir():
         raise InspectError(
@@ -187,7 +194,10 @@ def find_runs(root: Path | str) -> list[RunInfo]:
 
 
 def resolve_run(run: str | Path, runs_root: str | Path = "runs") -> Path:
-    """``run`` as a directory, or ``<runs_root>/<run>`` (so ``default`` means ``runs/default``)."""
+    """``run`` as a directory, or ``<runs_root>/<run>`` (so ``default`` means ``runs/default``),
+    or a store URL's run pulled into its mirror."""
+    if is_url(run):
+        return _pulled(str(run))
     for candidate in (Path(run), Path(runs_root) / str(run)):
         if is_run_dir(candidate):
             return candidate
@@ -195,6 +205,16 @@ def resolve_run(run: str | Path, runs_root: str | Path = "runs") -> Path:
         f"run directory {run!r} not found (tried {run} and {Path(runs_root) / str(run)}); "
         "pass a run directory like runs/default (list them with `alphacode samples runs`)"
     )
+
+
+def _pulled(url: str) -> Path:
+    try:
+        mirror = Remote(url.rstrip("/")).pull_run(list(STAGES))
+    except (OSError, ValueError) as exc:
+        raise InspectError(f"cannot read the run at {url}: {exc}") from exc
+    if not is_run_dir(mirror):
+        raise InspectError(f"{url} holds no complete stage directory; run `alphacode run --out {url}` first")
+    return mirror
 
 
 # ------------------------------------------------------------------ stores of one model

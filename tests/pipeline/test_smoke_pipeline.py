@@ -34,7 +34,8 @@ def task_runs_since(started, settle_s: float = 30.0) -> list:
 
     Prefect 3 records a flow's task runs from the events its client emits, asynchronously: a
     run read right after its flow returned can still show its first state. Read again until every
-    state is final, for at most ``settle_s`` (then whatever is there, so a stuck run fails)."""
+    state is final (a run recorded without any state yet counts as not final), for at most
+    ``settle_s`` (then whatever is there, so a stuck run fails)."""
     import time
 
     from prefect.client.orchestration import get_client
@@ -48,9 +49,11 @@ def task_runs_since(started, settle_s: float = 30.0) -> list:
         runs = [
             r
             for r in runs
-            if r.created and r.created >= started and r.state.state_details.child_flow_run_id is None
-        ]
-        if all(r.state.is_final() for r in runs) or time.monotonic() > deadline:
+            if r.created
+            and r.created >= started
+            and (r.state is None or r.state.state_details.child_flow_run_id is None)
+        ]  # a run recorded without its first state yet has none: read again
+        if all(r.state is not None and r.state.is_final() for r in runs) or time.monotonic() > deadline:
             return runs
         time.sleep(0.5)
 
