@@ -215,6 +215,7 @@ def _grpo(model_dir: Path, placement, args, sizes: dict[str, int], work: Path) -
         mask_truncated_completions=False,
         filter_zero_std_groups=False,
         use_vllm=args.vllm,
+        optimizer="fresh",  # the check's random-init model has no stage-2 optimizer state to continue
     )
     judge_cfg = JudgeConfig()
     started = time.perf_counter()
