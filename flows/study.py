@@ -97,7 +97,8 @@ def alphacode_study(
         values, BASELINE, family_of, n_boot=base.evaluate.bootstrap, seed=base.evaluate.seed, matched=matched
     )
     rows = [{"candidate": r["candidate"], "temperature": temperatures[r["candidate"]], **r} for r in rows]
-    path = write_study(Path(root) / "study" / study, study, rows, sources, split)
+    name = Path(study).stem  # a study given as a .toml path is reported under its file's name
+    path = write_study(Path(root) / "study" / name, name, rows, sources, split)
     create_markdown_artifact(
         path.read_text(), key="alphacode-study", description=f"study {study} ({profile})"
     )

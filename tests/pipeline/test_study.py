@@ -96,6 +96,7 @@ def test_a_study_scores_every_model_on_valid_rl_at_its_own_best_temperature(smok
         out_dir=smoke_pipeline.root,
         overrides={"select": {"temperatures": [0.0, 0.8]}},
     )
+    assert Path(report) == Path(smoke_pipeline.root) / "study" / "one" / "report.md"  # named by the file
     text = Path(report).read_text()
     assert "scored on `valid_rl` only" in text
     rows = pq.read_table(Path(report).parent / "study.parquet").to_pylist()
