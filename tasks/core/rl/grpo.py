@@ -372,7 +372,7 @@ def _policy_and_optimizer(model_dir: Path, params: GRPOParams, placement: Placem
 
     from tasks.core.training.loop import continued_optimizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=placement.master_dtype())
     model.to(placement.torch_device())
     optimizer = continued_optimizer(model, model_dir)
     return model, (optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
