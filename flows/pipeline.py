@@ -213,8 +213,9 @@ def sft_continue(
     cfg: PipelineConfig, finetuned: Manifest, rl: Manifest, problems: Manifest, root: str
 ) -> Manifest:
     """The SFT-continue baseline matched to ``rl``'s compute."""
-    p = cfg.problems
-    inputs = SFTContinueInputs(cfg.finetune, p.sft_split, p.valid_split, finetuned, rl, problems)
+    inputs = SFTContinueInputs(
+        cfg.finetune, cfg.problems.sft_split, cfg.problems.valid_split, finetuned, rl, problems
+    )
     return run_stage(sft_continue_flow, inputs, root)
 
 
@@ -222,8 +223,8 @@ def oracle_sft(
     cfg: PipelineConfig, finetuned: Manifest, rl: Manifest, problems: Manifest, root: str
 ) -> Manifest:
     """The oracle-SFT upper reference: the SFT-continue training on ``problems.oracle_split``."""
-    p = cfg.problems
-    inputs = OracleSFTInputs(cfg.finetune, p.oracle_split, p.valid_split, finetuned, rl, problems)
+    split = cfg.problems.oracle_split
+    inputs = OracleSFTInputs(cfg.finetune, split, cfg.problems.valid_split, finetuned, rl, problems)
     return run_stage(oracle_sft_flow, inputs, root)
 
 
