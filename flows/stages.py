@@ -17,6 +17,7 @@ from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached, pull_record, push_record
 from tasks.core.config import JudgeConfig, RunnerConfig
 from tasks.core.manifest import Manifest, StagePlan
+from tasks.core.nodes import fetch_unit
 from tasks.core.stages import Stage, cluster
 from tasks.core.stages import filter as filter_stage
 from tasks.core.stages.base import StageInputs
@@ -63,7 +64,8 @@ def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig |
     if plan.complete():
         manifest = _cached_stage(inputs, plan, root)
     elif runner is not None and is_parallel(runner):
-        manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True)
+        gpus = {"gpus": runner.gpus} if inputs.STAGE is Stage.SAMPLE and runner.gpus else {}
+        manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True, **gpus)
     else:
         manifest = stage_flow(inputs, root)
     if remote is not None and remote.push(manifest):
@@ -89,7 +91,8 @@ report_flow = flow(name=Stage.REPORT.value, validate_parameters=False)(_single)
 
 
 @flow(name="sample", validate_parameters=False)
-def sample_flow(inputs: SampleInputs, root: str, parallel: bool = False) -> Manifest:
+def sample_flow(inputs: SampleInputs, root: str, parallel: bool = False, gpus: float = 0.0) -> Manifest:
+    """``gpus``: what each shard asks a Ray task runner for (``runner.gpus``; 0 elsewhere)."""
     plan = inputs.plan(root)
     if not plan.complete():
         params = inputs.sample.sampling
@@ -98,35 +101,72 @@ def sample_flow(inputs: SampleInputs, root: str, parallel: bool = False) -> Mani
             for unit, request in inputs.units(plan)
         ]
         sizes = [c["plan"].shard.num_samples for c in calls]
-        _run_units(cached(sample_shard_task, root), calls, parallel, "stage 3 sampling", sizes, "sample")
+        _run_units(sample_shard_task, root, calls, parallel, "stage 3 sampling", sizes, "sample", gpus)
     return finish_stage(inputs, plan, root)
 
 
 def _run_units(
     task,
+    root: str,
     calls: list[dict],
     parallel: bool,
     description: str,
     sizes: list[int] | None = None,
     unit: str = "shard",
-) -> list:
+    gpus: float = 0.0,
+) -> None:
     """Run ``task`` once per keyword set: in turn, or all submitted and awaited (then the first
     failure re-raised, after every other shard has finished and been kept). A terminal bar and a
     Prefect progress artifact count the work: ``sizes[i]`` items of kind ``unit`` per call (the
-    bar's rate and ETA are then samples/s or programs/s), else one shard per call."""
+    bar's rate and ETA are then samples/s or programs/s), else one shard per call.
+
+    In a local run directory each unit is a Prefect task cached in it. In the mirror of a run in
+    an object store the store is the units' cache instead (a task may run on another node, where
+    this node's paths mean nothing): every unit whose file is in the store is downloaded, not
+    run; the rest run with the store's URL (:func:`tasks.core.nodes.run_unit`) and their files
+    are collected from the store afterwards."""
     sizes = sizes if sizes is not None else [1] * len(calls)
+    remote = remote_of(root)
+    if remote is None:
+        task = cached(task, root)
+    else:
+        todo = [i for i, c in enumerate(calls) if not fetch_unit(c["plan"], remote)]
+        calls = [{**calls[i], "store_url": remote.url} for i in todo]
+        sizes = [sizes[i] for i in todo]
     with StageProgress(sum(sizes), description, unit=unit) as bar:
         if not parallel:
-            results = []
             for kwargs, size in zip(calls, sizes):
-                results.append(task(**kwargs))
+                task(**kwargs)
                 bar.advance(size)
-            return results
+        else:
+            _submit_all(task, calls, sizes, bar, gpus)
+    if remote is not None:
+        _collect(calls, remote)
+
+
+def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> None:
+    if gpus:
+        from prefect_ray.context import remote_options
+
+        with remote_options(num_gpus=gpus):
+            futures = [task.submit(**kwargs) for kwargs in calls]
+    else:
         futures = [task.submit(**kwargs) for kwargs in calls]
-        for future, size in zip(futures, sizes):
-            future.wait()
-            bar.advance(size)
-        return [future.result() for future in futures]
+    for future, size in zip(futures, sizes):
+        future.wait()
+        bar.advance(size)
+    for future in futures:
+        future.result()
+
+
+def _collect(calls: list[dict], remote) -> None:
+    """Every unit another node computed, downloaded from the store into this mirror."""
+    missing = [c["plan"].output for c in calls if not fetch_unit(c["plan"], remote)]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} shard(s) finished without their file reaching the store {remote.url}, "
+            f"e.g. {missing[0]}: rerun the flow (finished shards are kept)"
+        )
 
 
 def _run_exec(
@@ -150,9 +190,7 @@ def _run_exec(
             dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen)
         )
     sizes = [len(c["plan"].shard.programs) for c in calls]
-    _run_units(
-        cached(exec_shard_task, root), calls, parallel, f"{plan.stage}: {test_set} tests", sizes, "program"
-    )
+    _run_units(exec_shard_task, root, calls, parallel, f"{plan.stage}: {test_set} tests", sizes, "program")
 
 
 @flow(name="filter", validate_parameters=False)

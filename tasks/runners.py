@@ -20,6 +20,7 @@ Parallel execution shards multiply CPU use: up to workers x ``judge.workers`` sa
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -70,8 +71,33 @@ def _dask_runner(cfg: RunnerConfig) -> TaskRunner:
 
 
 def _ray_runner(cfg: RunnerConfig) -> TaskRunner:
+    if cfg.address is not None:
+        return _ray_runner_class()(address=cfg.address)
+    return _ray_runner_class()(init_kwargs={"num_cpus": cfg.workers, "include_dashboard": False})
+
+
+@lru_cache(maxsize=1)
+def _ray_runner_class():
     from prefect_ray import RayTaskRunner
 
-    if cfg.address is not None:
-        return RayTaskRunner(address=cfg.address)
-    return RayTaskRunner(init_kwargs={"num_cpus": cfg.workers, "include_dashboard": False})
+    class ReportingRayTaskRunner(RayTaskRunner):
+        """prefect-ray's runner whose Ray job carries this process's Prefect API URL (the
+        ephemeral server's included) to every worker: a task reports its run to the API the flow
+        uses, on a worker of another node too (measured: without it a task on a ``ray start``
+        node times out starting an ephemeral server of its own). The URL must be reachable from
+        every node: set ``PREFECT_API_URL`` to a shared Prefect server for a multi-machine run."""
+
+        def __enter__(self):
+            env = dict(self.init_kwargs.get("runtime_env", {}).get("env_vars", {}))
+            env.setdefault("PREFECT_API_URL", _prefect_api_url())
+            runtime_env = {**self.init_kwargs.get("runtime_env", {}), "env_vars": env}
+            self.init_kwargs = {**self.init_kwargs, "runtime_env": runtime_env}
+            return super().__enter__()
+
+    return ReportingRayTaskRunner
+
+
+def _prefect_api_url() -> str:
+    from prefect.client.orchestration import get_client
+
+    return str(get_client(sync_client=True).api_url)

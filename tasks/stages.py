@@ -6,7 +6,8 @@ flows wrap each with :func:`tasks.caching.cached` so the key is the plan's conte
 (:class:`~tasks.core.stages.base.StageInputs`): it first returns an already-complete output as
 is (a crashed run's finished work is never redone) and otherwise calls ``inputs.run``, which
 does all the work, resuming from what it left in its own directory. The shard tasks run one unit
-of a sharded stage. What a task adds is caching, retries and progress bars: no logic, so the
+of a sharded stage, on whichever node the task runner placed them
+(:func:`tasks.core.nodes.run_unit`; with a store URL, through that node's mirror of the run). What a task adds is caching, retries and progress bars: no logic, so the
 stage's code fingerprint covers everything that runs.
 """
 
@@ -17,6 +18,7 @@ from prefect import task
 from tasks.core.config import JudgeConfig
 from tasks.core.execution import Program
 from tasks.core.manifest import Manifest, StagePlan
+from tasks.core.nodes import run_unit
 from tasks.core.problems import Problem
 from tasks.core.sampling import SampleRequest, SamplingParams
 from tasks.core.stages import cluster
@@ -40,9 +42,16 @@ def stage_task(plan: StagePlan, inputs: StageInputs) -> Manifest:
 
 @task(name="sample-shard", retries=1)
 def sample_shard_task(
-    plan: sample_stage.SampleShardUnit, model: Manifest, params: SamplingParams, request: SampleRequest
-) -> int:
-    return sample_stage.run_shard(plan, model, params, request)
+    plan: sample_stage.SampleShardUnit,
+    model: Manifest,
+    params: SamplingParams,
+    request: SampleRequest,
+    store_url: str | None = None,
+) -> int | None:
+    def compute(unit, model):
+        return sample_stage.run_shard(unit, model, params, request)
+
+    return run_unit(plan, store_url, compute, (model,))
 
 
 @task(name="exec-shard", retries=2, retry_delay_seconds=1)
@@ -51,8 +60,12 @@ def exec_shard_task(
     problems: dict[str, Problem],
     judge: JudgeConfig,
     generated_inputs: dict[str, list[str]] | None = None,
-) -> int:
-    return filter_stage.run_exec_shard(plan, problems, judge, generated_inputs)
+    store_url: str | None = None,
+) -> int | None:
+    def compute(unit):
+        return filter_stage.run_exec_shard(unit, problems, judge, generated_inputs)
+
+    return run_unit(plan, store_url, compute)
 
 
 @task(name="cluster-inputs")

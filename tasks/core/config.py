@@ -273,6 +273,12 @@ class RunnerConfig(_Cfg):
     )
     address: str | None = Field(default=None, description="existing Dask scheduler / Ray cluster address")
     threads_per_worker: int = Field(default=1, gt=0, description="dask only: threads per worker process")
+    gpus: float = Field(
+        default=0.0,
+        ge=0,
+        description="ray only: GPUs each sampling shard asks Ray for (Ray then places it on a node "
+        "with a free GPU and sets CUDA_VISIBLE_DEVICES for it); 0 = CPU",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RunnerConfig:
@@ -297,6 +303,11 @@ class RunnerConfig(_Cfg):
             raise ValueError(
                 "runner.workers has no effect with runner.kind 'sequential': "
                 "set runner.kind to thread, dask or ray, or drop runner.workers"
+            )
+        if self.kind != "ray" and self.gpus:
+            raise ValueError(
+                f"runner.gpus only applies to runner.kind 'ray' (kind is {self.kind!r}): drop it or set "
+                "runner.kind=ray (for Dask, start one worker per GPU with CUDA_VISIBLE_DEVICES set)"
             )
         if self.kind != "dask" and "threads_per_worker" in given:
             raise ValueError(

@@ -142,6 +142,33 @@ class Remote:
             destination_filesystem=self.fs if upload else local,
         )
 
+    def has_file(self, rel: str, size: int | None = None) -> bool:
+        """True when the store holds ``rel`` (relative to the run root), of ``size`` bytes if given."""
+        from pyarrow import fs
+
+        info = self.fs.get_file_info(self.path(rel))
+        return info.type == fs.FileType.File and (size is None or info.size == size)
+
+    def put_file(self, rel: str, local: Path) -> None:
+        """Upload one finished file to ``rel`` (a PUT is atomic: readers see all of it or nothing)."""
+        self._copy(str(local), self.path(rel), upload=True)
+
+    def get_file(self, rel: str, local: Path) -> bool:
+        """Download ``rel`` to ``local`` (temp file beside it, then a rename); False when the
+        store has no such file."""
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.tmp-")
+        os.close(fd)
+        try:
+            self._copy(self.path(rel), tmp, upload=False)
+            os.replace(tmp, local)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def manifest(self, stage: str, key: str) -> Manifest | None:
         """The stage's manifest in the store if the stage is complete there (every listed
         file present with its listed size), else None."""

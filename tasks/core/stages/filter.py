@@ -67,6 +67,16 @@ class ExecShardUnit(BaseModel):
     def complete(self) -> bool:
         return shard_done(Path(self.exec_dir), self.shard)
 
+    @property
+    def output(self) -> Path:
+        """The one file this unit writes."""
+        return Path(self.exec_dir) / self.shard.name
+
+    def at_root(self, root: str) -> ExecShardUnit:
+        """This unit planned under another run root (the same run's mirror on another node)."""
+        rel = Path(self.exec_dir).relative_to(self.root)
+        return self.model_copy(update={"root": root, "exec_dir": str(Path(root) / rel)})
+
 
 def exec_units(
     plan: StagePlan, programs: list[Program], test_set: str, per_shard: int

@@ -69,6 +69,16 @@ class SampleShardUnit(BaseModel):
     def complete(self) -> bool:
         return SampleStore(self.store_dir).has_shard(self.shard)
 
+    @property
+    def output(self) -> Path:
+        """The one file this unit writes."""
+        return SampleStore(self.store_dir).shard_path(self.shard.problem_id, self.shard.shard_index)
+
+    def at_root(self, root: str) -> SampleShardUnit:
+        """This unit planned under another run root (the same run's mirror on another node)."""
+        rel = Path(self.store_dir).relative_to(self.root)
+        return self.model_copy(update={"root": root, "store_dir": str(Path(root) / rel)})
+
 
 def eval_problems(problems: Manifest, splits: tuple[str, ...]) -> list[Problem]:
     return [p for split in splits for p in load_split(problems, split)]

@@ -1,0 +1,145 @@
+"""A Ray cluster of two nodes on this one machine, for the scale-out tests: a head and a worker,
+each started with ``ray start --block`` in its own session and stopped by process group (never
+``ray stop``, which would stop every Ray instance on the machine).
+
+Each node has its own store cache (``ALPHACODE_STORE_CACHE``: its mirrors of runs in the store)
+and its own Ray temp dir. Where ``bwrap`` works, the worker node runs in a mount namespace in
+which the head's directory is an empty tmpfs: the head's mirror is not merely unused by the
+worker, it is invisible to it, as on two machines. Both nodes join with the same random token
+(``RAY_AUTH_MODE=token``); the caller's environment (e.g. the store's ``AWS_*`` variables)
+reaches both nodes.
+
+Limits: one IP for both nodes (Ray supports that); the node's task processes are Ray's own
+workers, started by each node's raylet from this Python.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+START_TIMEOUT_S = 120.0
+
+
+def ray_binary() -> str:
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.is_file() else (shutil.which("ray") or "ray")
+
+
+def bwrap_works() -> bool:
+    if shutil.which("bwrap") is None:
+        return False
+    probe = subprocess.run(
+        ["bwrap", "--dev-bind", "/", "/", "--tmpfs", "/mnt", "true"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Node:
+    name: str
+    home: Path  # this node's own directory: store cache, Ray temp dir, log
+    proc: subprocess.Popen | None = None
+
+    @property
+    def store_cache(self) -> Path:
+        return self.home / "store-cache"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop this node as a machine would stop: every process of its session at once."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+@dataclass
+class Cluster:
+    base: Path
+    address: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(32))
+    nodes: dict[str, Node] = field(default_factory=dict)
+    isolated: bool = False  # the worker cannot see the head's directory
+
+    def env(self, node: Node | None = None) -> dict[str, str]:
+        """The environment of a process of ``node`` (or of a driver on the head's machine)."""
+        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        if node is not None:
+            env["ALPHACODE_STORE_CACHE"] = str(node.store_cache)
+        return env
+
+    def _start(self, node: Node, args: list[str], wrap: list[str]) -> None:
+        node.store_cache.mkdir(parents=True, exist_ok=True)
+        log = open(node.home / "ray.log", "wb")  # noqa: SIM115 (the node process owns it)
+        cmd = [*wrap, ray_binary(), "start", "--block", "--disable-usage-stats", *args]
+        node.proc = subprocess.Popen(
+            cmd, env=self.env(node), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.nodes[node.name] = node
+
+    def start(self, cpus_per_node: int = 1) -> Cluster:
+        port = _free_port()
+        self.address = f"127.0.0.1:{port}"
+        common = [f"--num-cpus={cpus_per_node}", "--object-store-memory=200000000"]
+        head = Node("head", self.base / "head")
+        head.home.mkdir(parents=True)
+        self._start(
+            head,
+            ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={head.home / 'ray'}", *common],
+            [],
+        )
+        self._wait_for(1)
+        worker = Node("worker", self.base / "worker")
+        worker.home.mkdir(parents=True)
+        self.isolated = bwrap_works()
+        wrap = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(head.home)] if self.isolated else []
+        self._start(worker, [f"--address={self.address}", *common], wrap)
+        self._wait_for(2)
+        return self
+
+    def alive_nodes(self) -> int:
+        probe = (
+            "import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+            "print(sum(1 for n in ray.nodes() if n['Alive']))" % self.address
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=self.env(), capture_output=True, text=True, timeout=120
+        )
+        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
+
+    def _wait_for(self, n: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            dead = [node.name for node in self.nodes.values() if node.proc.poll() is not None]
+            if dead:
+                raise RuntimeError(f"ray node(s) {dead} exited: see {self.base}/*/ray.log")
+            if self.alive_nodes() >= n:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"the Ray cluster did not reach {n} nodes in {START_TIMEOUT_S} s: see {self.base}")
+
+    def stop(self) -> None:
+        for node in reversed(list(self.nodes.values())):
+            node.kill(signal.SIGTERM)
