@@ -65,7 +65,9 @@ def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig |
         manifest = _cached_stage(inputs, plan, root)
     elif runner is not None and is_parallel(runner):
         gpus = {"gpus": runner.gpus} if inputs.STAGE is Stage.SAMPLE and runner.gpus else {}
-        manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(inputs, root, parallel=True, **gpus)
+        manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(
+            inputs, root, parallel=True, **gpus
+        )
     else:
         manifest = stage_flow(inputs, root)
     if remote is not None and remote.push(manifest):
@@ -144,7 +146,9 @@ def _run_units(
         _collect(calls, remote)
 
 
-def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> None:
+def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> list:
+    """Submit every call (each asking a Ray task runner for ``gpus`` GPUs when nonzero), wait for
+    all, then their results in order (the first failure re-raised)."""
     if gpus:
         from prefect_ray.context import remote_options
 
@@ -155,8 +159,7 @@ def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> 
     for future, size in zip(futures, sizes):
         future.wait()
         bar.advance(size)
-    for future in futures:
-        future.result()
+    return [future.result() for future in futures]
 
 
 def _collect(calls: list[dict], remote) -> None:

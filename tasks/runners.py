@@ -9,11 +9,15 @@ on the scheduler at ``address``, ``ray`` -> ``prefect_ray.RayTaskRunner`` on a l
 instance with ``workers`` CPUs or on the cluster at ``address``. prefect-dask / prefect-ray
 are imported only when asked for; a missing one raises :class:`ConfigError` naming the extra
 to install. :func:`is_parallel` says whether the flows should ``.submit()`` their shards.
-Limits: the run directory must be one path every worker sees (local disk for a local cluster,
-a shared mount such as NFS for a multi-node one); nothing here copies files between nodes.
-No GPU is placed: a local Dask cluster's workers all see every GPU, and the Ray tasks submitted
-here request no GPU, so Ray gives them none. For GPU sampling, start one Dask worker per GPU
+With a local run directory, every worker must see it at the same path (local disk for a local
+cluster, a shared mount such as NFS for a multi-node one). With an ``s3://`` run root nothing is
+shared but the store: each shard task works in its own node's mirror and moves files through
+the store (:mod:`tasks.core.nodes`), so workers may be on other machines (tested with Ray).
+GPUs: ``runner.gpus`` (Ray only) is what each sampling shard asks Ray for; Ray then places it on
+a node with a free GPU and sets ``CUDA_VISIBLE_DEVICES``. Execution shards ask for no GPU. A
+local Dask cluster's workers all see every GPU: for GPU sampling on Dask, start one worker per GPU
 (``CUDA_VISIBLE_DEVICES`` set per worker) and point ``runner.address`` at its scheduler.
+The Ray job carries this process's Prefect API URL to its workers (:func:`_ray_runner_class`).
 Parallel execution shards multiply CPU use: up to workers x ``judge.workers`` sandboxes at once.
 """
 

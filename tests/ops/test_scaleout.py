@@ -341,3 +341,37 @@ def test_pipeline_runs_sample_and_filter_on_the_configured_runner(
     assert seq_tasks == 0 and dask_tasks >= 4  # 4 sample shards + at least 1 exec shard on the workers
     assert seq.samples.key == dask.samples.key and seq.filtered.key == dask.filtered.key
     assert seq.clusters is None and seq.filtered.metrics == dask.filtered.metrics
+
+
+def test_gpus_are_a_ray_setting():
+    assert "runner.gpus only applies to runner.kind 'ray'" in runner_error(kind="dask", gpus=1)
+    assert load_profile("smoke", ["runner.kind=ray", "runner.gpus=0.5"]).runner.gpus == 0.5
+
+
+@pytest.mark.slow
+def test_ray_gives_each_shard_the_gpus_it_asks_for(prefect_harness):
+    """The flows' submit path with ``gpus``: Ray (told the node has one GPU: Ray accounts GPUs,
+    it does not probe them) runs each task with that GPU assigned and CUDA_VISIBLE_DEVICES set."""
+    pytest.importorskip("prefect_ray")
+    from prefect import flow, task
+
+    from flows.stages import _submit_all
+    from tasks.progress import StageProgress
+    from tasks.runners import _ray_runner_class
+
+    @task
+    def where(i: int) -> tuple:
+        import os
+
+        import ray
+
+        return tuple(ray.get_gpu_ids()), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    runner = _ray_runner_class()(init_kwargs={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
+
+    @flow(task_runner=runner)
+    def placed() -> list:
+        with StageProgress(2, "placement") as bar:
+            return _submit_all(where, [{"i": 0}, {"i": 1}], [1, 1], bar, gpus=1)
+
+    assert placed() == [((0,), "0"), ((0,), "0")]

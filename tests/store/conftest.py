@@ -50,3 +50,22 @@ def store_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "store-cache"
     monkeypatch.setenv("ALPHACODE_STORE_CACHE", str(cache))
     return cache
+
+
+def start_ray_cluster(base: Path):
+    """A two-node Ray cluster on this machine (tests/store/raycluster.py), the store's
+    variables in both nodes' environments; skipped without the ray extra."""
+    pytest.importorskip("prefect_ray", reason="pip install 'alphacode-pipeline[ray]'")
+    from tests.store.raycluster import Cluster
+
+    return Cluster(base).start()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(s3_store, tmp_path_factory):
+    """One two-node Ray cluster for a test module (about 20 s to start)."""
+    cluster = start_ray_cluster(tmp_path_factory.mktemp("ray-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

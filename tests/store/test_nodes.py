@@ -41,7 +41,9 @@ def test_units_move_to_another_root_whole(tmp_path):
         store_dir=str(tmp_path / "a" / "sample" / "k" / "samples"),
         shard=_shard(),
     )
-    assert sample.at_root(str(tmp_path / "b")).output == tmp_path / "b" / sample.output.relative_to(tmp_path / "a")
+    assert sample.at_root(str(tmp_path / "b")).output == tmp_path / "b" / sample.output.relative_to(
+        tmp_path / "a"
+    )
 
 
 def _shard():

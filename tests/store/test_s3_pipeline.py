@@ -1,8 +1,11 @@
 """The smoke pipeline (the deployment tests' smaller override of it, ``TINY``) with its run root
-in a real S3 store (SeaweedFS on loopback): it
-completes with every stage in the store (manifests naming no absolute path), reruns all Cached;
-``alphacode samples`` reads it from another node; a copy of the run under another prefix, read
-by a third node, is the same run and all Cached."""
+in a real S3 store (SeaweedFS on loopback), its shards on a Ray cluster of two nodes on this
+machine (tests/store/raycluster.py: a head and a worker, each with its own store cache; with
+bwrap the worker cannot even see the head's directory): it completes with every stage in the
+store (manifests naming no absolute path); the worker node computes sampling shards from the
+model it pulled from the store and the head collects them through the store; a rerun on the
+cluster is all Cached; ``alphacode samples`` reads it from another node; a copy of the run under
+another prefix, read by a third node without Ray, is the same run and all Cached."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.store import Remote
+from tasks.core.store import CACHE_ENV, Remote, mirror_dir
 from tests.ops.test_deployments import TINY
 from tests.pipeline.test_smoke_pipeline import task_runs_since
+from tests.store.raycluster import as_driver
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +45,33 @@ def copy_prefix(remote: Remote, to: Remote) -> int:
     return len(files)
 
 
+def on_ray(cluster) -> dict:
+    return {**TINY, "runner": {"kind": "ray", "address": cluster.address}}
+
+
+def node_mirror(node, url: str) -> Path:
+    """``node``'s mirror of the run at ``url`` (where that node keeps its stages and shards)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(node.store_cache))
+        return mirror_dir(url)
+
+
+def sample_shards(node, url: str) -> dict[str, bytes]:
+    """Every sampling shard file in ``node``'s mirror of ``url``, by path relative to the run."""
+    root = node_mirror(node, url)
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.glob("sample/*/samples/**/*.parquet")}
+
+
 @pytest.fixture(scope="module")
-def s3_run(prefect_harness, s3_store, tmp_path_factory):
-    """The smoke pipeline once, its run root in the store, on node ``a``."""
+def s3_run(prefect_harness, ray_cluster, tmp_path_factory):
+    """The smoke pipeline once, its run root in the store, driven from the head node."""
     from flows.pipeline import alphacode_pipeline
 
     nodes = tmp_path_factory.mktemp("s3-nodes")
     url = "s3://alphacode-test/smoke-" + nodes.name
     with pytest.MonkeyPatch.context() as mp:
-        on_node(mp, nodes, "a")
-        result = alphacode_pipeline(profile="smoke", out_dir=url, overrides=TINY)
+        as_driver(mp, ray_cluster)
+        result = alphacode_pipeline(profile="smoke", out_dir=url, overrides=on_ray(ray_cluster))
     return url, nodes, result
 
 
@@ -64,13 +85,24 @@ def test_every_stage_is_complete_in_the_store(s3_run):
         assert raw["path"] == f"{manifest.stage}/{manifest.key}"
 
 
-def test_rerun_on_the_same_node_is_all_cached(s3_run, monkeypatch):
+def test_the_worker_node_samples_from_the_store_and_the_head_collects(s3_run, ray_cluster):
+    url, _, result = s3_run
+    worker, head = ray_cluster.nodes["worker"], ray_cluster.nodes["head"]
+    on_worker, on_head = sample_shards(worker, url), sample_shards(head, url)
+    assert on_worker, "no sampling shard ran on the worker node"
+    assert all(on_head[rel] == data for rel, data in on_worker.items())
+    model = result.sft.samples.upstream_keys("finetune")[0]
+    assert (node_mirror(worker, url) / "finetune" / model / "model").is_dir()
+    assert not node_mirror(worker, url).is_relative_to(head.home)
+
+
+def test_rerun_on_the_cluster_is_all_cached(s3_run, ray_cluster, monkeypatch):
     from flows.pipeline import alphacode_pipeline
 
     url, nodes, first = s3_run
-    on_node(monkeypatch, nodes, "a")
+    as_driver(monkeypatch, ray_cluster)
     started = datetime.now(timezone.utc)
-    second = alphacode_pipeline(profile="smoke", out_dir=url, overrides=TINY)
+    second = alphacode_pipeline(profile="smoke", out_dir=url, overrides=on_ray(ray_cluster))
     all_cached(started)
     assert {k: m.key for k, m in second.stages.items()} == {k: m.key for k, m in first.stages.items()}
 

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,15 @@ class Node:
     @property
     def store_cache(self) -> Path:
         return self.home / "store-cache"
+
+    @property
+    def ray_temp(self) -> Path:
+        """Ray's temp dir for this node: short, under /tmp (Ray's sockets live there, and a Unix
+        socket path has at most 107 bytes), linked from ``home`` for the logs."""
+        link = self.home / "ray"
+        if not link.exists():
+            link.symlink_to(tempfile.mkdtemp(prefix=f"ray-{self.name}-", dir="/tmp"))
+        return link.resolve()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Stop this node as a machine would stop: every process of its session at once."""
@@ -107,26 +117,31 @@ class Cluster:
         head.home.mkdir(parents=True)
         self._start(
             head,
-            ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={head.home / 'ray'}", *common],
+            ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={head.ray_temp}", *common],
             [],
         )
         self._wait_for(1)
         worker = Node("worker", self.base / "worker")
         worker.home.mkdir(parents=True)
         self.isolated = bwrap_works()
-        wrap = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(head.home)] if self.isolated else []
-        self._start(worker, [f"--address={self.address}", *common], wrap)
+        hide = ["--tmpfs", str(head.home), "--tmpfs", str(head.ray_temp)]
+        wrap = ["bwrap", "--dev-bind", "/", "/", *hide] if self.isolated else []
+        worker_temp = ["--temp-dir", str(worker.ray_temp)]
+        self._start(worker, [f"--address={self.address}", *worker_temp, *common], wrap)
         self._wait_for(2)
         return self
 
     def alive_nodes(self) -> int:
         probe = (
-            "import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
-            "print(sum(1 for n in ray.nodes() if n['Alive']))" % self.address
+            f"import ray; ray.init(address={self.address!r}, logging_level='ERROR', log_to_driver=False); "
+            "print(sum(1 for n in ray.nodes() if n['Alive']))"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", probe], env=self.env(), capture_output=True, text=True, timeout=120
-        )
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", probe], env=self.env(), capture_output=True, text=True, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            return 0
         return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
     def _wait_for(self, n: int) -> None:
@@ -143,3 +158,12 @@ class Cluster:
     def stop(self) -> None:
         for node in reversed(list(self.nodes.values())):
             node.kill(signal.SIGTERM)
+            shutil.rmtree(node.ray_temp, ignore_errors=True)
+
+
+def as_driver(mp, cluster: Cluster) -> None:
+    """This process drives ``cluster`` from the head's machine (``mp``: a pytest MonkeyPatch):
+    the head's store cache, the cluster's token."""
+    for key, value in cluster.env(cluster.nodes["head"]).items():
+        if os.environ.get(key) != value:
+            mp.setenv(key, value)
