@@ -69,7 +69,7 @@ class Node:
             link.symlink_to(tempfile.mkdtemp(prefix=f"ray-{self.name}-", dir="/tmp"))
         return link.resolve()
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = signal.SIGKILL, grace_s: float = 10.0) -> None:
         """Stop this node as a machine would stop: every process of its session at once."""
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -78,7 +78,7 @@ class Node:
         except ProcessLookupError:
             return
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def stored_files(remote: Remote, prefix: str) -> set[str]:
 def test_a_worker_killed_mid_sampling_then_rerun_gives_every_sample_once(cluster, tmp_path):
     from tasks.core.samplestore import SampleStore
 
-    url = "s3://alphacode-test/ray-kill-" + tmp_path.name
+    url = f"s3://alphacode-test/ray-kill-{uuid.uuid4().hex[:12]}"
     sampling = {**TINY["sample"]["sampling"], "n": 4}
     overrides = {**on_ray(cluster), "sample": {"sampling": sampling}}
     first = drive(cluster, url, overrides, tmp_path / "first.log")
