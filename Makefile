@@ -37,7 +37,7 @@ smoke: setup
 	$(BIN)/alphacode run --profile smoke --out runs/smoke
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"
