@@ -103,47 +103,59 @@ def sample_flow(inputs: SampleInputs, root: str, parallel: bool = False, gpus: f
             for unit, request in inputs.units(plan)
         ]
         sizes = [c["plan"].shard.num_samples for c in calls]
-        _run_units(sample_shard_task, root, calls, parallel, "stage 3 sampling", sizes, "sample", gpus)
+        _run_shards(sample_shard_task, root, calls, parallel, "stage 3 sampling", sizes, "sample", gpus)
     return finish_stage(inputs, plan, root)
 
 
-def _run_units(
+def _run_shards(
     task,
     root: str,
     calls: list[dict],
     parallel: bool,
     description: str,
-    sizes: list[int] | None = None,
-    unit: str = "shard",
+    sizes: list[int],
+    unit: str,
     gpus: float = 0.0,
 ) -> None:
-    """Run ``task`` once per keyword set: in turn, or all submitted and awaited (then the first
-    failure re-raised, after every other shard has finished and been kept). A terminal bar and a
-    Prefect progress artifact count the work: ``sizes[i]`` items of kind ``unit`` per call (the
-    bar's rate and ETA are then samples/s or programs/s), else one shard per call.
+    """Run a sharded stage's unit ``task`` once per keyword set (:func:`_run_units`).
 
     In a local run directory each unit is a Prefect task cached in it. In the mirror of a run in
     an object store the store is the units' cache instead (a task may run on another node, where
     this node's paths mean nothing): every unit whose file is in the store is downloaded, not
     run; the rest run with the store's URL (:func:`tasks.core.nodes.run_unit`) and their files
     are collected from the store afterwards."""
-    sizes = sizes if sizes is not None else [1] * len(calls)
     remote = remote_of(root)
     if remote is None:
-        task = cached(task, root)
-    else:
-        todo = [i for i, c in enumerate(calls) if not fetch_unit(c["plan"], remote)]
-        calls = [{**calls[i], "store_url": remote.url} for i in todo]
-        sizes = [sizes[i] for i in todo]
+        _run_units(cached(task, root), calls, parallel, description, sizes, unit, gpus)
+        return
+    todo = [i for i, c in enumerate(calls) if not fetch_unit(c["plan"], remote)]
+    calls = [{**calls[i], "store_url": remote.url} for i in todo]
+    _run_units(task, calls, parallel, description, [sizes[i] for i in todo], unit, gpus)
+    _collect(calls, remote)
+
+
+def _run_units(
+    task,
+    calls: list[dict],
+    parallel: bool,
+    description: str,
+    sizes: list[int] | None = None,
+    unit: str = "shard",
+    gpus: float = 0.0,
+) -> list:
+    """Run ``task`` once per keyword set: in turn, or all submitted and awaited (then the first
+    failure re-raised, after every other shard has finished and been kept). A terminal bar and a
+    Prefect progress artifact count the work: ``sizes[i]`` items of kind ``unit`` per call (the
+    bar's rate and ETA are then samples/s or programs/s), else one shard per call."""
+    sizes = sizes if sizes is not None else [1] * len(calls)
     with StageProgress(sum(sizes), description, unit=unit) as bar:
-        if not parallel:
-            for kwargs, size in zip(calls, sizes):
-                task(**kwargs)
-                bar.advance(size)
-        else:
-            _submit_all(task, calls, sizes, bar, gpus)
-    if remote is not None:
-        _collect(calls, remote)
+        if parallel:
+            return _submit_all(task, calls, sizes, bar, gpus)
+        results = []
+        for kwargs, size in zip(calls, sizes):
+            results.append(task(**kwargs))
+            bar.advance(size)
+        return results
 
 
 def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> list:
@@ -193,7 +205,7 @@ def _run_exec(
             dict(plan=unit, problems={k: problems[k] for k in needed}, judge=judge, generated_inputs=gen)
         )
     sizes = [len(c["plan"].shard.programs) for c in calls]
-    _run_units(exec_shard_task, root, calls, parallel, f"{plan.stage}: {test_set} tests", sizes, "program")
+    _run_shards(exec_shard_task, root, calls, parallel, f"{plan.stage}: {test_set} tests", sizes, "program")
 
 
 @flow(name="filter", validate_parameters=False)
