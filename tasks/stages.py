@@ -7,8 +7,9 @@ flows wrap each with :func:`tasks.caching.cached` so the key is the plan's conte
 is (a crashed run's finished work is never redone) and otherwise calls ``inputs.run``, which
 does all the work, resuming from what it left in its own directory. The shard tasks run one unit
 of a sharded stage, on whichever node the task runner placed them
-(:func:`tasks.core.nodes.run_unit`; with a store URL, through that node's mirror of the run). What a task adds is caching, retries and progress bars: no logic, so the
-stage's code fingerprint covers everything that runs.
+(:func:`tasks.core.nodes.run_unit`; with a store URL, through that node's mirror of the run).
+What a task adds is caching, retries and progress bars: no logic, so the stage's code
+fingerprint covers everything that runs.
 """
 
 from __future__ import annotations
