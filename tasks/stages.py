@@ -1,7 +1,8 @@
 """Prefect tasks around the stage bodies: small, cached by content address, retryable.
 
 Every task takes a ``plan`` (a :class:`~tasks.core.manifest.StagePlan` or a shard unit); the
-flows wrap each with :func:`tasks.caching.cached` so the key is the plan's content address.
+flows wrap each with :func:`tasks.caching.cached` so the key is the plan's content address
+(shard tasks of a run in an object store excepted: there the store is their cache).
 :func:`stage_task` runs any stage from its declared inputs
 (:class:`~tasks.core.stages.base.StageInputs`): it first returns an already-complete output as
 is (a crashed run's finished work is never redone) and otherwise calls ``inputs.run``, which
