@@ -5,8 +5,8 @@ each started with ``ray start --block`` in its own session and stopped by proces
 Each node has its own store cache (``ALPHACODE_STORE_CACHE``: its mirrors of runs in the store)
 and its own Ray temp dir. Where ``bwrap`` works, the worker node runs in a mount namespace in
 which the head's directory is an empty tmpfs: the head's mirror is not merely unused by the
-worker, it is invisible to it, as on two machines. Both nodes join with the same random token
-(``RAY_AUTH_MODE=token``); the caller's environment (e.g. the store's ``AWS_*`` variables)
+worker, it is invisible to it, as on two machines. Both nodes join with the same token
+(``RAY_AUTH_MODE=token``, :func:`process_token`); the caller's environment (e.g. the store's ``AWS_*`` variables)
 reaches both nodes.
 
 Limits: one IP for both nodes (Ray supports that); the node's task processes are Ray's own
@@ -50,6 +50,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_token() -> str:
+    """The token this process's Ray client sends: ``RAY_AUTH_TOKEN``, else the file at
+    ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token`` (Ray writes it when it starts its first
+    local instance), else a new random one. Measured: Ray loads the token once per process and
+    keeps it, so after a local ``ray.init`` in the same pytest process a cluster with another
+    token refuses this process ("InvalidAuthToken")."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), Path.home() / ".ray" / "auth_token"):
+        if path and Path(path).is_file() and Path(path).read_text().strip():
+            return Path(path).read_text().strip()
+    return secrets.token_hex(32)
+
+
 @dataclass
 class Node:
     name: str
@@ -88,7 +102,7 @@ class Node:
 class Cluster:
     base: Path
     address: str = ""
-    token: str = field(default_factory=lambda: secrets.token_hex(32))
+    token: str = field(default_factory=lambda: process_token())
     nodes: dict[str, Node] = field(default_factory=dict)
     isolated: bool = False  # the worker cannot see the head's directory
 
