@@ -2,7 +2,8 @@
 
 Contract: a shard unit (a sampling shard, :class:`~tasks.core.stages.sample.SampleShardUnit`,
 or an execution shard, :class:`~tasks.core.stages.filter.ExecShardUnit`) writes exactly one
-file, ``unit.output``, under its run root, deterministically and atomically. It is planned on
+file, ``unit.output``, under its run root, atomically and with deterministic rows (a
+sampling shard's ``created_at`` column aside). It is planned on
 the node that runs the flow, in that node's mirror of the run (:mod:`tasks.core.store`).
 :func:`run_unit` runs it on whichever node this is:
 
@@ -19,7 +20,8 @@ for every unit before submitting, so finished shards of an interrupted stage are
 whichever node did them, and after, to collect what other nodes computed).
 
 Duplicates are harmless: a unit computed twice (two nodes, or a task retried after its node
-died) writes and uploads the same bytes twice, each upload atomic. A downloaded file that does
+died) writes and uploads the same rows twice (the later upload replaces the earlier, each
+atomic). A downloaded file that does
 not validate as the unit's output (``unit.complete()``) is deleted and the unit is computed.
 Limits: a unit's partial work (a shard half sampled) is not shared; only finished files travel.
 The store URL must name the same run on every node (the credentials and endpoint come from each
