@@ -105,12 +105,18 @@ def start_stack(state_dir: Path, port: int = 4200) -> Stack:
 
 
 def kill_group(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL what is left after ``grace_s``. A leader
+    that is this process's child is reaped, so its zombie does not hold the wait."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:

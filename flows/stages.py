@@ -17,7 +17,7 @@ from tasks.artifacts import publish_stage_artifacts
 from tasks.caching import cached, pull_record, push_record
 from tasks.core.config import JudgeConfig, RunnerConfig
 from tasks.core.manifest import Manifest, StagePlan
-from tasks.core.nodes import fetch_unit
+from tasks.core.nodes import collect, pending
 from tasks.core.stages import Stage, cluster
 from tasks.core.stages import filter as filter_stage
 from tasks.core.stages.base import StageInputs
@@ -128,10 +128,10 @@ def _run_shards(
     if remote is None:
         _run_units(cached(task, root), calls, parallel, description, sizes, unit, gpus)
         return
-    todo = [i for i, c in enumerate(calls) if not fetch_unit(c["plan"], remote)]
+    todo = pending([c["plan"] for c in calls], remote)
     calls = [{**calls[i], "store_url": remote.url} for i in todo]
     _run_units(task, calls, parallel, description, [sizes[i] for i in todo], unit, gpus)
-    _collect(calls, remote)
+    collect([c["plan"] for c in calls], remote)
 
 
 def _run_units(
@@ -172,16 +172,6 @@ def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> 
         future.wait()
         bar.advance(size)
     return [future.result() for future in futures]
-
-
-def _collect(calls: list[dict], remote) -> None:
-    """Every unit another node computed, downloaded from the store into this mirror."""
-    missing = [c["plan"].output for c in calls if not fetch_unit(c["plan"], remote)]
-    if missing:
-        raise RuntimeError(
-            f"{len(missing)} shard(s) finished without their file reaching the store {remote.url}, "
-            f"e.g. {missing[0]}: rerun the flow (finished shards are kept)"
-        )
 
 
 def _run_exec(

@@ -76,6 +76,23 @@ def publish_unit(unit: Unit, remote: Remote) -> None:
         remote.put_file(_rel(unit), local)
 
 
+def pending(units: list[Unit], remote: Remote) -> list[int]:
+    """Indices of the ``units`` that are neither complete in this mirror nor in the store (those
+    that are in the store are downloaded on the way)."""
+    return [i for i, unit in enumerate(units) if not fetch_unit(unit, remote)]
+
+
+def collect(units: list[Unit], remote: Remote) -> None:
+    """Every unit, computed here or on another node, complete in this mirror (downloaded from
+    the store); ``RuntimeError`` naming one that is in neither."""
+    missing = [unit.output for unit in units if not fetch_unit(unit, remote)]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} shard(s) finished without their file reaching the store {remote.url}, "
+            f"e.g. {missing[0]}: rerun the flow (finished shards are kept)"
+        )
+
+
 def on_this_node(unit: U, url: str, upstream: tuple[Manifest, ...] = ()) -> tuple[U, tuple[Manifest, ...]]:
     """``unit`` and its upstream stages rebound to this node's mirror of the run at ``url``."""
     root = working_root(url)

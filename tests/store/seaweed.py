@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -139,29 +138,15 @@ def start(directory: Path) -> dict[str, str]:
 
 
 def stop(directory: Path) -> bool:
-    """SIGTERM the weed whose PID ``start`` recorded, SIGKILL after 20 s; remove the pidfile.
-    False when ``directory`` holds no pidfile (nothing of this script's to stop)."""
+    """SIGTERM the weed whose PID ``start`` recorded (its process group), SIGKILL after 20 s;
+    remove the pidfile. False when ``directory`` holds no pidfile (nothing of this script's to
+    stop)."""
+    from flows.serve import kill_group
+
     pidfile = Path(directory) / "pid"
     if not pidfile.is_file():
         return False
-    pid = int(pidfile.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_group(int(pidfile.read_text()), grace_s=20.0)
     pidfile.unlink(missing_ok=True)
     (Path(directory) / "env").unlink(missing_ok=True)
     return True
