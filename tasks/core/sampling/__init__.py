@@ -8,7 +8,7 @@ Modules (no import cycle: each imports only those above it):
   :class:`SamplingError` and the model-dir/prompt checks every backend shares.
 * :mod:`~tasks.core.sampling.hf` - :class:`HFBatchedBackend` (transformers ``generate``).
 * :mod:`~tasks.core.sampling.vllm` - :class:`VLLMBackend`, optional (vLLM imported on construction).
-* :mod:`~tasks.core.sampling.shard` - :func:`make_backend` and :func:`sample_shard` (one shard's
+* :mod:`~tasks.core.sampling.shard` - :func:`make_backend` (:func:`backend_key`) and :func:`sample_shard` (one shard's
   rows in the store schema).
 
 The shard loop production runs (skip a finished shard, sample, write) is the sample stage's
@@ -26,7 +26,7 @@ from tasks.core.sampling.backend import (
 )
 from tasks.core.sampling.hf import HFBatchedBackend
 from tasks.core.sampling.params import SampleRequest, SamplingParams
-from tasks.core.sampling.shard import make_backend, sample_shard
+from tasks.core.sampling.shard import backend_key, make_backend, sample_shard
 
 __all__ = [
     "FinishReason",
@@ -37,6 +37,7 @@ __all__ = [
     "SamplingBackend",
     "SamplingError",
     "SamplingParams",
+    "backend_key",
     "check_prompt_fits",
     "load_checked_tokenizer",
     "make_backend",

@@ -1,7 +1,8 @@
 """One shard of samples: pick a backend, sample a shard's completions into store-schema rows.
 
 Contract: :func:`make_backend` loads the backend ``params.backend`` names from a saved model
-directory (vLLM imported only when asked for), on the device ``params.device`` resolves to. :func:`sample_shard` samples
+directory (vLLM imported only when asked for), on the device ``params.device`` resolves to;
+:func:`backend_key` is every setting it reads, so a loaded backend serves any params of that key. :func:`sample_shard` samples
 ``plan.num_samples`` completions of one request under the shard's seed and returns them as
 rows of the sample store's schema (:mod:`tasks.core.samplestore`), with the dedup flags of the
 shard alone. Greedy decoding (``temperature == 0``) is deterministic, so it is decoded once and
@@ -24,6 +25,14 @@ from tasks.core.samplestore import SCHEMA, ShardPlan, sha256_hex, with_first_fla
 from tasks.core.sampling.backend import Progress, SamplingBackend, SamplingError, check_prompt_fits
 from tasks.core.sampling.hf import HFBatchedBackend
 from tasks.core.sampling.params import SampleRequest, SamplingParams
+
+
+def backend_key(params: SamplingParams) -> tuple:
+    """What :func:`make_backend` builds a backend from, besides the model directory: two params
+    with the same key can share one loaded backend (temperature, n, seed, stop... are per call)."""
+    if params.backend == "vllm":
+        return ("vllm", params.device, params.vllm, params.max_new_tokens)
+    return ("hf", params.device, params.kv_cache, params.attention)
 
 
 def make_backend(params: SamplingParams, model_dir: str | Path) -> SamplingBackend:

@@ -19,8 +19,9 @@ Device: each shard's backend runs where ``cfg.sampling.device`` (the profile's `
 resolves in the process sampling it (:mod:`tasks.core.device`); the manifest records ``device``
 and ``dtype`` as resolved in the process that finishes the stage (the same machine unless the
 shards ran on a cluster), or the request with a ``device_note`` where that process cannot.
-Limits: a prompt that does not fit the model's context fails its shard before any sampling; the
-backend cache keeps the last two (model, params) backends of a process loaded.
+Limits: a prompt that does not fit the model's context fails its shard before any sampling; a
+process keeps one backend loaded (``_BackendSlot``): interleaving two models' shards in one
+process reloads each time (the flows sample one model per stage, so they do not).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import hashlib
 import random
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +39,14 @@ from tasks.core.device import recorded
 from tasks.core.manifest import Manifest, StagePlan, list_files
 from tasks.core.problems import Problem, extract_program, format_prompt
 from tasks.core.samplestore import SampleStore, ShardPlan, plan_shards
-from tasks.core.sampling import SampleRequest, SamplingBackend, SamplingParams, make_backend, sample_shard
+from tasks.core.sampling import (
+    SampleRequest,
+    SamplingBackend,
+    SamplingParams,
+    backend_key,
+    make_backend,
+    sample_shard,
+)
 from tasks.core.stages import Stage
 from tasks.core.stages.base import Advance, StageInputs
 from tasks.core.stages.problems import load_split
@@ -101,9 +108,32 @@ def shard_units(plan: StagePlan, problem_ids: list[str], cfg: SampleConfig) -> l
     return [SampleShardUnit(root=plan.root, stage_key=plan.key, store_dir=store_dir, shard=s) for s in shards]
 
 
-@lru_cache(maxsize=2)
-def _backend(model_dir: str, params: SamplingParams) -> SamplingBackend:
-    return make_backend(params, model_dir)
+class _BackendSlot:
+    """The one sampling backend a process keeps loaded, keyed by (model dir, :func:`backend_key`):
+    a shard at another temperature, n or seed reuses it; another model or engine setting closes
+    it (``close()``, where the backend has one) before the next loads, so a vLLM engine sized to
+    most of a GPU never meets a second one in the same process."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._backend: SamplingBackend | None = None
+
+    def get(self, model_dir: str, params: SamplingParams) -> SamplingBackend:
+        key = (model_dir, backend_key(params))
+        if key != self._key or self._backend is None:
+            self.release()
+            self._backend = make_backend(params, model_dir)
+            self._key = key
+        return self._backend
+
+    def release(self) -> None:
+        backend, self._backend, self._key = self._backend, None, None
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+_BACKEND = _BackendSlot()
 
 
 def run_shard(unit: SampleShardUnit, model: Manifest, params: SamplingParams, request: SampleRequest) -> int:
@@ -115,7 +145,7 @@ def run_shard(unit: SampleShardUnit, model: Manifest, params: SamplingParams, re
     if store.has_shard(unit.shard):
         return unit.shard.num_samples
     with _SAMPLING_LOCK:
-        backend = _backend(str(model.dir / MODEL_DIR), params)
+        backend = _BACKEND.get(str(model.dir / MODEL_DIR), params)
         table = sample_shard(backend, request, params, unit.shard, model.key, extract_program)
     store.write_shard(table, unit.shard)
     return table.num_rows
