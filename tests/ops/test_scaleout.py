@@ -351,7 +351,9 @@ def test_gpus_are_a_ray_setting():
 @pytest.mark.slow
 def test_ray_gives_each_shard_the_gpus_it_asks_for(prefect_harness):
     """The flows' submit path with ``gpus``: Ray (told the node has one GPU: Ray accounts GPUs,
-    it does not probe them) runs each task with that GPU assigned and CUDA_VISIBLE_DEVICES set."""
+    it does not probe them) runs each task with that GPU assigned and CUDA_VISIBLE_DEVICES set,
+    each in a process of its own (Ray's ``max_calls=1`` for GPU tasks, which docs/operations.md
+    states: a shard on a GPU loads its model again)."""
     pytest.importorskip("prefect_ray")
     from prefect import flow, task
 
@@ -365,7 +367,7 @@ def test_ray_gives_each_shard_the_gpus_it_asks_for(prefect_harness):
 
         import ray
 
-        return tuple(ray.get_gpu_ids()), os.environ.get("CUDA_VISIBLE_DEVICES")
+        return tuple(ray.get_gpu_ids()), os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()
 
     runner = _ray_runner_class()(init_kwargs={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
 
@@ -374,4 +376,6 @@ def test_ray_gives_each_shard_the_gpus_it_asks_for(prefect_harness):
         with StageProgress(2, "placement") as bar:
             return _submit_all(where, [{"i": 0}, {"i": 1}], [1, 1], bar, gpus=1)
 
-    assert placed() == [((0,), "0"), ((0,), "0")]
+    first, second = placed()
+    assert first[:2] == second[:2] == ((0,), "0")
+    assert first[2] != second[2]
