@@ -159,15 +159,19 @@ def _run_units(
 
 
 def _submit_all(task, calls: list[dict], sizes: list[int], bar, gpus: float) -> list:
-    """Submit every call (each asking a Ray task runner for ``gpus`` GPUs when nonzero), wait for
-    all, then their results in order (the first failure re-raised)."""
-    if gpus:
-        from prefect_ray.context import remote_options
+    """Submit every call, wait for all, then their results in order (the first failure
+    re-raised). With ``gpus`` (Ray, sampling), the calls run in long-lived engines of ``gpus``
+    GPUs each (:func:`tasks.engines.engine_pool`), assigned round robin, for this stage only."""
+    if not gpus:
+        return _await_all([task.submit(**kwargs) for kwargs in calls], sizes, bar)
+    from tasks.engines import engine_pool
 
-        with remote_options(num_gpus=gpus):
-            futures = [task.submit(**kwargs) for kwargs in calls]
-    else:
-        futures = [task.submit(**kwargs) for kwargs in calls]
+    with engine_pool(gpus) as engines:
+        futures = [task.submit(**kwargs, engine=engines[i % len(engines)]) for i, kwargs in enumerate(calls)]
+        return _await_all(futures, sizes, bar)
+
+
+def _await_all(futures: list, sizes: list[int], bar) -> list:
     for future, size in zip(futures, sizes):
         future.wait()
         bar.advance(size)

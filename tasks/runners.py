@@ -13,8 +13,10 @@ With a local run directory, every worker must see it at the same path (local dis
 cluster, a shared mount such as NFS for a multi-node one). With an ``s3://`` run root nothing is
 shared but the store: each shard task works in its own node's mirror and moves files through
 the store (:mod:`tasks.core.nodes`), so workers may be on other machines (tested with Ray).
-GPUs: ``runner.gpus`` (Ray only) is what each sampling shard asks Ray for; Ray then places it on
-a node with a free GPU and sets ``CUDA_VISIBLE_DEVICES``. Execution shards ask for no GPU. A
+GPUs: ``runner.gpus`` (Ray only) is what each sampling engine asks Ray for: the sampling stage
+starts one long-lived engine actor per ``gpus`` GPUs of the cluster and runs its shards in them
+(:mod:`tasks.engines`); Ray places each on a node with free GPUs and sets
+``CUDA_VISIBLE_DEVICES``. Execution shards ask for no GPU. A
 local Dask cluster's workers all see every GPU: for GPU sampling on Dask, start one worker per GPU
 (``CUDA_VISIBLE_DEVICES`` set per worker) and point ``runner.address`` at its scheduler.
 The Ray job carries this process's Prefect API URL to its workers (:func:`_ray_runner_class`).

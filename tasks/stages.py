@@ -42,6 +42,22 @@ def stage_task(plan: StagePlan, inputs: StageInputs) -> Manifest:
         return inputs.run(plan, bar.set)
 
 
+def sample_unit(
+    plan: sample_stage.SampleShardUnit,
+    model: Manifest,
+    params: SamplingParams,
+    request: SampleRequest,
+    store_url: str | None = None,
+) -> int | None:
+    """One sampling shard on this node: the body of :func:`sample_shard_task` and of a
+    :class:`tasks.engines.SamplerEngine`."""
+
+    def compute(unit, model):
+        return sample_stage.run_shard(unit, model, params, request)
+
+    return run_unit(plan, store_url, compute, (model,))
+
+
 @task(name="sample-shard", retries=1)
 def sample_shard_task(
     plan: sample_stage.SampleShardUnit,
@@ -49,11 +65,15 @@ def sample_shard_task(
     params: SamplingParams,
     request: SampleRequest,
     store_url: str | None = None,
+    engine=None,
 ) -> int | None:
-    def compute(unit, model):
-        return sample_stage.run_shard(unit, model, params, request)
+    """``engine``: a :class:`tasks.engines.SamplerEngine` handle to run the shard in (Ray with
+    ``runner.gpus``), else it runs in this task's process."""
+    if engine is None:
+        return sample_unit(plan, model, params, request, store_url)
+    import ray
 
-    return run_unit(plan, store_url, compute, (model,))
+    return ray.get(engine.run.remote(plan, model, params, request, store_url))
 
 
 @task(name="exec-shard", retries=2, retry_delay_seconds=1)

@@ -276,8 +276,8 @@ class RunnerConfig(_Cfg):
     gpus: float = Field(
         default=0.0,
         ge=0,
-        description="ray only: GPUs each sampling shard asks Ray for (Ray then places it on a node "
-        "with a free GPU and sets CUDA_VISIBLE_DEVICES for it); 0 = CPU",
+        description="ray only: GPUs of each sampling engine (a long-lived Ray actor per this many "
+        "GPUs of the cluster runs a sampling stage's shards; tasks/engines.py); 0 = CPU",
     )
 
     @model_validator(mode="after")

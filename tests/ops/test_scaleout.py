@@ -4,6 +4,7 @@ same shards whether they run in turn or on a Dask LocalCluster of 2 processes (o
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 
 import pytest
@@ -348,34 +349,76 @@ def test_gpus_are_a_ray_setting():
     assert load_profile("smoke", ["runner.kind=ray", "runner.gpus=0.5"]).runner.gpus == 0.5
 
 
-@pytest.mark.slow
-def test_ray_gives_each_shard_the_gpus_it_asks_for(prefect_harness):
-    """The flows' submit path with ``gpus``: Ray (told the node has one GPU: Ray accounts GPUs,
-    it does not probe them) runs each task with that GPU assigned and CUDA_VISIBLE_DEVICES set,
-    each in a process of its own (Ray's ``max_calls=1`` for GPU tasks, which docs/operations.md
-    states: a shard on a GPU loads its model again)."""
-    pytest.importorskip("prefect_ray")
-    from prefect import flow, task
+def test_a_cluster_without_the_gpus_is_refused_naming_the_fix():
+    from tasks.engines import EngineUnavailable, engines_for
 
-    from flows.stages import _submit_all
+    assert engines_for(1, 4) == 4 and engines_for(0.5, 1) == 2 and engines_for(2, 5) == 2
+    with pytest.raises(
+        EngineUnavailable, match=r"runner.gpus=1: the Ray cluster has 0 GPUs.*ray start --num-gpus"
+    ):
+        engines_for(1, 0)
+
+
+@pytest.mark.slow
+def test_ray_samples_in_one_engine_per_gpu(prefect_harness, one_torch_thread, tmp_path):
+    """Sampling with ``runner.gpus = 1`` on a local Ray told it has one GPU (Ray accounts GPUs, it
+    does not probe them): the flows' submit path runs shards in engines; an engine holds GPU 0
+    and loads the model once for all its shards; the stage those shards make equals a sequential
+    run's; the engines go with their stage (the GPU is free again). And why engines: a task that
+    itself asks Ray for a GPU gets a new process per call (``max_calls=1``)."""
+    pytest.importorskip("prefect_ray")
+    import ray
+    from prefect import flow, task
+    from prefect_ray.context import remote_options
+
+    from flows.stages import _submit_all, sample_flow
+    from tasks.core.config import SampleConfig
+    from tasks.core.stages.sample import SampleInputs
+    from tasks.engines import engine_pool
     from tasks.progress import StageProgress
     from tasks.runners import _ray_runner_class
+    from tasks.stages import sample_shard_task
+
+    problems, model = problems_and_model(tmp_path)
+    cfg = SampleConfig(sampling={"n": 4, "samples_per_shard": 2, "batch_size": 2, "max_new_tokens": 12})
+    inputs = SampleInputs(cfg, ("test_instances",), model, problems)
+    root = str(tmp_path / "ray")
+    units = [
+        dict(plan=u, model=model, params=cfg.sampling, request=r) for u, r in inputs.units(inputs.plan(root))
+    ]
+    assert len(units) == 4  # 2 problems x 2 shards
 
     @task
-    def where(i: int) -> tuple:
+    def pid(i: int) -> int:
         import os
 
-        import ray
+        return os.getpid()
 
-        return tuple(ray.get_gpu_ids()), os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()
+    def gpus_free() -> float:
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("GPU", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)  # ray.kill is asynchronous
+        return ray.available_resources().get("GPU", 0)
 
     runner = _ray_runner_class()(init_kwargs={"num_cpus": 2, "num_gpus": 1, "include_dashboard": False})
 
     @flow(task_runner=runner)
-    def placed() -> list:
-        with StageProgress(2, "placement") as bar:
-            return _submit_all(where, [{"i": 0}, {"i": 1}], [1, 1], bar, gpus=1)
+    def on_ray() -> tuple:
+        with StageProgress(4, "engines") as bar:
+            counts = _submit_all(sample_shard_task, units[:2], [2, 2], bar, gpus=1)
+        free_after_stage = gpus_free()
+        with engine_pool(1) as [engine]:
+            more = ray.get([engine.run.remote(**kwargs) for kwargs in units[2:]])
+            stats = ray.get(engine.stats.remote())
+        with remote_options(num_gpus=1):
+            pids = [pid.submit(i).result() for i in range(2)]
+        return counts + more, stats, free_after_stage, pids
 
-    first, second = placed()
-    assert first[:2] == second[:2] == ((0,), "0")
-    assert first[2] != second[2]
+    counts, stats, free_after_stage, pids = on_ray()
+    assert counts == [2, 2, 2, 2]
+    assert stats.gpu_ids == (0,) and stats.backends_loaded == 1  # two shards, one load
+    assert free_after_stage == 1
+    assert pids[0] != pids[1]
+    seq = sample_flow(inputs, str(tmp_path / "seq"))
+    finished = sample_flow(inputs, root)  # every shard is there: it only publishes
+    assert finished.key == seq.key and sorted_store(finished).equals(sorted_store(seq))

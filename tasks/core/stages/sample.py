@@ -117,6 +117,7 @@ class _BackendSlot:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._backend: SamplingBackend | None = None
+        self.loaded = 0  # backends this slot has loaded, for callers that report it
 
     def get(self, model_dir: str, params: SamplingParams) -> SamplingBackend:
         key = (model_dir, backend_key(params))
@@ -124,6 +125,7 @@ class _BackendSlot:
             self.release()
             self._backend = make_backend(params, model_dir)
             self._key = key
+            self.loaded += 1
         return self._backend
 
     def release(self) -> None:
@@ -134,6 +136,11 @@ class _BackendSlot:
 
 
 _BACKEND = _BackendSlot()
+
+
+def backends_loaded() -> int:
+    """How many sampling backends this process has loaded (a process keeps one at a time)."""
+    return _BACKEND.loaded
 
 
 def run_shard(unit: SampleShardUnit, model: Manifest, params: SamplingParams, request: SampleRequest) -> int:
