@@ -149,7 +149,7 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), root)
     out: dict[str, Any] = {"root": root, "problems": problems}
     if reached(Stage.PRETRAIN):
-        out["pretrain"] = run_stage(pretrain_flow, PretrainInputs(cfg.pretrain), root)
+        out["pretrain"] = run_stage(pretrain_flow, PretrainInputs(cfg.pretrain), root, cfg.runner)
     if reached(Stage.FINETUNE):
         out["finetune"] = _finetune(cfg, out["pretrain"], problems, root)
     if reached(Stage.SAMPLE):
@@ -194,7 +194,7 @@ def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
     evaluation: what a study on ``valid`` needs (all Cached where a run already made them)."""
     require_runner(cfg.runner)
     problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), root)
-    pretrain = run_stage(pretrain_flow, PretrainInputs(cfg.pretrain), root)
+    pretrain = run_stage(pretrain_flow, PretrainInputs(cfg.pretrain), root, cfg.runner)
     finetune = _finetune(cfg, pretrain, problems, root)
     difficulty, rl = _rl(cfg, finetune, problems, root)
     return PipelineResult(
@@ -205,7 +205,10 @@ def train_through_rl(cfg: PipelineConfig, root: str) -> PipelineResult:
 def _finetune(cfg: PipelineConfig, pretrained: Manifest, problems: Manifest, root: str) -> Manifest:
     p = cfg.problems
     return run_stage(
-        finetune_flow, FinetuneInputs(cfg.finetune, p.sft_split, p.valid_split, pretrained, problems), root
+        finetune_flow,
+        FinetuneInputs(cfg.finetune, p.sft_split, p.valid_split, pretrained, problems),
+        root,
+        cfg.runner,
     )
 
 
@@ -216,7 +219,7 @@ def sft_continue(
     inputs = SFTContinueInputs(
         cfg.finetune, cfg.problems.sft_split, cfg.problems.valid_split, finetuned, rl, problems
     )
-    return run_stage(sft_continue_flow, inputs, root)
+    return run_stage(sft_continue_flow, inputs, root, cfg.runner)
 
 
 def oracle_sft(
@@ -225,7 +228,7 @@ def oracle_sft(
     """The oracle-SFT upper reference: the SFT-continue training on ``problems.oracle_split``."""
     split = cfg.problems.oracle_split
     inputs = OracleSFTInputs(cfg.finetune, split, cfg.problems.valid_split, finetuned, rl, problems)
-    return run_stage(oracle_sft_flow, inputs, root)
+    return run_stage(oracle_sft_flow, inputs, root, cfg.runner)
 
 
 def _rl(
@@ -235,7 +238,7 @@ def _rl(
     difficulty = _difficulty(cfg, finetune, problems, root) if cfg.rl.difficulty_band is not None else None
     band = difficulty.evaluation if difficulty else None
     inputs = RLInputs(cfg.rl, cfg.judge, cfg.problems.rl_split, finetune, problems, band)
-    return difficulty, run_stage(rl_flow, inputs, root)
+    return difficulty, run_stage(rl_flow, inputs, root, cfg.runner)
 
 
 def evaluate_on_split(

@@ -28,7 +28,13 @@ from tasks.core.stages.sample import SampleInputs
 from tasks.core.store import remote_of
 from tasks.progress import StageProgress
 from tasks.runners import is_parallel, make_task_runner
-from tasks.stages import cluster_inputs_task, exec_shard_task, sample_shard_task, stage_task
+from tasks.stages import (
+    cluster_inputs_task,
+    exec_shard_task,
+    sample_shard_task,
+    stage_on_node_task,
+    stage_task,
+)
 
 
 def _cached_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
@@ -46,6 +52,15 @@ def finish_stage(inputs: StageInputs, plan: StagePlan, root: str) -> Manifest:
     return manifest
 
 
+TRAINING = frozenset({Stage.PRETRAIN, Stage.FINETUNE, Stage.RL, Stage.SFT_CONTINUE, Stage.ORACLE_SFT})
+
+
+def placed_on_gpus(stage: str, runner: RunnerConfig) -> bool:
+    """A training stage of a run in an object store, with ``runner.gpus`` on Ray: computed on a
+    node Ray picks, as one task asking for those GPUs (:func:`_single`)."""
+    return runner.kind == "ray" and bool(runner.gpus) and stage in TRAINING
+
+
 def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig | None = None) -> Manifest:
     """Run ``inputs``' stage. A stage whose output is already complete is returned by its cached
     task in the calling flow (one task run, state Cached, in the UI), without entering its
@@ -56,14 +71,21 @@ def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig |
     When ``root`` is the mirror of a run in an object store (:mod:`tasks.core.store`), a stage
     complete in the store and not in the mirror is pulled first (then it is complete here), and
     every stage's directory is pushed to the store once complete (a no-op when it is there).
-    The stage's Prefect cache record travels with it, so a pulled stage comes back Cached."""
+    The stage's Prefect cache record travels with it, so a pulled stage comes back Cached.
+    A training stage of such a run with ``runner.gpus`` on Ray runs on a node Ray picks
+    (:func:`placed_on_gpus`); in a local run directory training runs in this process."""
     plan = inputs.plan(root)
     remote = remote_of(root)
     if remote is not None and not plan.complete() and remote.pull(plan.stage, plan.key, plan.dir):
         pull_record(root, plan.cache_key, remote)
     if plan.complete():
         manifest = _cached_stage(inputs, plan, root)
-    elif runner is not None and is_parallel(runner):
+    elif runner is not None and remote is not None and placed_on_gpus(inputs.STAGE, runner):
+        manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(
+            inputs, root, gpus=runner.gpus
+        )
+        push_record(root, plan.cache_key, remote)  # the stage came from the node that pushed it
+    elif runner is not None and is_parallel(runner) and inputs.STAGE not in TRAINING:
         gpus = {"gpus": runner.gpus} if inputs.STAGE is Stage.SAMPLE and runner.gpus else {}
         manifest = stage_flow.with_options(task_runner=make_task_runner(runner))(
             inputs, root, parallel=True, **gpus
@@ -75,8 +97,22 @@ def run_stage(stage_flow, inputs: StageInputs, root: str, runner: RunnerConfig |
     return manifest
 
 
-def _single(inputs: StageInputs, root: str) -> Manifest:
-    return finish_stage(inputs, inputs.plan(root), root)
+def _single(inputs: StageInputs, root: str, gpus: float = 0.0) -> Manifest:
+    """The stage's cached task here; with ``gpus`` (the flow's task runner is Ray, the run is in
+    an object store) the stage is first computed on a node with those GPUs free, pushed to the
+    store from there and pulled into this node's mirror."""
+    plan = inputs.plan(root)
+    if gpus and not plan.complete():
+        from prefect_ray.context import remote_options
+
+        remote = remote_of(root)
+        with remote_options(num_gpus=gpus):
+            stage_on_node_task.submit(inputs=inputs, store_url=remote.url).result()
+        if remote.pull(plan.stage, plan.key, plan.dir) is None:
+            raise RuntimeError(
+                f"stage {plan.stage}/{plan.key} ran on another node but is not complete in {remote.url}"
+            )
+    return finish_stage(inputs, plan, root)
 
 
 # Stage inputs are frozen dataclasses whose config types resolve only under TYPE_CHECKING: their

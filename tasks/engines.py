@@ -14,9 +14,10 @@ after one shard and its model is loaded again for the next (tests/ops/test_scale
 Limits: a cluster with fewer than ``gpus`` GPUs is refused (:class:`EngineUnavailable`) rather
 than left waiting; with a fraction (``gpus = 0.5``) two engines share a GPU, so vLLM's
 ``gpu_memory_utilization`` must leave room for both; shards are assigned round robin, not to the
-first free engine; Ray restarts a dead engine once (on any node with the GPUs free) and retries
-the shard it was running; past that its shards fail, and a rerun starts a new pool and resumes
-from the shards already written.
+first free engine; a dead engine (its node lost) fails the shards assigned to it, so the stage
+fails, and a rerun starts a new pool (or names the missing GPUs) and resumes from the shards
+already written. Ray is not asked to restart engines: with no other node's GPUs free, a
+restarting actor would leave its shards waiting forever.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def engine_pool(gpus: float) -> Iterator[list]:
     """Handles of the engines (see the module docstring); every one is killed on exit."""
     import ray
 
-    actor = ray.remote(num_gpus=gpus, max_restarts=1, max_task_retries=1)(SamplerEngine)
+    actor = ray.remote(num_gpus=gpus, max_restarts=0)(SamplerEngine)
     engines = [actor.remote() for _ in range(engines_for(gpus, ray.cluster_resources().get("GPU", 0)))]
     try:
         yield engines

@@ -16,7 +16,8 @@ the store (:mod:`tasks.core.nodes`), so workers may be on other machines (tested
 GPUs: ``runner.gpus`` (Ray only) is what each sampling engine asks Ray for: the sampling stage
 starts one long-lived engine actor per ``gpus`` GPUs of the cluster and runs its shards in them
 (:mod:`tasks.engines`); Ray places each on a node with free GPUs and sets
-``CUDA_VISIBLE_DEVICES``. Execution shards ask for no GPU. A
+``CUDA_VISIBLE_DEVICES``. In a run whose root is an object store, each training stage is then
+one Ray task asking for ``gpus`` (``flows.stages.placed_on_gpus``). Execution shards ask for no GPU. A
 local Dask cluster's workers all see every GPU: for GPU sampling on Dask, start one worker per GPU
 (``CUDA_VISIBLE_DEVICES`` set per worker) and point ``runner.address`` at its scheduler.
 The Ray job carries this process's Prefect API URL to its workers (:func:`_ray_runner_class`).

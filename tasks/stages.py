@@ -20,7 +20,7 @@ from prefect import task
 from tasks.core.config import JudgeConfig
 from tasks.core.execution import Program
 from tasks.core.manifest import Manifest, StagePlan
-from tasks.core.nodes import run_unit
+from tasks.core.nodes import run_stage_here, run_unit
 from tasks.core.problems import Problem
 from tasks.core.sampling import SampleRequest, SamplingParams
 from tasks.core.stages import cluster
@@ -40,6 +40,13 @@ def stage_task(plan: StagePlan, inputs: StageInputs) -> Manifest:
         return inputs.run(plan)
     with StageProgress(total, what, key=None) as bar:
         return inputs.run(plan, bar.set)
+
+
+@task(name="stage-on-node")
+def stage_on_node_task(inputs: StageInputs, store_url: str) -> str:
+    """Compute ``inputs``' stage on whichever node the task runner placed this task, through the
+    store (:func:`tasks.core.nodes.run_stage_here`); returns the stage's path in the run."""
+    return run_stage_here(inputs, store_url).relative_path
 
 
 def sample_unit(

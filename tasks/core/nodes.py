@@ -23,6 +23,10 @@ Duplicates are harmless: a unit computed twice (two nodes, or a task retried aft
 died) writes and uploads the same rows twice (the later upload replaces the earlier, each
 atomic). A downloaded file that does
 not validate as the unit's output (``unit.complete()``) is deleted and the unit is computed.
+:func:`run_stage_here` does the same for a whole stage placed on another node as one task (the
+training stages on a Ray GPU node): inputs rebound, upstream stages pulled, the stage computed
+and pushed whole; the flow's node then pulls it. Two nodes computing the same stage at once is
+not guarded (the flow places each stage once).
 Limits: a unit's partial work (a shard half sampled) is not shared; only finished files travel.
 The store URL must name the same run on every node (the credentials and endpoint come from each
 node's environment, see :mod:`tasks.core.store`).
@@ -32,10 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tasks.core.manifest import Manifest, read_manifest
 from tasks.core.store import Remote, working_root
+
+if TYPE_CHECKING:
+    from tasks.core.stages.base import StageInputs
 
 
 class Unit(Protocol):
@@ -109,6 +116,23 @@ def pull_upstream(upstream: tuple[Manifest, ...], remote: Remote) -> None:
                 f"complete in the store {remote.url}: run the stage first (the flow pushes every "
                 "stage it finishes) or check that every node names the same store"
             )
+
+
+def run_stage_here(inputs: StageInputs, url: str) -> Manifest:
+    """Compute the stage ``inputs`` declare on this node, through the store at ``url``: the
+    inputs rebound to this node's mirror, every upstream stage pulled, the stage computed (or
+    pulled, if the store has it complete) and pushed whole, ``manifest.json`` last. Returns the
+    manifest in this node's mirror. For stages placed on another node as one task (training)."""
+    remote = Remote(url)
+    root = Path(working_root(url))
+    inputs = inputs.moved(lambda m: m.at(root / m.relative_path))
+    plan = inputs.plan(root)
+    manifest = plan.manifest() or remote.pull(plan.stage, plan.key, plan.dir)
+    if manifest is None:
+        pull_upstream(tuple(m for _, m in inputs.upstream()), remote)
+        manifest = inputs.run(plan)
+    remote.push(manifest)
+    return manifest
 
 
 def run_unit(

@@ -52,19 +52,20 @@ def store_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-def start_ray_cluster(base: Path):
+def start_ray_cluster(base: Path, worker_gpus: int = 0):
     """A two-node Ray cluster on this machine (tests/store/raycluster.py), the store's
     variables in both nodes' environments; skipped without the ray extra."""
     pytest.importorskip("prefect_ray", reason="pip install 'alphacode-pipeline[ray]'")
     from tests.store.raycluster import Cluster
 
-    return Cluster(base).start()
+    return Cluster(base).start(worker_gpus=worker_gpus)
 
 
 @pytest.fixture(scope="module")
 def ray_cluster(s3_store, tmp_path_factory):
-    """One two-node Ray cluster for a test module (about 20 s to start)."""
-    cluster = start_ray_cluster(tmp_path_factory.mktemp("ray-cluster"))
+    """One two-node Ray cluster for a test module (about 20 s to start); the worker declares
+    one GPU, so training stages and sampling engines are placed on it."""
+    cluster = start_ray_cluster(tmp_path_factory.mktemp("ray-cluster"), worker_gpus=1)
     try:
         yield cluster
     finally:

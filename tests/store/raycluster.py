@@ -123,7 +123,9 @@ class Cluster:
         )
         self.nodes[node.name] = node
 
-    def start(self, cpus_per_node: int = 1) -> Cluster:
+    def start(self, cpus_per_node: int = 1, worker_gpus: int = 0) -> Cluster:
+        """Head, then worker; ``worker_gpus``: GPUs the worker node declares (Ray accounts them,
+        it does not probe them), so GPU work is placed on the worker."""
         port = _free_port()
         self.address = f"127.0.0.1:{port}"
         common = [f"--num-cpus={cpus_per_node}", "--object-store-memory=200000000"]
@@ -141,7 +143,8 @@ class Cluster:
         hide = ["--tmpfs", str(head.home), "--tmpfs", str(head.ray_temp)]
         wrap = ["bwrap", "--dev-bind", "/", "/", *hide] if self.isolated else []
         worker_temp = ["--temp-dir", str(worker.ray_temp)]
-        self._start(worker, [f"--address={self.address}", *worker_temp, *common], wrap)
+        gpus = [f"--num-gpus={worker_gpus}"] if worker_gpus else []
+        self._start(worker, [f"--address={self.address}", *worker_temp, *common, *gpus], wrap)
         self._wait_for(2)
         return self
 

@@ -112,3 +112,38 @@ def test_an_upstream_stage_in_the_store_is_pulled_to_the_node_that_needs_it(s3_u
 def test_without_a_store_the_unit_is_just_computed(tmp_path):
     unit, problems, judge = exec_unit(tmp_path)
     assert run_unit(unit, None, judge_it(unit, problems, judge)) == 6 and unit.complete()
+
+
+def test_stage_inputs_move_to_another_root_with_the_same_key(tmp_path):
+    from tasks.core.config import load_profile
+    from tasks.core.stages.finetune import FinetuneInputs
+
+    _, pretrained = published_stage(str(tmp_path / "a"), value=1)
+    _, problems = published_stage(str(tmp_path / "a"), value=2)
+    inputs = FinetuneInputs(load_profile("smoke").finetune, "train", "valid", pretrained, problems)
+    moved = inputs.moved(lambda m: m.at(tmp_path / "b" / m.relative_path))
+    assert moved.plan(tmp_path / "b").key == inputs.plan(tmp_path / "a").key
+    assert [m.dir for _, m in moved.upstream()] == [
+        tmp_path / "b" / m.relative_path for _, m in inputs.upstream()
+    ]
+    assert moved.finetune is inputs.finetune  # what holds no manifest is not copied
+
+
+def test_a_stage_placed_on_another_node_is_pushed_and_then_pulled_not_recomputed(
+    s3_url, monkeypatch, tmp_path
+):
+    from tasks.core.config import ProblemsConfig
+    from tasks.core.nodes import run_stage_here
+    from tasks.core.stages.problems import ProblemsInputs
+
+    inputs = ProblemsInputs(ProblemsConfig(per_family=1, max_eval_problems=2))
+    use_node(monkeypatch, tmp_path, "node-a")
+    planned = inputs.plan(working_root(s3_url))  # the flow's node plans it, in its own mirror
+    use_node(monkeypatch, tmp_path, "node-b")
+    built = run_stage_here(inputs, s3_url)
+    assert built.dir.is_relative_to(tmp_path / "node-b") and built.key == planned.key
+    assert Remote(s3_url).manifest(built.stage, built.key).files == built.files
+    use_node(monkeypatch, tmp_path, "node-c")
+    monkeypatch.setattr(ProblemsInputs, "run", never)
+    again = run_stage_here(inputs, s3_url)
+    assert again.dir.is_relative_to(tmp_path / "node-c") and again.files == built.files

@@ -2,8 +2,9 @@
 in a real S3 store (SeaweedFS on loopback), its shards on a Ray cluster of two nodes on this
 machine (tests/store/raycluster.py: a head and a worker, each with its own store cache; with
 bwrap the worker cannot even see the head's directory): it completes with every stage in the
-store (manifests naming no absolute path); the worker node computes sampling shards from the
-model it pulled from the store and the head collects them through the store; a rerun on the
+store (manifests naming no absolute path); the worker declares one GPU and the run asks for it
+(``runner.gpus = 1``), so the training stages run on the worker and sampling runs in an engine
+actor there, and the head collects everything through the store; a rerun on the
 cluster is all Cached; ``alphacode samples`` reads it from another node; a copy of the run under
 another prefix, read by a third node without Ray, is the same run and all Cached."""
 
@@ -46,8 +47,9 @@ def copy_prefix(remote: Remote, to: Remote) -> int:
     return len(files)
 
 
-def on_ray(cluster) -> dict:
-    return {**TINY, "runner": {"kind": "ray", "address": cluster.address}}
+def on_ray(cluster, gpus: float = 0) -> dict:
+    runner = {"kind": "ray", "address": cluster.address} | ({"gpus": gpus} if gpus else {})
+    return {**TINY, "runner": runner}
 
 
 def node_mirror(node, url: str) -> Path:
@@ -79,7 +81,7 @@ def s3_run(prefect_harness, ray_cluster, tmp_path_factory):
     url = f"s3://alphacode-test/smoke-{uuid.uuid4().hex[:12]}"  # a fresh run, whatever the store holds
     with pytest.MonkeyPatch.context() as mp:
         as_driver(mp, ray_cluster)
-        result = alphacode_pipeline(profile="smoke", out_dir=url, overrides=on_ray(ray_cluster))
+        result = alphacode_pipeline(profile="smoke", out_dir=url, overrides=on_ray(ray_cluster, gpus=1))
     return url, nodes, result
 
 
@@ -105,13 +107,28 @@ def test_the_worker_node_samples_from_the_store_and_the_head_collects(s3_run, ra
     assert not node_mirror(worker, url).is_relative_to(head.home)
 
 
+def test_training_stages_run_on_the_gpu_node_and_reach_the_head(s3_run, ray_cluster):
+    """With runner.gpus = 1 and the GPU on the worker, Ray places every training stage there:
+    what a stage leaves where it ran and never publishes (its checkpoints) is in the worker's
+    mirror only; the head's copy is the published stage, pulled from the store."""
+    url, _, result = s3_run
+    worker, head = ray_cluster.nodes["worker"], ray_cluster.nodes["head"]
+    trained = [result.stages[s] for s in ("pretrain", "finetune", "rl", "sft-continue", "oracle-sft")]
+    for manifest in trained:
+        rel = Path(manifest.stage) / manifest.key
+        on_worker, on_head = node_mirror(worker, url) / rel, node_mirror(head, url) / rel
+        published = {Path(f).parts[0] for f in manifest.files} | {"manifest.json"}
+        assert {p.name for p in on_head.iterdir()} == published, rel
+        assert {p.name for p in on_worker.iterdir()} - published, f"{rel} was not computed on the worker"
+
+
 def test_rerun_on_the_cluster_is_all_cached(s3_run, ray_cluster, monkeypatch):
     from flows.pipeline import alphacode_pipeline
 
     url, nodes, first = s3_run
     as_driver(monkeypatch, ray_cluster)
     started = datetime.now(timezone.utc)
-    second = alphacode_pipeline(profile="smoke", out_dir=url, overrides=on_ray(ray_cluster))
+    second = alphacode_pipeline(profile="smoke", out_dir=url, overrides=on_ray(ray_cluster, gpus=1))
     all_cached(started)
     assert {k: m.key for k, m in second.stages.items()} == {k: m.key for k, m in first.stages.items()}
 

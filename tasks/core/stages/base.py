@@ -60,6 +60,21 @@ def manifests_in(value: Any, role: str) -> Iterator[tuple[str, Manifest]]:
             yield from manifests_in(getattr(value, name), f"{role}.{name}")
 
 
+def map_manifests(value: Any, move: Callable[[Manifest], Manifest]) -> Any:
+    """``value`` with every manifest inside it (as :func:`manifests_in` finds them) replaced by
+    ``move(manifest)``; a value without manifests is returned as it is."""
+    if isinstance(value, Manifest):
+        return move(value)
+    if not any(True for _ in manifests_in(value, "")):
+        return value
+    if isinstance(value, tuple | list):
+        return type(value)(map_manifests(item, move) for item in value)
+    if isinstance(value, dict):
+        return {k: map_manifests(item, move) for k, item in value.items()}
+    names = type(value).model_fields
+    return value.model_copy(update={n: map_manifests(getattr(value, n), move) for n in names})
+
+
 def key_dump(value: Any, role: str) -> Any:
     """``value`` as JSON for a key: manifests as ``@role``, unkeyed config fields dropped."""
     if isinstance(value, Manifest):
@@ -89,6 +104,11 @@ class StageInputs:
 
     def upstream(self) -> list[tuple[str, Manifest]]:
         return [pair for name, value in self._values() for pair in manifests_in(value, name)]
+
+    def moved(self, move: Callable[[Manifest], Manifest]) -> StageInputs:
+        """These inputs with every upstream manifest replaced by ``move(manifest)`` (e.g. the
+        same stage in another node's mirror): the same key, other directories."""
+        return dataclasses.replace(self, **{n: map_manifests(v, move) for n, v in self._values()})
 
     def key_config(self) -> dict[str, Any]:
         return {name: key_dump(value, name) for name, value in self._values()}
