@@ -27,7 +27,9 @@ not validate as the unit's output (``unit.complete()``) is deleted and the unit 
 training stages on a Ray GPU node): inputs rebound, upstream stages pulled, the stage computed
 and pushed whole; the flow's node then pulls it. Two nodes computing the same stage at once is
 not guarded (the flow places each stage once).
-Limits: a unit's partial work (a shard half sampled) is not shared; only finished files travel.
+Limits: a unit's partial work (a shard half sampled) is not shared; only finished files travel,
+so a training stage interrupted on one node resumes from its checkpoint only where Ray places
+its rerun on the same node (elsewhere it starts again).
 The store URL must name the same run on every node (the credentials and endpoint come from each
 node's environment, see :mod:`tasks.core.store`).
 """
