@@ -55,7 +55,7 @@ from tasks.core.stages.sample import SampleInputs
 from tasks.core.stages.select import SelectInputs
 from tasks.core.stages.sft_continue import OracleSFTInputs, SFTContinueInputs
 from tasks.recovery import crash_stale_runs, register_active_run
-from tasks.runners import require_runner
+from tasks.runners import require_runner, runner_session
 
 DEFAULT_OUT = "runs"
 
@@ -144,6 +144,11 @@ def run_pipeline(cfg: PipelineConfig, root: str, until: str = Stage.REPORT.value
     if until not in STAGES:
         raise ValueError(f"until={until!r} is not a stage; choose one of {', '.join(STAGES)}")
     require_runner(cfg.runner)
+    with runner_session(cfg.runner):
+        return _run_pipeline(cfg, root, until)
+
+
+def _run_pipeline(cfg: PipelineConfig, root: str, until: str) -> PipelineResult:
     stop = STAGES.index(Stage(until))
     reached = lambda stage: stop >= STAGES.index(stage)  # noqa: E731
     problems = run_stage(problems_flow, ProblemsInputs(cfg.problems), root)

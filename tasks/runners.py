@@ -20,13 +20,16 @@ starts one long-lived engine actor per ``gpus`` GPUs of the cluster and runs its
 one Ray task asking for ``gpus`` (``flows.stages.placed_on_gpus``). Execution shards ask for no GPU. A
 local Dask cluster's workers all see every GPU: for GPU sampling on Dask, start one worker per GPU
 (``CUDA_VISIBLE_DEVICES`` set per worker) and point ``runner.address`` at its scheduler.
-The Ray job carries this process's Prefect API URL to its workers (:func:`_ray_runner_class`).
+The Ray job carries this process's Prefect API URL to its workers (:func:`_ray_runner_class`);
+:func:`runner_session` makes one Ray job serve a whole run (the pipeline's flows enter it).
 Parallel execution shards multiply CPU use: up to workers x ``judge.workers`` sandboxes at once.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -102,6 +105,30 @@ def _ray_runner_class():
             return super().__enter__()
 
     return ReportingRayTaskRunner
+
+
+@contextmanager
+def runner_session(cfg: RunnerConfig) -> Iterator[None]:
+    """For ``runner.kind = "ray"``: one Ray job for a whole run. Ray is initialised here (the
+    cluster at ``address``, else a local instance of ``workers`` CPUs; the job carries this
+    process's Prefect API URL) and shut down on exit; each stage's Ray task runner then joins
+    this job instead of starting its own, so Ray's worker processes, with their imports and the
+    model a sampling process keeps, serve every stage (a job per stage started fresh workers for
+    each). Other kinds, or Ray already initialised by the caller: nothing to do."""
+    if cfg.kind != "ray":
+        yield
+        return
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    where = {"address": cfg.address} if cfg.address else {"num_cpus": cfg.workers, "include_dashboard": False}
+    ray.init(**where, runtime_env={"env_vars": {"PREFECT_API_URL": _prefect_api_url()}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _prefect_api_url() -> str:

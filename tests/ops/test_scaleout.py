@@ -422,3 +422,25 @@ def test_ray_samples_in_one_engine_per_gpu(prefect_harness, one_torch_thread, tm
     seq = sample_flow(inputs, str(tmp_path / "seq"))
     finished = sample_flow(inputs, root)  # every shard is there: it only publishes
     assert finished.key == seq.key and sorted_store(finished).equals(sorted_store(seq))
+
+
+@pytest.mark.slow
+def test_one_ray_job_serves_every_stage_of_a_run(prefect_harness):
+    """``runner_session`` starts Ray once for a run; each stage's Ray task runner joins that job
+    (does not start or shut down its own), and the session ends it."""
+    pytest.importorskip("prefect_ray")
+    import ray
+
+    from tasks.runners import runner_session
+
+    cfg = RunnerConfig(kind="ray", workers=1)
+    with runner_session(cfg):
+        job = ray.get_runtime_context().get_job_id()
+        for _ in range(2):  # two stages
+            with make_task_runner(cfg) as runner:
+                assert runner._owns_ray is False
+                assert ray.get_runtime_context().get_job_id() == job
+            assert ray.is_initialized()
+    assert not ray.is_initialized()
+    with runner_session(RunnerConfig(kind="thread", workers=2)):
+        assert not ray.is_initialized()
