@@ -32,6 +32,7 @@ SETTINGS = [
     "problems.max_eval_problems=2",
     "problems.max_valid_problems=2",
     "select.valid_n=2",
+    "select.temperatures=[0.8]",
 ]
 
 

@@ -16,15 +16,16 @@ from flows.serve import REPO_ROOT, prefect_bin, stack_env, start_stack, stop_sta
 pytestmark = pytest.mark.slow
 
 # A smaller smoke: the point here is the deployment path, not the model. Valid is cut too
-# (2 problems, 2 samples each at each temperature): the smoke profile's 8 x 5 valid samples per
-# model and temperature were about two thirds of this run's sampling shards.
+# (2 problems, 2 samples each, one temperature): the smoke profile's 8 x 5 valid samples per
+# model at each of 2 temperatures were about two thirds of this run's sampling shards, and one
+# temperature also means one test-split evaluation per model (the grid is the smoke run's).
 TINY = {
     "problems": {"max_eval_problems": 2, "max_rl_problems": 4, "max_valid_problems": 2, "per_family": 2},
     "pretrain": {"train": {"max_steps": 3, "warmup_steps": 1}},
     "finetune": {"train": {"max_steps": 3, "warmup_steps": 1}},
     "sample": {"sampling": {"n": 2, "samples_per_shard": 2, "batch_size": 2, "max_new_tokens": 16}},
     "rl": {"grpo": {"steps": 1, "num_generations": 2, "prompts_per_step": 1, "max_completion_length": 16}},
-    "select": {"valid_n": 2},
+    "select": {"valid_n": 2, "temperatures": [0.8]},
     "evaluate": {"ks": [1, 2], "n_at_k": [1, 2]},
 }
 
