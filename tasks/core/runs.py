@@ -5,12 +5,15 @@ Contract:
   (:mod:`tasks.core.manifest`). :func:`scan_run` lists every one of them; a directory whose
   ``manifest.json`` is missing, unreadable or lists a missing/resized file is reported as
   *incomplete* and is never read as a finished store.
-* A *model* is one complete ``sample`` store: ``sft`` is the newest sample store whose
-  manifest's upstream names ``finetune``, ``sft-continue`` and ``rl`` the newest whose upstream
+* A *model* is one complete ``sample`` store: ``sft`` is a sample store whose manifest's
+  upstream names ``finetune``, ``sft-continue``, ``oracle-sft`` and ``rl`` one whose upstream
   names that stage, and any other value is a sample key (or a unique prefix of one). A model has
   several stores in a run (the valid temperature grid, the RL split's difficulty estimate, the
-  test evaluations): "newest" is the last written, so name a sample key (``samples runs`` lists
-  them) to read a particular one. :func:`resolve_stores` pairs it with
+  test evaluations); a model name reads the one the newest complete report evaluated for pass@k
+  and n@k (its ``contenders[i].wide`` evaluation), or, in a run without a report or a model the
+  report does not show, the last written. Name a sample key (``samples runs`` lists them) to read
+  another. Stages of a run finish in parallel, so "last written" alone would be an accident of
+  scheduling. :func:`resolve_stores` pairs it with
   the newest complete ``filter`` whose ``upstream["sample"]`` is that key, the newest complete
   ``cluster`` naming both, and the newest complete ``evaluate`` naming all three
   (:class:`ModelStores`; missing downstream stages are None).
@@ -247,7 +250,8 @@ def _pick_sample(run: RunInfo, model: str) -> StageEntry:
             raise InspectError(
                 f"run {run.root} has no complete sample store for model {model!r}{note}; {fix}"
             )
-        return found[0]
+        reported = _reported_samples(run)
+        return next((e for e in found if e.key in reported), found[0])
     found = [e for e in samples if e.key.startswith(model)] if model else []
     if len(found) == 1:
         return found[0]
@@ -258,6 +262,16 @@ def _pick_sample(run: RunInfo, model: str) -> StageEntry:
     known = ", ".join(f"{e.key} ({e.model or '?'})" for e in samples) or "none"
     what = "matches several sample stores" if found else "matches no sample store"
     raise InspectError(f"--model {model!r} {what} in {run.root}; use sft, rl or a sample key: {known}")
+
+
+def _reported_samples(run: RunInfo) -> set[str]:
+    """Keys of the sample stores the newest complete report evaluated for pass@k and n@k."""
+    reports = run.of(Stage.REPORT)
+    if not reports:
+        return set()
+    wide = {u.key for u in reports[0].upstream if u.stage == Stage.EVALUATE and u.role.endswith(".wide")}
+    evaluations = [e for e in run.of(Stage.EVALUATE) if e.key in wide]
+    return {u.key for e in evaluations for u in e.upstream if u.stage == Stage.SAMPLE}
 
 
 def _newest(run: RunInfo, stage: str, needs: dict[str, str]) -> StageEntry | None:

@@ -205,3 +205,21 @@ def test_corrupt_store_file_exits_2(tmp_path: Path, run_dir: Path):
     verdicts.write_bytes(b"x" * verdicts.stat().st_size)  # same size: the manifest still says complete
     result = invoke("show", run, "--problem", "p/1")
     assert result.exit_code == 2 and "DuckDB could not read" in result.stderr
+
+
+def test_a_model_name_reads_the_store_the_report_evaluated_not_the_last_written(tmp_path: Path):
+    from tests.inspect.conftest import _samples, _stage
+
+    root = tmp_path / "run"
+    problems = _stage(root, "problems", "prob0001", [])
+    finetune = _stage(root, "finetune", "ft000001", [problems])
+    evaluated = _samples(root, "sfttest0001", finetune, problems)
+    filt = _stage(root, "filter", "filt000001", [evaluated, problems])
+    clus = _stage(root, "cluster", "clus000001", [evaluated, filt, problems])
+    ev = _stage(root, "evaluate", "eval000001", [evaluated, filt, clus, problems])
+    grid = _samples(root, "sftvalid001", finetune, problems)  # written last, e.g. the valid temperature grid
+    assert resolve_stores(scan_run(root), "sft").sample.key == grid.key  # no report: the last written
+    _stage(root, "report", "rep0000001", [("contenders[0].pass1", ev), ("contenders[0].wide", ev)])
+    stores = resolve_stores(scan_run(root), "sft")
+    assert (stores.sample.key, stores.evaluate.key) == (evaluated.key, ev.key)
+    assert resolve_stores(scan_run(root), "sftvalid").sample.key == grid.key
