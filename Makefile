@@ -18,12 +18,17 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup run smoke test test-fast test-vllm bench lint clean-runs serve serve-stop gpu-check
 
-setup: $(STAMP)
+setup: bwrap $(STAMP)
 
-$(STAMP): pyproject.toml
+# bubblewrap (the judge's sandbox) from Debian; the venv does not need it to install, so .ci/run
+# builds $(STAMP) while its apt installs run, then `make setup` finds bwrap there
+.PHONY: bwrap
+bwrap:
 	@command -v bwrap >/dev/null 2>&1 || { echo "installing bubblewrap"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
 	  || { echo "could not install bubblewrap: run 'apt-get install bubblewrap' as root"; exit 1; }; }
+
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
