@@ -83,7 +83,20 @@ def _dask_runner(cfg: RunnerConfig) -> TaskRunner:
 def _ray_runner(cfg: RunnerConfig) -> TaskRunner:
     if cfg.address is not None:
         return _ray_runner_class()(address=cfg.address)
-    return _ray_runner_class()(init_kwargs={"num_cpus": cfg.workers, "include_dashboard": False})
+    return _ray_runner_class()(init_kwargs=_local_ray(cfg))
+
+
+def _local_ray(cfg: RunnerConfig) -> dict:
+    """``ray.init``'s arguments for a local Ray instance of ``runner.workers`` CPUs."""
+    return {"num_cpus": cfg.workers, "include_dashboard": False}
+
+
+def _with_prefect_api_url(init_kwargs: dict) -> dict:
+    """``init_kwargs`` whose Ray job carries this process's Prefect API URL to every worker
+    (unless they name one already)."""
+    runtime_env = init_kwargs.get("runtime_env", {})
+    env = {"PREFECT_API_URL": _prefect_api_url(), **runtime_env.get("env_vars", {})}
+    return {**init_kwargs, "runtime_env": {**runtime_env, "env_vars": env}}
 
 
 @lru_cache(maxsize=1)
@@ -98,10 +111,7 @@ def _ray_runner_class():
         every node: set ``PREFECT_API_URL`` to a shared Prefect server for a multi-machine run."""
 
         def __enter__(self):
-            env = dict(self.init_kwargs.get("runtime_env", {}).get("env_vars", {}))
-            env.setdefault("PREFECT_API_URL", _prefect_api_url())
-            runtime_env = {**self.init_kwargs.get("runtime_env", {}), "env_vars": env}
-            self.init_kwargs = {**self.init_kwargs, "runtime_env": runtime_env}
+            self.init_kwargs = _with_prefect_api_url(self.init_kwargs)
             return super().__enter__()
 
     return ReportingRayTaskRunner
@@ -123,8 +133,7 @@ def runner_session(cfg: RunnerConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    where = {"address": cfg.address} if cfg.address else {"num_cpus": cfg.workers, "include_dashboard": False}
-    ray.init(**where, runtime_env={"env_vars": {"PREFECT_API_URL": _prefect_api_url()}})
+    ray.init(**_with_prefect_api_url({"address": cfg.address} if cfg.address else _local_ray(cfg)))
     try:
         yield
     finally:
